@@ -1,0 +1,165 @@
+"""Check probes that run *inside* the sandbox: ``python -I -m shipyard.checks._probe NAME OPTIONS``.
+
+Each probe reads the workspace (the current folder), prints one JSON list of findings on
+stdout and exits 0; a crash exits non-zero and the host records the check as failed. Only
+the standard library, html5lib and jsonschema are imported here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+JOB_DIR = "_job"
+
+
+def _finding(rule: str, message: str, file: str = "", line: int = 0) -> dict[str, Any]:
+    return {"rule": rule, "message": message, "file": file, "line": line, "severity": "error"}
+
+
+def _outputs(suffixes: tuple[str, ...]) -> list[Path]:
+    return sorted(
+        p
+        for p in Path(".").rglob("*")
+        if p.is_file() and p.suffix.lower() in suffixes and p.parts[0] != JOB_DIR
+    )
+
+
+def probe_compile(_options: dict[str, Any]) -> list[dict[str, Any]]:
+    findings = []
+    for path in _outputs((".py",)):
+        try:
+            compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        except SyntaxError as exc:
+            findings.append(_finding("compile.syntax", exc.msg, str(path), exc.lineno or 0))
+    return findings
+
+
+class _Structure(HTMLParser):
+    """Collects what the html rules need, with line numbers."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.images: list[tuple[int, dict[str, str | None]]] = []
+        self.scripts: list[tuple[int, dict[str, str | None]]] = []
+        self.jsonld: list[tuple[int, str]] = []
+        self.title = False
+        self._in_jsonld: int | None = None
+        self._buffer: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        line = self.getpos()[0]
+        values = dict(attrs)
+        if tag == "img":
+            self.images.append((line, values))
+        elif tag == "script":
+            self.scripts.append((line, values))
+            if (values.get("type") or "").lower() == "application/ld+json":
+                self._in_jsonld, self._buffer = line, []
+        elif tag == "title":
+            self.title = True
+
+    def handle_data(self, data: str) -> None:
+        if self._in_jsonld is not None:
+            self._buffer.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script" and self._in_jsonld is not None:
+            self.jsonld.append((self._in_jsonld, "".join(self._buffer)))
+            self._in_jsonld = None
+
+
+def _structure(path: Path) -> _Structure:
+    parser = _Structure()
+    parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+    parser.close()
+    return parser
+
+
+def probe_html(options: dict[str, Any]) -> list[dict[str, Any]]:
+    import html5lib
+
+    findings = []
+    pages = _outputs((".html", ".htm"))
+    if not pages:
+        return [_finding("html.missing", "no .html file in the output")]
+    for path in pages:
+        name = str(path)
+        text = path.read_text(encoding="utf-8", errors="replace")
+        parser = html5lib.HTMLParser(strict=False)
+        parser.parse(text)
+        for (line, _col), code, _data in parser.errors[:20]:
+            findings.append(_finding("html.parse", f"HTML parse error: {code}", name, line))
+        page = _structure(path)
+        if not page.title:
+            findings.append(_finding("html.title", "the page has no <title>", name))
+        for line, attrs in page.images:
+            if not (attrs.get("alt") or "").strip():
+                src = attrs.get("src") or "?"
+                findings.append(
+                    _finding("html.img-alt", f"<img src={src!r}> has no alt text", name, line)
+                )
+        allowed = tuple(options.get("allowed_script_origins", ()))
+        for line, attrs in page.scripts:
+            src = (attrs.get("src") or "").strip()
+            external = src.startswith(("http://", "https://", "//"))
+            if external and not src.startswith(allowed or ("\0",)):
+                findings.append(
+                    _finding("html.external-script", f"external script {src!r}", name, line)
+                )
+        for line, body in page.jsonld:
+            try:
+                json.loads(body)
+            except json.JSONDecodeError as exc:
+                findings.append(_finding("html.jsonld", f"JSON-LD is not JSON: {exc.msg}", name, line))
+    return findings
+
+
+def _jsonld_documents() -> list[tuple[str, int, Any]]:
+    documents: list[tuple[str, int, Any]] = []
+    for path in _outputs((".html", ".htm")):
+        for line, body in _structure(path).jsonld:
+            try:
+                documents.append((str(path), line, json.loads(body)))
+            except json.JSONDecodeError:
+                continue  # the html probe reports it
+    for path in _outputs((".jsonld",)):
+        documents.append((str(path), 1, json.loads(path.read_text(encoding="utf-8"))))
+    return documents
+
+
+def probe_jsonld(options: dict[str, Any]) -> list[dict[str, Any]]:
+    import jsonschema
+
+    wanted = options.get("type", "")
+    schema_file = options.get("schema", "")
+    schema = json.loads((Path(JOB_DIR) / schema_file).read_text()) if schema_file else None
+    findings = []
+    documents = _jsonld_documents()
+    typed = [d for d in documents if not wanted or d[2].get("@type") == wanted]
+    if not typed:
+        what = f"a JSON-LD object of @type {wanted!r}" if wanted else "any JSON-LD"
+        return [_finding("jsonld.missing", f"the output has no {what}")]
+    if schema is not None:
+        validator = jsonschema.Draft202012Validator(schema)
+        for name, line, document in typed:
+            for error in validator.iter_errors(document):
+                where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+                findings.append(_finding("jsonld.schema", f"{where}: {error.message}", name, line))
+    return findings
+
+
+PROBES = {"compile": probe_compile, "html": probe_html, "jsonld": probe_jsonld}
+
+
+def main() -> int:
+    name, options = sys.argv[1], json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}")
+    json.dump(PROBES[name](options), sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""The ``shipyard`` command line (Typer + Rich): a thin shell over the orchestrator's services."""
+
+from __future__ import annotations
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    from shipyard.cli._app import app
+
+    app()

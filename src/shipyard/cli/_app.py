@@ -1,0 +1,49 @@
+"""The ``shipyard`` command: one Typer app, one module per command group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from shipyard import __version__
+from shipyard.cli import _approvals, _artifacts, _init, _release, _serve, _submit, _tasks, _worker
+
+app = typer.Typer(
+    name="shipyard",
+    help="Shipyard: validate, sandbox, check, approve, store and release generated code.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"shipyard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    project: Path | None = typer.Option(
+        None, "--project", "-C", help="Project folder (default: found from the current folder)."
+    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
+) -> None:
+    ctx.obj = {"project": str(project) if project else None}
+
+
+app.command("init")(_init.init)
+app.command("submit")(_submit.submit)
+app.command("worker")(_worker.worker)
+app.command("status")(_tasks.status)
+app.command("list")(_tasks.list_)
+app.command("show")(_tasks.show)
+app.command("approvals")(_approvals.approvals)
+app.command("approve")(_approvals.approve)
+app.command("reject")(_approvals.reject)
+app.command("artifacts")(_artifacts.artifacts)
+app.command("rollback")(_release.rollback)
+app.command("serve")(_serve.serve)

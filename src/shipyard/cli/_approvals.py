@@ -1,0 +1,76 @@
+"""``shipyard approvals``, ``approve`` and ``reject``: a person's decision at the gate."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from shipyard.cli._common import console, err_console, handle_errors, open_runtime, print_json, timestamp, who
+from shipyard.errors import InputError, ShipyardError
+from shipyard.orchestrator import approve as approve_task
+from shipyard.orchestrator import list_tasks
+from shipyard.orchestrator import reject as reject_task
+
+
+@handle_errors
+def approvals(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Tasks waiting for a person's decision."""
+    with open_runtime(ctx) as rt:
+        waiting = list_tasks(rt, states=["waiting_approval"])
+    if as_json:
+        print_json([{"id": t.id, "job_kind": t.job_kind, "key": t.input_key,
+                     "artifact": t.artifact_id, "submitted_by": t.submitted_by} for t in waiting])
+        return
+    table = Table("task", "job kind", "key", "artifact", "submitted by", "waiting since",
+                  title=f"{len(waiting)} waiting for approval")
+    for t in waiting:
+        table.add_row(t.id, t.job_kind, t.input_key, t.artifact_id[:19], t.submitted_by,
+                      timestamp(t.updated_at))
+    console.print(table)
+
+
+@handle_errors
+def approve(
+    ctx: typer.Context,
+    tasks: list[str] = typer.Argument(None, help="Task ids (or unique prefixes)."),
+    all_: bool = typer.Option(False, "--all", help="Approve every task waiting for approval."),
+    as_: str | None = typer.Option(None, "--as", help="Who approves (default: $SHIPYARD_USER)."),
+    reason: str = typer.Option("", "--reason", help="Why (recorded)."),
+) -> None:
+    """Approve waiting tasks; their workflows go on to release. Your name is recorded."""
+    _decide(ctx, tasks or [], all_, who(as_), reason, approve=True)
+
+
+@handle_errors
+def reject(
+    ctx: typer.Context,
+    tasks: list[str] = typer.Argument(..., help="Task ids (or unique prefixes)."),
+    reason: str = typer.Option(..., "--reason", help="Why (required, recorded, remembered)."),
+    as_: str | None = typer.Option(None, "--as", help="Who rejects (default: $SHIPYARD_USER)."),
+) -> None:
+    """Reject waiting tasks: nothing is released, and the reason is remembered for next time."""
+    _decide(ctx, tasks, False, who(as_), reason, approve=False)
+
+
+def _decide(ctx: typer.Context, refs: list[str], all_: bool, actor: str, reason: str, *, approve: bool) -> None:
+    if all_ == bool(refs):
+        raise InputError("name the tasks, or pass --all (not both)", hint="see `shipyard approvals`")
+    failures = 0
+    with open_runtime(ctx) as rt:
+        ids = [t.id for t in list_tasks(rt, states=["waiting_approval"])] if all_ else refs
+        for ref in ids:
+            try:
+                if approve:
+                    task = approve_task(rt, ref, actor=actor, reason=reason)
+                else:
+                    task = reject_task(rt, ref, actor=actor, reason=reason)
+                console.print(f"{task.id} {task.state} by {actor}")
+            except ShipyardError as exc:
+                failures += 1
+                err_console.print(f"[red]{ref}: {exc.message}[/]", highlight=False)
+                if exc.hint:
+                    err_console.print(f"  hint: {exc.hint}")
+    if all_ and not ids:
+        console.print("no task is waiting for approval")
+    if failures:
+        raise typer.Exit(1)

@@ -1,0 +1,106 @@
+"""What every command shares: the project, the runtime, who is acting, output and errors."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from shipyard.config import Project, load_project
+from shipyard.errors import ShipyardError
+from shipyard.orchestrator import Runtime
+
+__all__ = [
+    "console",
+    "err_console",
+    "handle_errors",
+    "open_runtime",
+    "print_json",
+    "project_from",
+    "state_style",
+    "timestamp",
+    "who",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console()
+err_console = Console(stderr=True)
+
+_STATE_STYLES = {
+    "published": "green",
+    "done": "green",
+    "approved": "cyan",
+    "waiting_approval": "yellow",
+    "queued": "dim",
+    "running": "blue",
+    "invalid": "red",
+    "failed": "red",
+    "error": "red bold",
+    "rejected": "magenta",
+    "denied": "magenta",
+    "rolled_back": "magenta",
+}
+
+
+def state_style(state: str) -> str:
+    return f"[{_STATE_STYLES.get(state, 'white')}]{state}[/]"
+
+
+def who(name: str | None) -> str:
+    """The acting person: --as, else $SHIPYARD_USER, else the login name."""
+    return (name or os.environ.get("SHIPYARD_USER") or getpass.getuser()).strip()
+
+
+def project_from(ctx: typer.Context) -> Project:
+    root = ctx.obj.get("project") if ctx.obj else None
+    return load_project(Path(root) if root else None)
+
+
+@contextmanager
+def open_runtime(ctx: typer.Context) -> Iterator[Runtime]:
+    rt = Runtime.open(project_from(ctx))
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Print a ShipyardError as one clear message with its hint; exit with its status."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ShipyardError as exc:
+            err_console.print(f"[red bold]error[/] [red]({exc.code})[/]: {exc.message}", markup=True, highlight=False)
+            if exc.hint:
+                err_console.print(f"  [dim]hint:[/] {exc.hint}", highlight=False)
+            raise typer.Exit(exc.exit_status) from None
+
+    return wrapper
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=_default, ensure_ascii=False))
+
+
+def timestamp(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"

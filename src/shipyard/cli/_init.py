@@ -1,0 +1,58 @@
+"""``shipyard init``: create shipyard.toml (if missing) and the state folder, migrate the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from dbos import DBOS
+
+from shipyard.cli._common import console, handle_errors
+from shipyard.config import CONFIG_FILE, load_project
+from shipyard.store import make_engine, migrate, schema_status
+
+STARTER = """\
+# Shipyard project. See the README for every key.
+[project]
+name = "{name}"
+
+[generate]
+provider = "template"   # no model configured: the offline template generator
+
+# Each domain owns job kinds (folders with a job.toml) and has its own queue.
+[domains.main]
+jobs = []
+concurrency = 4
+worker_concurrency = 2
+
+[targets.site]
+kind = "static-site"
+
+[serve]
+target = "site"
+"""
+
+
+@handle_errors
+def init(
+    ctx: typer.Context,
+    folder: Path = typer.Argument(Path("."), help="Project folder (created if missing)."),
+) -> None:
+    """Create shipyard.toml if there is none, then the state folder and the database schema."""
+    root = Path(ctx.obj.get("project") or folder).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / CONFIG_FILE
+    if not config.exists():
+        config.write_text(STARTER.format(name=root.name), encoding="utf-8")
+        console.print(f"created {config}")
+    project = load_project(root)
+    project.state_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(project.database_url)
+    try:
+        migrate(engine)
+        current, _head = schema_status(engine)
+    finally:
+        engine.dispose()
+    DBOS.migrate(project.system_database_url)
+    where = "SQLite " + project.database_url.removeprefix("sqlite:///") if project.is_sqlite else "PostgreSQL"
+    console.print(f"project [bold]{project.settings.project.name}[/] ready: {where}, schema {current}")

@@ -1,0 +1,81 @@
+"""``shipyard submit``: one task from --input pairs, or a batch from a CSV / JSONL / JSON file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from shipyard.cli._common import console, err_console, handle_errors, open_runtime, print_json, who
+from shipyard.errors import InputError
+from shipyard.jobs import BatchRow, read_batch
+from shipyard.orchestrator import submit as submit_tasks
+
+PARTIAL_EXIT = 3
+"""Exit status when some rows were rejected and the others submitted."""
+
+
+def _single(pairs: list[str]) -> BatchRow:
+    data: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--input {pair!r} is not KEY=VALUE", hint="e.g. --input sku=SKU-001")
+        try:
+            data[key] = json.loads(value)
+        except json.JSONDecodeError:
+            data[key] = value
+    return BatchRow(where="--input", data=data)
+
+
+@handle_errors
+def submit(
+    ctx: typer.Context,
+    job: str = typer.Argument(..., help="The job kind, e.g. landing-page."),
+    batch: Path | None = typer.Option(None, "--batch", "-b", help="CSV, JSONL or JSON file of inputs."),
+    inputs: list[str] = typer.Option([], "--input", "-i", help="KEY=VALUE (JSON values allowed)."),
+    as_: str | None = typer.Option(None, "--as", help="Who submits (default: $SHIPYARD_USER)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Validate inputs at the door and enqueue one task per valid row.
+
+    Bad rows are reported with their row and field and recorded as invalid; the rest go on.
+    Exit status: 0 all submitted, 3 some rejected, 2 none valid.
+    """
+    if (batch is None) == (not inputs):
+        raise InputError("give either --batch FILE or --input KEY=VALUE pairs", hint="see --help")
+    with open_runtime(ctx) as rt:
+        kind = rt.jobs.get(job)
+        rows = list(read_batch(batch)) if batch else [_single(inputs)]
+        with Progress(
+            TextColumn("submitting"), BarColumn(), MofNCompleteColumn(),
+            console=err_console, transient=True, disable=len(rows) < 2 or as_json,
+        ) as progress:
+            bar = progress.add_task("rows", total=len(rows))
+            result = submit_tasks(rt, kind, _counted(rows, progress, bar), submitted_by=who(as_))
+    if as_json:
+        print_json(
+            {
+                "batch": result.batch_id,
+                "submitted": result.submitted,
+                "rejected": [r.__dict__ for r in result.rejected],
+            }
+        )
+    else:
+        for bad in result.rejected:
+            err_console.print(f"[red]rejected[/] {bad.message}", highlight=False)
+        console.print(
+            f"batch {result.batch_id}: [green]{len(result.submitted)} submitted[/]"
+            + (f", [red]{len(result.rejected)} rejected[/]" if result.rejected else "")
+            + f" ({kind.name}, domain {kind.domain})"
+        )
+    if result.rejected:
+        raise typer.Exit(PARTIAL_EXIT if result.submitted else InputError.exit_status)
+
+
+def _counted(rows: list[BatchRow], progress: Progress, bar: object):  # type: ignore[no-untyped-def]
+    for row in rows:
+        yield row
+        progress.advance(bar)  # type: ignore[arg-type]

@@ -1,0 +1,58 @@
+"""``shipyard worker``: run tasks from the domains' queues (recovering any left in flight)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shipyard.cli._common import console, err_console, handle_errors, open_runtime
+from shipyard.orchestrator import busy_tasks, count_by_state, launch, shutdown
+
+
+@handle_errors
+def worker(
+    ctx: typer.Context,
+    domains: str = typer.Option("", "--domains", help="Comma-separated domains (default: all)."),
+    until_idle: bool = typer.Option(
+        False, "--until-idle", help="Exit once every task is finished or waiting for a person."
+    ),
+) -> None:
+    """Run tasks until stopped (SIGINT / SIGTERM), or with --until-idle until nothing is busy."""
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        err_console.print(f"worker: {signal.Signals(signum).name}, stopping after this poll")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    with open_runtime(ctx) as rt:
+        chosen = launch(rt, domains=[d for d in domains.split(",") if d])
+        try:
+            with Progress(
+                TextColumn("[bold]worker[/] {task.description}"), BarColumn(),
+                MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
+                disable=not until_idle,
+            ) as progress:
+                bar = progress.add_task(", ".join(chosen), total=None)
+                while not stop.wait(0.25):
+                    busy = busy_tasks(rt, chosen)
+                    total = sum(count_by_state(rt).values())
+                    progress.update(bar, total=total, completed=total - busy)
+                    if until_idle and busy == 0:
+                        break
+        finally:
+            shutdown()
+        counts = count_by_state(rt)
+    console.print("tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    # Workflows waiting for a person hold executor threads in a timed wait; their state is
+    # checkpointed, so leave without joining them (the next worker resumes them).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

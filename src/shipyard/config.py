@@ -1,0 +1,237 @@
+"""``shipyard.toml`` + environment -> typed settings.
+
+A project is a folder holding ``shipyard.toml``; Shipyard keeps its state (database, artifact
+store, published sites) in ``.shipyard/`` beside it. ``SHIPYARD_DATABASE_URL`` points the
+store at PostgreSQL instead of the embedded SQLite file.
+
+Every mistake in the file fails with one message naming the file, the key and what is
+allowed, before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shipyard.errors import ConfigError
+
+__all__ = [
+    "CONFIG_FILE",
+    "DomainSettings",
+    "GateSettings",
+    "GenerateSettings",
+    "Project",
+    "ProjectSettings",
+    "SandboxSettings",
+    "ServeSettings",
+    "Settings",
+    "TargetSettings",
+    "find_project",
+    "load_project",
+    "load_settings",
+]
+
+CONFIG_FILE = "shipyard.toml"
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectSettings(_Section):
+    name: str = Field(default="shipyard", description="the project's name")
+    state_dir: str = Field(default=".shipyard", description="where Shipyard keeps its state")
+
+
+class GenerateSettings(_Section):
+    provider: str = Field(
+        default="template",
+        description="the generator: 'template' (offline, deterministic) unless a model is set",
+    )
+    model: str = Field(default="", description="the model name the provider should use")
+
+
+class DomainSettings(_Section):
+    jobs: list[str] = Field(description="folders of the job kinds this domain owns")
+    concurrency: int = Field(default=8, ge=1, description="tasks running at once, all workers")
+    worker_concurrency: int = Field(default=4, ge=1, description="tasks at once per worker")
+
+
+class TargetSettings(_Section):
+    kind: Literal["static-site"] = "static-site"
+    keep_versions: int = Field(default=20, ge=2, description="site versions kept for rollback")
+
+
+class SandboxSettings(_Section):
+    backend: Literal["process"] = "process"
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    cpu_seconds: int = Field(default=60, ge=1)
+    memory_mb: int = Field(default=2048, ge=64)
+    max_processes: int = Field(default=256, ge=1)
+    max_output_bytes: int = Field(default=1_000_000, ge=1024)
+
+
+class GateSettings(_Section):
+    approval_recheck_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="how often a waiting task re-reads the database for a decision",
+    )
+
+
+class ServeSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    target: str = Field(default="", description="the static-site target to serve at /")
+
+
+class Settings(_Section):
+    """The whole of ``shipyard.toml``."""
+
+    project: ProjectSettings = ProjectSettings()
+    generate: GenerateSettings = GenerateSettings()
+    domains: dict[str, DomainSettings] = Field(default_factory=dict)
+    targets: dict[str, TargetSettings] = Field(default_factory=dict)
+    sandbox: SandboxSettings = SandboxSettings()
+    gate: GateSettings = GateSettings()
+    serve: ServeSettings = ServeSettings()
+
+    @field_validator("domains", "targets")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"name {name!r} must be lowercase letters, digits and '-', "
+                    "starting with a letter"
+                )
+        return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Project:
+    """A loaded project: where it lives and what it says."""
+
+    root: Path
+    """The folder holding shipyard.toml."""
+    settings: Settings
+    """The parsed file."""
+    database_url: str
+    """SQLAlchemy URL of Shipyard's records (SQLite file by default)."""
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def state_dir(self) -> Path:
+        return (self.root / self.settings.project.state_dir).resolve()
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.state_dir / "artifacts"
+
+    @property
+    def sites_dir(self) -> Path:
+        return self.state_dir / "sites"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def system_database_url(self) -> str:
+        """Where DBOS keeps workflow checkpoints: a sibling SQLite file, or the same PostgreSQL."""
+        if self.is_sqlite:
+            return f"sqlite:///{self.state_dir / 'workflows.sqlite'}"
+        return self.database_url
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key {key!r}"
+    if kind == "missing":
+        return f"missing key {key!r}"
+    return f"key {key!r}: {error['msg']} (got {error.get('input')!r})"
+
+
+def load_settings(path: Path) -> Settings:
+    """Parse and validate one shipyard.toml; raise ConfigError naming file, key and fix."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{path}: no such file", hint="run `shipyard init` to create one"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the syntax") from exc
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(dict(e)) for e in exc.errors()]
+        allowed = _allowed_keys(exc.errors()[0]["loc"])
+        raise ConfigError(
+            f"{path}: " + "; ".join(problems),
+            hint=f"allowed keys there: {', '.join(allowed)}" if allowed else "see docs/config",
+            details={"file": str(path), "problems": problems},
+        ) from exc
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    model: type[BaseModel] | None = Settings
+    for part in loc[:-1]:
+        if model is None:
+            return []
+        field = model.model_fields.get(str(part))
+        if field is None:
+            # a dict key (a domain or target name): step into the value model
+            continue
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        inner = args[-1] if args else annotation
+        model = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
+    return sorted(model.model_fields) if model is not None else []
+
+
+def find_project(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (or $SHIPYARD_PROJECT) holding shipyard.toml."""
+    explicit = os.environ.get("SHIPYARD_PROJECT")
+    here = Path(explicit) if explicit else (start or Path.cwd())
+    here = here.resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ConfigError(
+        f"no {CONFIG_FILE} in {here} or any folder above it",
+        hint="run `shipyard init` in your project folder, or pass --project DIR",
+    )
+
+
+def load_project(root: Path | None = None) -> Project:
+    """Load the project at ``root`` (or the one found from the current folder)."""
+    folder = root.resolve() if root is not None else find_project()
+    settings = load_settings(folder / CONFIG_FILE)
+    url = os.environ.get("SHIPYARD_DATABASE_URL", "").strip()
+    if not url:
+        url = f"sqlite:///{(folder / settings.project.state_dir / 'shipyard.db').resolve()}"
+    elif not (url.startswith("sqlite") or url.startswith("postgresql")):
+        raise ConfigError(
+            f"SHIPYARD_DATABASE_URL={url!r} is neither sqlite:/// nor postgresql://",
+            hint="use e.g. postgresql://user@127.0.0.1:5432/shipyard",
+        )
+    if serve_target := settings.serve.target:
+        if serve_target not in settings.targets:
+            raise ConfigError(
+                f"{folder / CONFIG_FILE}: key 'serve.target': no target named {serve_target!r}",
+                hint=f"declared targets: {', '.join(settings.targets) or '(none)'}",
+            )
+    return Project(root=folder, settings=settings, database_url=url)

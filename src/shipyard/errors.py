@@ -1,0 +1,152 @@
+"""Shipyard's one exception hierarchy.
+
+Every error carries a stable ``code`` (used for the CLI's exit status and, later, the API's
+problem ``type``) and a ``hint`` that says what to do next. The tree::
+
+    ShipyardError                      code         exit
+    ├── InputError                     input        2   the user's data is wrong (a row, a field)
+    ├── ConfigError                    config       2   shipyard.toml / a job kind is wrong
+    ├── NotFound                       not_found    4   no such task, artifact, job kind ...
+    ├── StateError                     state        5   the action does not fit the record's state
+    ├── PolicyDenied                   denied       6   policy forbids the action
+    ├── SandboxError                   sandbox      7   the sandbox itself could not run
+    ├── ProviderError                  provider     8   a generator failed (infrastructure, retried)
+    └── StoreError                     store        9   the database or artifact store failed
+
+A failed check is *not* an exception: it is a failed attempt recorded in a CheckReport.
+Errors are plain data (message, code, hint, details) so they survive the trip through a
+durable workflow's serializer; :func:`to_dict` / :func:`from_dict` round-trip them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "ConfigError",
+    "InputError",
+    "NotFound",
+    "PolicyDenied",
+    "ProviderError",
+    "SandboxError",
+    "ShipyardError",
+    "StateError",
+    "StoreError",
+    "from_dict",
+    "to_dict",
+]
+
+
+class ShipyardError(Exception):
+    """Base of every error Shipyard raises on purpose."""
+
+    code: ClassVar[str] = "error"
+    exit_status: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, hint: str = "", details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details: dict[str, Any] = dict(details or {})
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self).code, self.message, self.hint, self.details))
+
+
+class InputError(ShipyardError):
+    """The user's input does not fit the job kind's schema (names the row and field)."""
+
+    code = "input"
+    exit_status = 2
+
+
+class ConfigError(ShipyardError):
+    """shipyard.toml or a job kind definition is wrong (names the file and key)."""
+
+    code = "config"
+    exit_status = 2
+
+
+class NotFound(ShipyardError):
+    """A task, artifact, job kind or target that does not exist."""
+
+    code = "not_found"
+    exit_status = 4
+
+
+class StateError(ShipyardError):
+    """The action does not fit the record's current state (e.g. approving a finished task)."""
+
+    code = "state"
+    exit_status = 5
+
+
+class PolicyDenied(ShipyardError):
+    """Policy forbids the action (e.g. approving one's own submission)."""
+
+    code = "denied"
+    exit_status = 6
+
+
+class SandboxError(ShipyardError):
+    """The sandbox could not run a command at all (not: the command failed)."""
+
+    code = "sandbox"
+    exit_status = 7
+
+
+class ProviderError(ShipyardError):
+    """A generator could not produce a reply (network, server, malformed response)."""
+
+    code = "provider"
+    exit_status = 8
+
+
+class StoreError(ShipyardError):
+    """The database or the artifact store failed or holds something unexpected."""
+
+    code = "store"
+    exit_status = 9
+
+
+_BY_CODE: dict[str, type[ShipyardError]] = {
+    cls.code: cls
+    for cls in (
+        ShipyardError,
+        InputError,
+        ConfigError,
+        NotFound,
+        StateError,
+        PolicyDenied,
+        SandboxError,
+        ProviderError,
+        StoreError,
+    )
+}
+
+
+def _rebuild(code: str, message: str, hint: str, details: dict[str, Any]) -> ShipyardError:
+    return _BY_CODE.get(code, ShipyardError)(message, hint=hint, details=details)
+
+
+def to_dict(error: ShipyardError) -> dict[str, Any]:
+    """The error as JSON-ready data: ``code``, ``message``, ``hint``, ``details``."""
+    return {
+        "code": error.code,
+        "message": error.message,
+        "hint": error.hint,
+        "details": error.details,
+    }
+
+
+def from_dict(data: dict[str, Any]) -> ShipyardError:
+    """Rebuild an error produced by :func:`to_dict`."""
+    return _rebuild(
+        str(data.get("code", "error")),
+        str(data.get("message", "")),
+        str(data.get("hint", "")),
+        dict(data.get("details") or {}),
+    )

@@ -1,0 +1,161 @@
+"""Inputs at the door: read a batch (CSV, JSONL, JSON), coerce, validate against the schema.
+
+Every problem names where it is (file, row, line), the field and what the schema wants, so a
+person can fix the row and resubmit. Nothing downstream ever sees an invalid input.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from shipyard.errors import InputError
+from shipyard.jobs._kind import JobKind
+
+__all__ = ["BatchRow", "inputs_hash", "read_batch", "validate_inputs"]
+
+ARRAY_SEPARATOR = "|"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchRow:
+    """One row of a batch file, before validation."""
+
+    where: str
+    """Human-readable location, e.g. ``products.csv row 7 (line 8)``."""
+    data: dict[str, Any]
+    """The row's fields as read (CSV values are strings)."""
+
+
+def inputs_hash(inputs: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of the inputs (key order does not matter)."""
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def read_batch(path: Path) -> Iterator[BatchRow]:
+    """Rows of a ``.csv``, ``.jsonl`` or ``.json`` (a list of objects) file."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file", hint="check the path of the batch file")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        yield from _read_csv(path)
+    elif suffix in (".jsonl", ".ndjson"):
+        yield from _read_jsonl(path)
+    elif suffix == ".json":
+        yield from _read_json(path)
+    else:
+        raise InputError(
+            f"{path}: unknown batch format {suffix!r}", hint="use a .csv, .jsonl or .json file"
+        )
+
+
+def _read_csv(path: Path) -> Iterator[BatchRow]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames:
+            raise InputError(f"{path}: empty CSV", hint="the first line must name the columns")
+        for number, row in enumerate(reader, start=1):
+            extra = row.pop(None, None)  # type: ignore[call-overload]
+            where = f"{path.name} row {number} (line {reader.line_num})"
+            if extra:
+                yield BatchRow(where=where, data={"__extra__": extra})
+                continue
+            yield BatchRow(where=where, data={k: v for k, v in row.items() if k is not None})
+
+
+def _read_jsonl(path: Path) -> Iterator[BatchRow]:
+    with path.open(encoding="utf-8") as handle:
+        number = 0
+        for line_num, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            number += 1
+            where = f"{path.name} row {number} (line {line_num})"
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield BatchRow(where=where, data={"__error__": f"not valid JSON: {exc.msg}"})
+                continue
+            yield BatchRow(where=where, data=data if isinstance(data, dict) else {"__error__": ""})
+
+
+def _read_json(path: Path) -> Iterator[BatchRow]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON: {exc}", hint="fix the file") from exc
+    rows = data if isinstance(data, list) else [data]
+    for number, row in enumerate(rows, start=1):
+        yield BatchRow(where=f"{path.name} item {number}", data=row if isinstance(row, dict) else {})
+
+
+def _coerce(value: Any, schema: dict[str, Any]) -> Any:
+    """Turn a CSV string into the type the schema asks for; leave anything else alone."""
+    if not isinstance(value, str):
+        return value
+    kind = schema.get("type")
+    text = value.strip()
+    try:
+        if kind == "number":
+            return float(text)
+        if kind == "integer":
+            return int(text)
+    except ValueError:
+        return value  # the schema check reports it with the field's name
+    if kind == "boolean" and text.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return text.lower() in ("true", "yes", "1")
+    if kind == "array":
+        items = schema.get("items", {})
+        return [_coerce(part.strip(), items) for part in text.split(ARRAY_SEPARATOR) if part.strip()]
+    return value
+
+
+def validate_inputs(kind: JobKind, data: dict[str, Any], *, where: str) -> dict[str, Any]:
+    """The inputs coerced to the schema's types; InputError naming each bad field otherwise."""
+    if "__error__" in data:
+        raise InputError(
+            f"{where}: {data['__error__'] or 'each row must be a JSON object'}",
+            hint="fix the row and submit it again",
+        )
+    if "__extra__" in data:
+        raise InputError(
+            f"{where}: more values than columns ({data['__extra__']!r} left over)",
+            hint="quote values that contain commas",
+        )
+    properties: dict[str, Any] = kind.input_schema.get("properties", {})
+    coerced: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, str) and value.strip() == "":
+            continue  # an empty CSV cell is a missing value, not an empty string
+        coerced[key] = _coerce(value, properties.get(key, {}))
+    validator = jsonschema.Draft202012Validator(kind.input_schema)
+    problems = []
+    fields = []
+    for error in sorted(validator.iter_errors(coerced), key=lambda e: list(e.absolute_path)):
+        if error.validator == "required":
+            missing = [f for f in error.validator_value if f not in coerced]
+            for name in missing:
+                fields.append(name)
+                problems.append(f"field {name!r}: missing (required)")
+            continue
+        if error.validator == "additionalProperties":
+            field_name = "(row)"
+        else:
+            field_name = ".".join(str(p) for p in error.absolute_path) or "(row)"
+        fields.append(field_name)
+        problems.append(f"field {field_name!r}: {error.message}")
+    if problems:
+        raise InputError(
+            f"{where}: " + "; ".join(problems),
+            hint=f"fix the row to fit the {kind.name} input schema and submit it again",
+            details={"where": where, "fields": fields, "problems": problems},
+        )
+    return coerced

@@ -1,0 +1,185 @@
+"""Job kinds: what a repeatable kind of work takes, produces, must pass and where it goes.
+
+A job kind is a folder::
+
+    landing-page/
+      job.toml             name, risk, publish, input key, outputs, checks, release
+      input.schema.json    JSON Schema of one task's inputs
+      prompt.md.j2         the prompt a model would get (versioned by content hash)
+      page.html.j2         code template(s) the template generator renders
+      ...                  anything the checks need (tests, schemas), copied beside the output
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shipyard.errors import ConfigError
+from shipyard.model import Risk
+
+__all__ = ["CheckSpec", "JobKind", "ReleaseSpec", "load_job_kind"]
+
+JOB_FILE = "job.toml"
+
+
+class _CheckEntry(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+
+class _ReleaseEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    target: str
+    path: str = Field(description="Jinja2 template of the folder the files go to on the target")
+
+
+class _JobFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
+    description: str = ""
+    risk: Risk = Risk.MEDIUM
+    publish: bool = Field(default=False, description="a person approves before release")
+    input_key: str = Field(description="the input that names the subject (e.g. sku)")
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    input_schema: str = "input.schema.json"
+    prompt: str = "prompt.md.j2"
+    outputs: dict[str, str] = Field(min_length=1, description="output file -> code template")
+    checks: list[_CheckEntry] = Field(min_length=1)
+    release: _ReleaseEntry | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckSpec:
+    """One check a job kind's output must pass, with its options."""
+
+    name: str
+    """The check plugin's name (``html``, ``pytest``, ...)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Plugin options from job.toml; paths are relative to the job kind's folder."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseSpec:
+    """Where a job kind's artifact goes when it is released."""
+
+    target: str
+    """A target named in shipyard.toml's [targets]."""
+    path: str
+    """Jinja2 template (rendered with the inputs) of the folder on the target."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobKind:
+    """A loaded, validated job kind."""
+
+    name: str
+    """Unique in the project."""
+    domain: str
+    """The domain that owns it (its queue, budget, memory namespace)."""
+    folder: Path
+    """Where its definition lives; copied into the check workspace as ``_job/``."""
+    description: str
+    """One line for people."""
+    risk: Risk
+    """How much harm a bad output could do; the gate reads it."""
+    publish: bool
+    """True when a person must approve before release."""
+    input_key: str
+    """The input naming the subject, used for recall, lineage and artifact listings."""
+    max_attempts: int
+    """Bound on the repair loop."""
+    input_schema: dict[str, Any]
+    """JSON Schema of one task's inputs."""
+    prompt_template: str
+    """Source of the prompt template."""
+    outputs: dict[str, str]
+    """Output file name -> source of the code template that renders it."""
+    checks: tuple[CheckSpec, ...]
+    """What the output must pass, in order."""
+    release: ReleaseSpec | None
+    """Where it is released, or None for artifacts that are only stored."""
+
+    @property
+    def template_hash(self) -> str:
+        """Content hash of the prompt and code templates: the prompt version in provenance."""
+        digest = hashlib.sha256()
+        digest.update(self.prompt_template.encode())
+        for name in sorted(self.outputs):
+            digest.update(name.encode() + b"\0" + self.outputs[name].encode() + b"\0")
+        return "sha256:" + digest.hexdigest()
+
+
+def _read(folder: Path, name: str, what: str) -> str:
+    path = folder / name
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{folder / JOB_FILE}: {what} {name!r} not found in {folder}",
+            hint=f"create {path} or change the key in {JOB_FILE}",
+        ) from exc
+
+
+def load_job_kind(folder: Path, *, domain: str) -> JobKind:
+    """Read and validate the job kind in ``folder``; ConfigError names file, key and fix."""
+    job_file = folder / JOB_FILE
+    try:
+        raw = tomllib.loads(job_file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{job_file}: no such file", hint="each job kind folder needs a job.toml"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{job_file}: not valid TOML: {exc}", hint="fix the syntax") from exc
+    try:
+        spec = _JobFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{job_file}: key {key!r}: {first['msg']}",
+            hint=f"allowed keys: {', '.join(sorted(_JobFile.model_fields))}",
+        ) from exc
+    schema_text = _read(folder, spec.input_schema, "input schema")
+    try:
+        schema = json.loads(schema_text)
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except (json.JSONDecodeError, jsonschema.SchemaError) as exc:
+        raise ConfigError(
+            f"{folder / spec.input_schema}: not a valid JSON Schema: {exc}",
+            hint="fix the schema (JSON Schema draft 2020-12)",
+        ) from exc
+    if spec.input_key not in schema.get("properties", {}):
+        raise ConfigError(
+            f"{job_file}: key 'input_key': {spec.input_key!r} is not a property of the schema",
+            hint=f"choose one of: {', '.join(schema.get('properties', {}))}",
+        )
+    return JobKind(
+        name=spec.name,
+        domain=domain,
+        folder=folder.resolve(),
+        description=spec.description,
+        risk=spec.risk,
+        publish=spec.publish,
+        input_key=spec.input_key,
+        max_attempts=spec.max_attempts,
+        input_schema=schema,
+        prompt_template=_read(folder, spec.prompt, "prompt template"),
+        outputs={out: _read(folder, tpl, "code template") for out, tpl in spec.outputs.items()},
+        checks=tuple(
+            CheckSpec(name=c.name, options=dict(c.model_extra or {})) for c in spec.checks
+        ),
+        release=(
+            ReleaseSpec(target=spec.release.target, path=spec.release.path)
+            if spec.release
+            else None
+        ),
+    )

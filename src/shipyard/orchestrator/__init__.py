@@ -1,0 +1,53 @@
+"""The orchestrator: the durable task workflow, the workers, and the service functions.
+
+It composes every stage (jobs, memory, generate, checks on a sandbox, artifacts, policy,
+release); the stages never import it.
+"""
+
+from __future__ import annotations
+
+from shipyard.orchestrator._runtime import Runtime, current_runtime, install_runtime
+from shipyard.orchestrator._service import (
+    Rejected,
+    SubmitResult,
+    TaskStory,
+    approve,
+    count_by_state,
+    dbos_config,
+    find_task,
+    list_artifacts,
+    list_tasks,
+    queue_name,
+    reject,
+    rollback,
+    submit,
+    task_story,
+)
+from shipyard.orchestrator._worker import busy_tasks, launch, run_worker, shutdown
+from shipyard.orchestrator._workflow import DECISION_TOPIC, WORKFLOW_NAME, task_workflow
+
+__all__ = [
+    "DECISION_TOPIC",
+    "WORKFLOW_NAME",
+    "Rejected",
+    "Runtime",
+    "SubmitResult",
+    "TaskStory",
+    "approve",
+    "busy_tasks",
+    "count_by_state",
+    "current_runtime",
+    "dbos_config",
+    "find_task",
+    "install_runtime",
+    "launch",
+    "list_artifacts",
+    "list_tasks",
+    "queue_name",
+    "reject",
+    "rollback",
+    "run_worker",
+    "shutdown",
+    "submit",
+    "task_story",
+]

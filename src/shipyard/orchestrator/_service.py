@@ -1,0 +1,365 @@
+"""Service functions: what the CLI (and later the API and MCP) do, in one place.
+
+Submitting validates at the door, records the task and enqueues its workflow on the domain's
+queue; approving records the person's decision and wakes the waiting workflow. None of these
+needs a worker to be running: the workflow picks the work up when one is.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dbos import DBOS, DBOSClient
+from sqlalchemy import func, select, update
+
+from shipyard import __version__
+from shipyard.config import Project
+from shipyard.errors import InputError, NotFound, PolicyDenied, StateError
+from shipyard.jobs import BatchRow, JobKind, inputs_hash, validate_inputs
+from shipyard.model import TaskState
+from shipyard.orchestrator._runtime import Runtime
+from shipyard.orchestrator._workflow import DECISION_TOPIC, WORKFLOW_NAME
+from shipyard.store import (
+    ArtifactRow,
+    AttemptRow,
+    DecisionRow,
+    ProvenanceRow,
+    ReleaseRow,
+    StepRow,
+    TaskRow,
+    transaction,
+)
+
+__all__ = [
+    "Rejected",
+    "SubmitResult",
+    "TaskStory",
+    "approve",
+    "dbos_config",
+    "decide_task",
+    "find_task",
+    "list_tasks",
+    "queue_name",
+    "reject",
+    "rollback",
+    "submit",
+    "task_story",
+]
+
+
+def queue_name(domain: str) -> str:
+    return f"shipyard-{domain}"
+
+
+def dbos_config(project: Project, *, executor_id: str | None = None) -> dict[str, Any]:
+    """DBOS settings for this project: its system database, Shipyard's version as app version."""
+    config: dict[str, Any] = {
+        "name": "shipyard",
+        "system_database_url": project.system_database_url,
+        "application_version": __version__,
+        "log_level": "WARNING",
+        "notification_listener_polling_interval_sec": 0.2,
+    }
+    if executor_id:
+        config["executor_id"] = executor_id
+    return config
+
+
+def _client(project: Project) -> DBOSClient:
+    DBOS.migrate(project.system_database_url)
+    return DBOSClient(system_database_url=project.system_database_url)
+
+
+def _register_queues(client: DBOSClient, project: Project) -> None:
+    for domain, settings in project.settings.domains.items():
+        client.register_queue(
+            queue_name(domain),
+            global_concurrency=settings.concurrency,
+            worker_concurrency=settings.worker_concurrency,
+            polling_interval_sec=0.2,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rejected:
+    """A row refused at the door, with the reason that names its row and field."""
+
+    where: str
+    message: str
+    task_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitResult:
+    submitted: list[str] = field(default_factory=list)
+    """Ids of the tasks enqueued."""
+    rejected: list[Rejected] = field(default_factory=list)
+    """Rows that did not fit the schema (recorded as ``invalid`` tasks, never run)."""
+    batch_id: str = ""
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(4)}"
+
+
+def submit(
+    rt: Runtime,
+    kind: JobKind,
+    rows: Iterable[BatchRow],
+    *,
+    submitted_by: str,
+) -> SubmitResult:
+    """Validate each row; record every row as a task; enqueue the valid ones.
+
+    A bad row never stops the others: it is recorded as an ``invalid`` task with its reason.
+    """
+    if not submitted_by.strip():
+        raise InputError("submitter is empty", hint="pass --as NAME or set SHIPYARD_USER")
+    batch_id = _new_id("b")
+    result = SubmitResult(batch_id=batch_id)
+    now = datetime.now(UTC)
+    valid: list[str] = []
+    with transaction(rt.sessions) as session:
+        for row in rows:
+            task_id = _new_id("t")
+            try:
+                inputs = validate_inputs(kind, row.data, where=row.where)
+                state, error = TaskState.QUEUED, ""
+                valid.append(task_id)
+            except InputError as exc:
+                inputs = {k: v for k, v in row.data.items() if not k.startswith("__")}
+                state, error = TaskState.INVALID, exc.message
+                result.rejected.append(Rejected(where=row.where, message=exc.message, task_id=task_id))
+            session.add(
+                TaskRow(
+                    id=task_id,
+                    domain=kind.domain,
+                    job_kind=kind.name,
+                    input_key=str(inputs.get(kind.input_key, "")),
+                    inputs=inputs,
+                    inputs_hash=inputs_hash(inputs),
+                    source=row.where,
+                    batch_id=batch_id,
+                    state=state.value,
+                    submitted_by=submitted_by,
+                    submitted_at=now,
+                    updated_at=now,
+                    finished_at=now if state.terminal else None,
+                    error=error,
+                )
+            )
+    if valid:
+        _enqueue(rt.project, kind.domain, valid)
+    result.submitted.extend(valid)
+    return result
+
+
+def _enqueue(project: Project, domain: str, task_ids: Sequence[str]) -> None:
+    client = _client(project)
+    try:
+        _register_queues(client, project)
+        for task_id in task_ids:
+            # The workflow id is the task id: enqueueing twice attaches to the same workflow.
+            client.enqueue(
+                {
+                    "workflow_name": WORKFLOW_NAME,
+                    "queue_name": queue_name(domain),
+                    "workflow_id": task_id,
+                    "app_version": __version__,
+                },
+                task_id,
+            )
+    finally:
+        client.destroy()
+
+
+def find_task(rt: Runtime, ref: str) -> TaskRow:
+    """A task by id or unique id prefix."""
+    with rt.sessions() as session:
+        row = session.get(TaskRow, ref)
+        if row is not None:
+            return row
+        matches = session.scalars(select(TaskRow).where(TaskRow.id.startswith(ref)).limit(2)).all()
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise NotFound(f"no task {ref!r}", hint="see `shipyard list` for task ids")
+    raise InputError(f"task id {ref!r} is ambiguous", hint="give more of the id")
+
+
+def decide_task(rt: Runtime, ref: str, *, decision: str, actor: str, reason: str) -> TaskRow:
+    """Record a person's approval or rejection of a waiting task and wake its workflow."""
+    task = find_task(rt, ref)
+    if not actor.strip():
+        raise InputError("approver is empty", hint="pass --as NAME or set SHIPYARD_USER")
+    if decision == "rejected" and not reason.strip():
+        raise InputError("a rejection needs a reason", hint="pass --reason TEXT")
+    if actor == task.submitted_by:
+        raise PolicyDenied(
+            f"{actor} submitted task {task.id} and cannot also approve or reject it",
+            hint="ask another person to decide",
+        )
+    with transaction(rt.sessions) as session:
+        moved = session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task.id, TaskRow.state == TaskState.WAITING_APPROVAL.value)
+            .values(
+                state=(TaskState.APPROVED if decision == "approved" else TaskState.REJECTED).value,
+                updated_at=datetime.now(UTC),
+            )
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            raise StateError(
+                f"task {task.id} is {task.state}, not waiting for approval",
+                hint="only tasks in state waiting_approval can be approved or rejected",
+            )
+        session.add(
+            DecisionRow(
+                task_id=task.id,
+                decision=decision,
+                actor=actor,
+                reason=reason,
+                decided_at=datetime.now(UTC),
+            )
+        )
+    client = _client(rt.project)
+    try:
+        client.send(task.id, {"decision": decision}, DECISION_TOPIC)
+    finally:
+        client.destroy()
+    return find_task(rt, task.id)
+
+
+def approve(rt: Runtime, ref: str, *, actor: str, reason: str = "") -> TaskRow:
+    return decide_task(rt, ref, decision="approved", actor=actor, reason=reason)
+
+
+def reject(rt: Runtime, ref: str, *, actor: str, reason: str) -> TaskRow:
+    return decide_task(rt, ref, decision="rejected", actor=actor, reason=reason)
+
+
+def list_tasks(
+    rt: Runtime,
+    *,
+    states: Sequence[str] = (),
+    job_kind: str = "",
+    batch_id: str = "",
+    limit: int = 200,
+) -> list[TaskRow]:
+    with rt.sessions() as session:
+        query = select(TaskRow).order_by(TaskRow.submitted_at, TaskRow.source)
+        if states:
+            query = query.where(TaskRow.state.in_(states))
+        if job_kind:
+            query = query.where(TaskRow.job_kind == job_kind)
+        if batch_id:
+            query = query.where(TaskRow.batch_id == batch_id)
+        return list(session.scalars(query.limit(limit)).all())
+
+
+def count_by_state(rt: Runtime) -> dict[str, int]:
+    with rt.sessions() as session:
+        rows = session.execute(select(TaskRow.state, func.count()).group_by(TaskRow.state)).all()
+    return {state: count for state, count in rows}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskStory:
+    """Everything recorded about one task, for ``shipyard show``."""
+
+    task: TaskRow
+    steps: list[StepRow]
+    attempts: list[AttemptRow]
+    decisions: list[DecisionRow]
+    provenance: ProvenanceRow | None
+    release: ReleaseRow | None
+
+
+def task_story(rt: Runtime, ref: str) -> TaskStory:
+    task = find_task(rt, ref)
+    with rt.sessions() as session:
+        return TaskStory(
+            task=task,
+            steps=list(
+                session.scalars(
+                    select(StepRow).where(StepRow.task_id == task.id).order_by(StepRow.id)
+                ).all()
+            ),
+            attempts=list(
+                session.scalars(
+                    select(AttemptRow)
+                    .where(AttemptRow.task_id == task.id)
+                    .order_by(AttemptRow.number)
+                ).all()
+            ),
+            decisions=list(
+                session.scalars(
+                    select(DecisionRow).where(DecisionRow.task_id == task.id).order_by(DecisionRow.id)
+                ).all()
+            ),
+            provenance=session.get(ProvenanceRow, task.id),
+            release=session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task.id)),
+        )
+
+
+def list_artifacts(rt: Runtime, *, job_kind: str = "") -> list[tuple[ArtifactRow, list[str]]]:
+    """Artifact versions (newest first) with the targets each is live on."""
+    with rt.sessions() as session:
+        query = select(ArtifactRow).order_by(ArtifactRow.created_at.desc())
+        if job_kind:
+            query = query.where(ArtifactRow.job_kind == job_kind)
+        artifacts = session.scalars(query).all()
+        live = session.execute(
+            select(ReleaseRow.artifact_id, ReleaseRow.target).where(ReleaseRow.state == "live")
+        ).all()
+    where: dict[str, list[str]] = {}
+    for artifact_id, target in live:
+        where.setdefault(artifact_id, []).append(target)
+    return [(a, sorted(set(where.get(a.id, [])))) for a in artifacts]
+
+
+def rollback(rt: Runtime, target_name: str, *, actor: str) -> dict[str, Any]:
+    """Switch ``target_name`` back to its previous version; mark what left as rolled back."""
+    target = rt.target(target_name)
+    result = target.rollback()
+    now = datetime.now(UTC)
+    with transaction(rt.sessions) as session:
+        for task_id in result.removed_keys:
+            session.execute(
+                update(ReleaseRow)
+                .where(ReleaseRow.task_id == task_id)
+                .values(state="rolled_back", rolled_back_at=now)
+            )
+            session.execute(
+                update(TaskRow)
+                .where(TaskRow.id == task_id)
+                .values(state=TaskState.ROLLED_BACK.value, updated_at=now)
+            )
+            session.add(
+                DecisionRow(
+                    task_id=task_id,
+                    decision="rolled_back",
+                    actor=actor,
+                    reason=f"{target_name}: version {result.from_version} -> {result.to_version}",
+                    decided_at=now,
+                )
+            )
+    return {
+        "target": target_name,
+        "from_version": result.from_version,
+        "to_version": result.to_version,
+        "rolled_back_tasks": list(result.removed_keys),
+    }
+
+
+def attempts_of(rt: Runtime, task_id: str) -> list[AttemptRow]:
+    with rt.sessions() as session:
+        return list(
+            session.scalars(
+                select(AttemptRow).where(AttemptRow.task_id == task_id).order_by(AttemptRow.number)
+            ).all()
+        )

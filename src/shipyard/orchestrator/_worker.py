@@ -1,0 +1,87 @@
+"""Workers: processes that launch DBOS, listen to the domains' queues and run tasks.
+
+A worker recovers the workflows a killed worker left in flight when it launches (DBOS does
+this from its checkpoints), then runs queued tasks until it is stopped, or, with
+``until_idle``, until every task is finished or waiting for a person.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from dbos import DBOS
+from sqlalchemy import func, select
+
+from shipyard.errors import ConfigError
+from shipyard.model import TaskState
+from shipyard.orchestrator._runtime import Runtime, install_runtime
+from shipyard.orchestrator._service import dbos_config, queue_name
+from shipyard.store import TaskRow
+
+__all__ = ["busy_tasks", "launch", "run_worker", "shutdown"]
+
+_BUSY = (TaskState.QUEUED.value, TaskState.RUNNING.value, TaskState.APPROVED.value)
+
+
+def launch(
+    rt: Runtime, *, domains: Sequence[str] = (), executor_id: str | None = None
+) -> list[str]:
+    """Install ``rt`` and launch DBOS on the domains' queues (all domains when empty)."""
+    known = rt.project.settings.domains
+    chosen = list(domains) or list(known)
+    unknown = [d for d in chosen if d not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown domain(s): {', '.join(unknown)}",
+            hint=f"domains in {rt.project.config_path}: {', '.join(known) or '(none)'}",
+        )
+    install_runtime(rt)
+    DBOS(config=dbos_config(rt.project, executor_id=executor_id))  # type: ignore[arg-type]
+    DBOS.listen_queues([queue_name(d) for d in chosen])
+    DBOS.launch()
+    for domain in chosen:
+        DBOS.register_queue(
+            queue_name(domain),
+            global_concurrency=known[domain].concurrency,
+            worker_concurrency=known[domain].worker_concurrency,
+            polling_interval_sec=0.2,
+            on_conflict="always_update",
+        )
+    return chosen
+
+
+def shutdown() -> None:
+    """Stop DBOS in this process; tasks in flight resume at the next launch."""
+    DBOS.destroy(workflow_completion_timeout_sec=0)
+    install_runtime(None)
+
+
+def busy_tasks(rt: Runtime, domains: Sequence[str]) -> int:
+    """Tasks in these domains that a worker still has to move on."""
+    with rt.sessions() as session:
+        count = session.scalar(
+            select(func.count())
+            .select_from(TaskRow)
+            .where(TaskRow.state.in_(_BUSY), TaskRow.domain.in_(domains))
+        )
+    return int(count or 0)
+
+
+def run_worker(
+    rt: Runtime,
+    *,
+    domains: Sequence[str] = (),
+    until_idle: bool = False,
+    stop: threading.Event | None = None,
+    poll_seconds: float = 0.25,
+) -> None:
+    """Run tasks until ``stop`` is set (or, with ``until_idle``, until none is busy)."""
+    stop = stop or threading.Event()
+    chosen = launch(rt, domains=domains)
+    try:
+        while not stop.wait(poll_seconds):
+            if until_idle and busy_tasks(rt, chosen) == 0:
+                break
+    finally:
+        shutdown()

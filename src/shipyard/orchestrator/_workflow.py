@@ -1,0 +1,508 @@
+"""The task pipeline as one durable DBOS workflow; each stage is a durable step.
+
+    start -> recall -> (generate -> verify)* -> register -> gate [-> wait for a person]
+          -> release -> remember
+
+DBOS checkpoints every step's result, so a worker killed at any point resumes the task at the
+step that was in flight, and finished steps are not run again. Steps are written so that
+running one twice (killed after its effect, before its checkpoint) does no harm: rows are
+upserted by (task, stage, attempt), artifacts are content-addressed, and the release target
+refuses a key that is already live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from dbos import DBOS
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shipyard._crash import crashpoint
+from shipyard.checks import run_checks
+from shipyard.errors import ShipyardError
+from shipyard.generate import GenerationRequest, prompt_hash, render, render_prompt
+from shipyard.jobs import JobKind, validate_inputs
+from shipyard.memory import recall, remember
+from shipyard.model import CheckReport, GateOutcome, TaskState
+from shipyard.orchestrator._runtime import Runtime, current_runtime
+from shipyard.policy import decide
+from shipyard.store import (
+    ArtifactRow,
+    AttemptRow,
+    DecisionRow,
+    ProvenanceRow,
+    ReleaseRow,
+    StepRow,
+    TaskRow,
+    transaction,
+)
+
+__all__ = ["WORKFLOW_NAME", "DECISION_TOPIC", "task_workflow"]
+
+WORKFLOW_NAME = "shipyard.task"
+DECISION_TOPIC = "decision"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _task(session: Session, task_id: str) -> TaskRow:
+    row = session.get(TaskRow, task_id)
+    if row is None:
+        raise ShipyardError(f"task {task_id} vanished from the database")
+    return row
+
+
+def set_state(session: Session, task_id: str, state: TaskState, *, error: str = "") -> None:
+    values: dict[str, Any] = {"state": state.value, "updated_at": _now()}
+    if error:
+        values["error"] = error
+    if state.terminal:
+        values["finished_at"] = _now()
+    session.execute(update(TaskRow).where(TaskRow.id == task_id).values(**values))
+
+
+@contextmanager
+def stage(rt: Runtime, task_id: str, name: str, attempt: int = 0) -> Iterator[dict[str, Any]]:
+    """Record one stage's run: started (counting re-runs), then done or failed with a summary.
+
+    The body fills the yielded dict: ``summary`` (one line) and anything else for ``detail``.
+    """
+    with transaction(rt.sessions) as session:
+        row = session.scalar(
+            select(StepRow).where(
+                StepRow.task_id == task_id, StepRow.stage == name, StepRow.attempt == attempt
+            )
+        )
+        if row is None:
+            session.add(
+                StepRow(
+                    task_id=task_id,
+                    stage=name,
+                    attempt=attempt,
+                    status="running",
+                    runs=1,
+                    started_at=_now(),
+                    detail={},
+                )
+            )
+        else:
+            row.runs += 1
+            row.status, row.started_at, row.finished_at = "running", _now(), None
+    crashpoint(f"{name}.before")
+    record: dict[str, Any] = {}
+    status = "failed"
+    try:
+        yield record
+        status = "done"
+    except Exception as exc:
+        record["summary"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        summary = str(record.pop("summary", ""))
+        with transaction(rt.sessions) as session:
+            session.execute(
+                update(StepRow)
+                .where(
+                    StepRow.task_id == task_id, StepRow.stage == name, StepRow.attempt == attempt
+                )
+                .values(status=status, finished_at=_now(), summary=summary, detail=record)
+            )
+    crashpoint(f"{name}.after")
+
+
+# -- steps --------------------------------------------------------------------------------
+
+
+@DBOS.step(name="shipyard.start")
+def start_step(task_id: str) -> dict[str, Any]:
+    """Re-validate the inputs (the job kind may have changed since submit) and mark running."""
+    rt = current_runtime()
+    with stage(rt, task_id, "validate") as record:
+        with transaction(rt.sessions) as session:
+            task = _task(session, task_id)
+            kind = rt.jobs.get(task.job_kind)
+            validate_inputs(kind, task.inputs, where=f"task {task_id}")
+            set_state(session, task_id, TaskState.RUNNING)
+        record["summary"] = f"inputs fit the {kind.name} schema"
+    return {"job_kind": kind.name, "max_attempts": kind.max_attempts}
+
+
+@DBOS.step(name="shipyard.recall")
+def recall_step(task_id: str) -> list[dict[str, Any]]:
+    rt = current_runtime()
+    with stage(rt, task_id, "recall") as record, transaction(rt.sessions) as session:
+        task = _task(session, task_id)
+        items = recall(
+            session, namespace=task.domain, job_kind=task.job_kind, input_key=task.input_key
+        )
+        record["summary"] = f"{len(items)} item(s) recalled"
+        record["items"] = [item["id"] for item in items]
+    return items
+
+
+@DBOS.step(name="shipyard.generate", retries_allowed=True, max_attempts=3, backoff_rate=2.0)
+def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) -> None:
+    """One generation: the prompt (with the previous attempt's findings), then the provider."""
+    rt = current_runtime()
+    with stage(rt, task_id, "generate", attempt) as record:
+        with rt.sessions() as session:
+            task = _task(session, task_id)
+            previous = session.scalar(
+                select(AttemptRow).where(
+                    AttemptRow.task_id == task_id, AttemptRow.number == attempt - 1
+                )
+            )
+            inputs = dict(task.inputs)
+            kind = rt.jobs.get(task.job_kind)
+        feedback = (
+            CheckReport.from_dict(previous.report).findings
+            if previous is not None and previous.report
+            else []
+        )
+        previous_files = dict(previous.files) if previous is not None else {}
+        prompt = render_prompt(
+            kind, inputs, recalled=recalled, feedback=feedback, previous_files=previous_files
+        )
+        generation = rt.provider.generate(
+            GenerationRequest(
+                task_id=task_id,
+                kind=kind,
+                inputs=inputs,
+                attempt=attempt,
+                prompt=prompt,
+                previous_files=previous_files,
+                feedback=tuple(feedback),
+                recalled=tuple(recalled),
+            )
+        )
+        _check_outputs(kind, generation.files)
+        with transaction(rt.sessions) as session:
+            row = session.scalar(
+                select(AttemptRow).where(
+                    AttemptRow.task_id == task_id, AttemptRow.number == attempt
+                )
+            )
+            if row is None:
+                row = AttemptRow(task_id=task_id, number=attempt)
+                session.add(row)
+            row.provider, row.model = generation.provider, generation.model
+            row.prompt, row.prompt_hash = prompt, prompt_hash(prompt)
+            row.files = generation.files
+            row.feedback = [f.to_dict() for f in feedback]
+            row.recalled = [item["id"] for item in recalled]
+            row.generated_at = _now()
+            row.report, row.passed, row.checked_at = None, None, None
+            _task(session, task_id).attempts = attempt
+        record["summary"] = (
+            f"{generation.provider} ({generation.model}): {len(generation.files)} file(s)"
+            + (f", {len(feedback)} finding(s) fed back" if feedback else "")
+        )
+        record["provider"], record["model"] = generation.provider, generation.model
+
+
+def _check_outputs(kind: JobKind, files: dict[str, str]) -> None:
+    expected, got = set(kind.outputs), set(files)
+    if expected != got:
+        raise ShipyardError(
+            f"the generator returned files {sorted(got)}, the job kind wants {sorted(expected)}",
+            hint="a provider must produce exactly the job kind's outputs",
+        )
+
+
+@DBOS.step(name="shipyard.verify")
+def verify_step(task_id: str, attempt: int) -> bool:
+    """Run the job kind's checks on this attempt's output in the sandbox; store the report."""
+    rt = current_runtime()
+    with stage(rt, task_id, "verify", attempt) as record:
+        with rt.sessions() as session:
+            task = _task(session, task_id)
+            kind = rt.jobs.get(task.job_kind)
+            row = session.scalar(
+                select(AttemptRow).where(
+                    AttemptRow.task_id == task_id, AttemptRow.number == attempt
+                )
+            )
+            if row is None:
+                raise ShipyardError(f"task {task_id}: attempt {attempt} has no generation")
+            files = dict(row.files)
+        report = run_checks(
+            kind, files, backend=rt.sandbox, limits=rt.limits, registry=rt.checks
+        )
+        with transaction(rt.sessions) as session:
+            session.execute(
+                update(AttemptRow)
+                .where(AttemptRow.task_id == task_id, AttemptRow.number == attempt)
+                .values(report=report.to_dict(), passed=report.passed, checked_at=_now())
+            )
+        failed = [r.check for r in report.results if not r.passed]
+        record["summary"] = (
+            f"{len(report.results)} check(s) passed"
+            if report.passed
+            else f"failed: {', '.join(failed)} ({len(report.findings)} finding(s))"
+        )
+        record["sandbox"] = report.sandbox
+    return report.passed
+
+
+@DBOS.step(name="shipyard.register")
+def register_step(task_id: str, attempt: int) -> str:
+    """Store the passing output as a content-addressed artifact with its provenance."""
+    rt = current_runtime()
+    with stage(rt, task_id, "register") as record, transaction(rt.sessions) as session:
+        task = _task(session, task_id)
+        kind = rt.jobs.get(task.job_kind)
+        row = session.scalar(
+            select(AttemptRow).where(AttemptRow.task_id == task_id, AttemptRow.number == attempt)
+        )
+        if row is None or not row.passed:
+            raise ShipyardError(f"task {task_id}: attempt {attempt} did not pass its checks")
+        stored = rt.artifacts.put(row.files)
+        if session.get(ArtifactRow, stored.id) is None:
+            session.add(
+                ArtifactRow(
+                    id=stored.id,
+                    job_kind=kind.name,
+                    input_key=task.input_key,
+                    files=stored.manifest,
+                    size=stored.size,
+                    created_at=_now(),
+                    first_task_id=task_id,
+                )
+            )
+            session.flush()
+        provenance = {
+            "artifact": stored.id,
+            "files": stored.manifest,
+            "task": task_id,
+            "domain": task.domain,
+            "job_kind": kind.name,
+            "input_key": task.input_key,
+            "inputs_hash": task.inputs_hash,
+            "template_hash": kind.template_hash,
+            "prompt_hash": row.prompt_hash,
+            "provider": row.provider,
+            "model": row.model,
+            "attempts": attempt,
+            "checks": row.report,
+            "recalled": row.recalled,
+            "submitted_by": task.submitted_by,
+            "submitted_at": task.submitted_at.isoformat(),
+            "generated_at": row.generated_at.isoformat(),
+            "registered_at": _now().isoformat(),
+            "approvals": [],
+        }
+        existing = session.get(ProvenanceRow, task_id)
+        if existing is None:
+            session.add(
+                ProvenanceRow(
+                    task_id=task_id, artifact_id=stored.id, record=provenance, created_at=_now()
+                )
+            )
+        task.artifact_id = stored.id
+        record["summary"] = f"artifact {stored.id[:19]} ({len(stored.manifest)} file(s))"
+        record["artifact"] = stored.id
+    return stored.id
+
+
+@DBOS.step(name="shipyard.gate")
+def gate_step(task_id: str, attempt: int) -> str:
+    rt = current_runtime()
+    with stage(rt, task_id, "gate") as record, transaction(rt.sessions) as session:
+        task = _task(session, task_id)
+        kind = rt.jobs.get(task.job_kind)
+        row = session.scalar(
+            select(AttemptRow).where(AttemptRow.task_id == task_id, AttemptRow.number == attempt)
+        )
+        report = CheckReport.from_dict(row.report if row is not None and row.report else {})
+        decision = decide(kind, report)
+        session.add(
+            DecisionRow(
+                task_id=task_id,
+                decision=f"policy:{decision.outcome.value}",
+                actor="policy",
+                reason=decision.reason,
+                decided_at=_now(),
+            )
+        )
+        if decision.outcome is GateOutcome.NEEDS_APPROVAL:
+            set_state(session, task_id, TaskState.WAITING_APPROVAL)
+        record["summary"] = f"{decision.outcome.value}: {decision.reason}"
+        record["outcome"] = decision.outcome.value
+    return decision.outcome.value
+
+
+@DBOS.step(name="shipyard.read_decision")
+def read_decision_step(task_id: str) -> dict[str, Any] | None:
+    """A person's decision on this task, if one is recorded (the database is the truth)."""
+    rt = current_runtime()
+    with rt.sessions() as session:
+        row = session.scalar(
+            select(DecisionRow)
+            .where(
+                DecisionRow.task_id == task_id,
+                DecisionRow.decision.in_(("approved", "rejected")),
+            )
+            .order_by(DecisionRow.id)
+            .limit(1)
+        )
+        if row is None:
+            return None
+        return {
+            "decision": row.decision,
+            "actor": row.actor,
+            "reason": row.reason,
+            "at": row.decided_at.isoformat(),
+        }
+
+
+@DBOS.step(name="shipyard.record_decision")
+def record_decision_step(task_id: str, decision: dict[str, Any]) -> None:
+    rt = current_runtime()
+    with stage(rt, task_id, "approval") as record, transaction(rt.sessions) as session:
+        provenance = session.get(ProvenanceRow, task_id)
+        if provenance is not None and decision not in provenance.record["approvals"]:
+            provenance.record = provenance.record | {
+                "approvals": [*provenance.record["approvals"], decision]
+            }
+        record["summary"] = f"{decision['decision']} by {decision['actor']}" + (
+            f": {decision['reason']}" if decision["reason"] else ""
+        )
+
+
+@DBOS.step(name="shipyard.release")
+def release_step(task_id: str) -> str:
+    """Put the artifact live on its target; a retried step finds it live and writes nothing."""
+    rt = current_runtime()
+    with stage(rt, task_id, "release") as record:
+        with rt.sessions() as session:
+            task = _task(session, task_id)
+            kind = rt.jobs.get(task.job_kind)
+            inputs, artifact_id = dict(task.inputs), task.artifact_id
+        if kind.release is None:
+            raise ShipyardError(f"job kind {kind.name!r} has no release target")
+        target = rt.target(kind.release.target)
+        path = render(kind.release.path, inputs, name="path", where=str(kind.folder))
+        files = rt.artifacts.read(rt.artifacts.get(artifact_id))
+        result = target.publish(
+            key=task_id, path=path, files=files, title=str(inputs.get("name", task.input_key))
+        )
+        with transaction(rt.sessions) as session:
+            if session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id)) is None:
+                session.add(
+                    ReleaseRow(
+                        task_id=task_id,
+                        artifact_id=artifact_id,
+                        target=target.name,
+                        path=result.url_path,
+                        version=result.version,
+                        state="live",
+                        released_at=_now(),
+                    )
+                )
+            set_state(session, task_id, TaskState.PUBLISHED)
+        record["summary"] = f"live on {target.name} at {result.url_path} (version {result.version})"
+        record["already_live"] = result.already_live
+    return result.url_path
+
+
+@DBOS.step(name="shipyard.finish")
+def finish_step(task_id: str, state: str, outcome: str, error: str = "") -> None:
+    """Remember the outcome for next time and close the task."""
+    rt = current_runtime()
+    with stage(rt, task_id, "remember") as record, transaction(rt.sessions) as session:
+        task = _task(session, task_id)
+        remember(
+            session,
+            namespace=task.domain,
+            kind=outcome,
+            job_kind=task.job_kind,
+            input_key=task.input_key,
+            task_id=task_id,
+            text=_memory_text(session, task, outcome, error),
+            meta={"artifact": task.artifact_id, "state": state},
+        )
+        set_state(session, task_id, TaskState(state), error=error)
+        record["summary"] = f"remembered as {outcome}; task {state}"
+
+
+def _memory_text(session: Session, task: TaskRow, outcome: str, error: str) -> str:
+    if outcome == "failed":
+        last = session.scalar(
+            select(AttemptRow)
+            .where(AttemptRow.task_id == task.id)
+            .order_by(AttemptRow.number.desc())
+            .limit(1)
+        )
+        findings = CheckReport.from_dict(last.report or {}).findings if last else []
+        listed = "; ".join(f"{f.rule}: {f.message}" for f in findings[:5])
+        return f"{task.job_kind} for {task.input_key} failed its checks: {listed or error}"
+    if outcome == "rejected":
+        return f"{task.job_kind} for {task.input_key} was rejected: {error}"
+    return f"{task.job_kind} for {task.input_key} {outcome} as artifact {task.artifact_id}"
+
+
+# -- the workflow -------------------------------------------------------------------------
+
+
+@DBOS.workflow(name=WORKFLOW_NAME)
+def task_workflow(task_id: str) -> str:
+    """Run one task to its end; returns the final state."""
+    rt = current_runtime()
+    try:
+        return _pipeline(rt, task_id)
+    except Exception as exc:
+        # A stage crashed after its retries (infrastructure, or a bug): the task ends in
+        # ERROR with the reason, distinct from FAILED (the generated code did not pass).
+        reason = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
+        finish_step(task_id, TaskState.ERROR.value, "error", reason)
+        return TaskState.ERROR.value
+
+
+def _pipeline(rt: Runtime, task_id: str) -> str:
+    plan = start_step(task_id)
+    recalled = recall_step(task_id)
+    passed_attempt = 0
+    for attempt in range(1, int(plan["max_attempts"]) + 1):
+        generate_step(task_id, attempt, recalled)
+        if verify_step(task_id, attempt):
+            passed_attempt = attempt
+            break
+    if not passed_attempt:
+        finish_step(
+            task_id, TaskState.FAILED.value, "failed", f"checks failed {plan['max_attempts']}×"
+        )
+        return TaskState.FAILED.value
+    register_step(task_id, passed_attempt)
+    outcome = gate_step(task_id, passed_attempt)
+    if outcome == GateOutcome.DENY.value:
+        finish_step(task_id, TaskState.DENIED.value, "denied", "denied by policy at the gate")
+        return TaskState.DENIED.value
+    if outcome == GateOutcome.NEEDS_APPROVAL.value:
+        decision = _await_decision(rt, task_id)
+        record_decision_step(task_id, decision)
+        if decision["decision"] == "rejected":
+            finish_step(task_id, TaskState.REJECTED.value, "rejected", decision["reason"])
+            return TaskState.REJECTED.value
+    kind = rt.jobs.get(str(plan["job_kind"]))
+    if kind.release is None:
+        finish_step(task_id, TaskState.DONE.value, "approved")
+        return TaskState.DONE.value
+    release_step(task_id)
+    finish_step(task_id, TaskState.PUBLISHED.value, "published")
+    return TaskState.PUBLISHED.value
+
+
+def _await_decision(rt: Runtime, task_id: str) -> dict[str, Any]:
+    """Wait durably for a person: woken by a message, re-reading the database now and then."""
+    recheck = rt.project.settings.gate.approval_recheck_seconds
+    while True:
+        decision = read_decision_step(task_id)
+        if decision is not None:
+            return decision
+        DBOS.recv(DECISION_TOPIC, timeout_seconds=recheck)

@@ -1,0 +1,202 @@
+"""The ``static-site`` target: a folder of pages with blue/green switching.
+
+Each publish builds a complete new version of the site beside the live one (unchanged files
+are hard links, so a version costs only what changed), then switches the ``current`` link
+atomically. Earlier versions stay for rollback. A publish is keyed: a key already live is
+never published again, which is what makes a retried release step harmless.
+
+Layout::
+
+    versions/000007/...          a complete site; .shipyard-version.json says what is in it
+    current -> versions/000007   what is served
+"""
+
+from __future__ import annotations
+
+import fcntl
+import html
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from shipyard.errors import InputError, StateError
+
+__all__ = ["PublishResult", "RollbackResult", "StaticSite"]
+
+MANIFEST = ".shipyard-version.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishResult:
+    version: str
+    """The site version now live."""
+    url_path: str
+    """Where the published files are served, e.g. ``/products/sku-1/``."""
+    already_live: bool
+    """True when this key was live before the call (nothing was written)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RollbackResult:
+    from_version: str
+    to_version: str
+    removed_keys: tuple[str, ...]
+    """Release keys live before and not after: the releases that were rolled back."""
+
+
+def _clean_path(path: str) -> PurePosixPath:
+    clean = PurePosixPath(path.strip("/"))
+    if path.startswith("/") and not path.strip("/"):
+        return PurePosixPath(".")
+    if clean.is_absolute() or ".." in clean.parts:
+        raise InputError(f"release path {path!r} leaves the site", hint="use a relative path")
+    return clean
+
+
+class StaticSite:
+    def __init__(self, name: str, root: Path, *, keep_versions: int = 20) -> None:
+        self.name, self.root, self.keep_versions = name, root, keep_versions
+
+    @property
+    def _current(self) -> Path:
+        return self.root / "current"
+
+    def live_dir(self) -> Path | None:
+        """The folder being served now, or None before the first publish."""
+        return self._current.resolve() if self._current.exists() else None
+
+    def live_version(self) -> str | None:
+        live = self.live_dir()
+        return live.name if live else None
+
+    def manifest(self, version: str | None = None) -> dict[str, Any]:
+        folder = self.root / "versions" / version if version else self.live_dir()
+        if folder is None:
+            return {"version": None, "parent": None, "releases": {}}
+        return dict(json.loads((folder / MANIFEST).read_text()))
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def publish(self, *, key: str, path: str, files: Mapping[str, bytes], title: str = "") -> PublishResult:
+        """Make ``files`` live under ``path``; a no-op when ``key`` is already live."""
+        folder = _clean_path(path)
+        with self._locked():
+            live = self.manifest()
+            url_path = "/" + (f"{folder}/" if str(folder) != "." else "")
+            if key in live["releases"]:
+                return PublishResult(version=live["version"], url_path=url_path, already_live=True)
+            self._drop_incomplete()
+            version = self._next_version()
+            target = self.root / "versions" / version
+            previous = self.live_dir()
+            releases = {
+                k: v for k, v in live["releases"].items() if v["path"] != str(folder)
+            }
+            releases[key] = {"path": str(folder), "files": sorted(files), "title": title}
+            self._build(target, previous, folder, files)
+            self._write_index(target, releases)
+            manifest = {"version": version, "parent": live["version"], "releases": releases}
+            (target / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            self._switch(version)
+            self._prune()
+            return PublishResult(version=version, url_path=url_path, already_live=False)
+
+    def rollback(self) -> RollbackResult:
+        """Switch back to the version that was live before the current one."""
+        with self._locked():
+            live = self.manifest()
+            parent = live.get("parent")
+            if not live["version"] or not parent:
+                raise StateError(
+                    f"target {self.name!r} has no earlier version to roll back to",
+                    hint="a rollback needs at least two published versions",
+                )
+            if not (self.root / "versions" / parent / MANIFEST).is_file():
+                raise StateError(
+                    f"target {self.name!r}: version {parent} was pruned",
+                    hint="raise keep_versions for the target to roll back further",
+                )
+            self._switch(parent)
+            before = self.manifest(parent)["releases"]
+            removed = tuple(k for k in live["releases"] if k not in before)
+            return RollbackResult(from_version=live["version"], to_version=parent, removed_keys=removed)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _next_version(self) -> str:
+        versions = self.root / "versions"
+        versions.mkdir(parents=True, exist_ok=True)
+        numbers = [int(p.name) for p in versions.iterdir() if p.name.isdigit()]
+        return f"{max(numbers, default=0) + 1:06d}"
+
+    def _drop_incomplete(self) -> None:
+        """A crash mid-build leaves a version without a manifest: it was never live."""
+        versions = self.root / "versions"
+        if versions.is_dir():
+            for folder in versions.iterdir():
+                if folder.is_dir() and not (folder / MANIFEST).exists():
+                    shutil.rmtree(folder)
+
+    def _build(
+        self, target: Path, previous: Path | None, folder: PurePosixPath, files: Mapping[str, bytes]
+    ) -> None:
+        if previous is not None:
+            shutil.copytree(previous, target, copy_function=os.link, symlinks=True)
+            (target / MANIFEST).unlink()
+            owned = target / folder
+            if str(folder) != "." and owned.exists():
+                shutil.rmtree(owned)
+        target.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            out = target / folder / _clean_path(name)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.unlink(missing_ok=True)
+            out.write_bytes(data)
+
+    def _write_index(self, target: Path, releases: Mapping[str, Any]) -> None:
+        """A site map at ``/`` unless a release owns the root."""
+        if any(r["path"] == "." for r in releases.values()):
+            return
+        items = "\n".join(
+            f'    <li><a href="/{html.escape(r["path"])}/">{html.escape(r["title"] or r["path"])}</a></li>'
+            for r in sorted(releases.values(), key=lambda r: r["path"])
+        )
+        page = (
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(self.name)}</title></head>\n<body>\n"
+            f"  <h1>{html.escape(self.name)}</h1>\n  <ul>\n{items}\n  </ul>\n</body>\n</html>\n"
+        )
+        index = target / "index.html"
+        index.unlink(missing_ok=True)
+        index.write_text(page, encoding="utf-8")
+
+    def _switch(self, version: str) -> None:
+        temp = self.root / ".current.tmp"
+        temp.unlink(missing_ok=True)
+        temp.symlink_to(Path("versions") / version)
+        os.replace(temp, self._current)  # atomic: readers see the old or the new site
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _prune(self) -> None:
+        versions = sorted(p for p in (self.root / "versions").iterdir() if p.name.isdigit())
+        live = self.live_version()
+        for folder in versions[: max(0, len(versions) - self.keep_versions)]:
+            if folder.name != live:
+                shutil.rmtree(folder)

@@ -1,0 +1,150 @@
+"""The ``process`` backend: a plain child process with rlimits and a scrubbed environment.
+
+It limits but does not confine: the child can read whatever the Shipyard user can read. It is
+the declared, weaker fallback for machines without bubblewrap, and every check report made
+with it says so.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from shipyard.errors import SandboxError
+from shipyard.sandbox._protocol import Limits, RunResult
+
+__all__ = ["ProcessBackend", "base_environment"]
+
+_SIGNAL_LIMITS = {signal.SIGXCPU: "cpu", signal.SIGXFSZ: "file_size"}
+
+
+def base_environment(workdir: Path) -> dict[str, str]:
+    """The only environment a run gets: nothing of the parent's (no keys, no tokens)."""
+    interpreter_dir = str(Path(sys.executable).parent)
+    return {
+        "PATH": f"{interpreter_dir}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "TMPDIR": str(workdir),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONNOUSERSITE": "1",
+    }
+
+
+def _limiter(limits: Limits) -> Callable[[], None]:
+    def apply() -> None:  # runs in the child between fork and exec
+        cpu = limits.cpu_seconds
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        memory = limits.memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        size = limits.max_file_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        files = limits.max_open_files
+        resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+class _CappedReader(threading.Thread):
+    """Drains one pipe; past the shared cap it keeps draining but stops keeping."""
+
+    def __init__(self, stream: IO[bytes], budget: list[int], on_overflow: Callable[[], None]):
+        super().__init__(daemon=True)
+        self.stream, self.budget, self.on_overflow = stream, budget, on_overflow
+        self.chunks: list[bytes] = []
+
+    def run(self) -> None:
+        while chunk := self.stream.read1(65536):  # type: ignore[attr-defined]
+            if self.budget[0] <= 0:
+                continue
+            keep = chunk[: self.budget[0]]
+            self.chunks.append(keep)
+            self.budget[0] -= len(keep)
+            if self.budget[0] <= 0:
+                self.on_overflow()
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode("utf-8", "replace")
+
+
+class ProcessBackend:
+    name = "process"
+    isolated = False
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: Path,
+        limits: Limits,
+        env: Mapping[str, str] | None = None,
+    ) -> RunResult:
+        environment = base_environment(workdir) | dict(env or {})
+        started = time.perf_counter()
+        try:
+            child = subprocess.Popen(
+                list(argv),
+                cwd=workdir,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=_limiter(limits),
+            )
+        except OSError as exc:
+            raise SandboxError(
+                f"could not start {argv[0]!r}: {exc}", hint="check that the command exists"
+            ) from exc
+        killed_by: list[str] = []
+
+        def kill(reason: str) -> None:
+            if not killed_by:
+                killed_by.append(reason)
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        budget = [limits.max_output_bytes]
+        assert child.stdout is not None and child.stderr is not None  # noqa: S101 - set above
+        readers = [
+            _CappedReader(child.stdout, budget, lambda: kill("output")),
+            _CappedReader(child.stderr, budget, lambda: kill("output")),
+        ]
+        for reader in readers:
+            reader.start()
+        try:
+            code = child.wait(timeout=limits.timeout_seconds)
+        except subprocess.TimeoutExpired:
+            kill("timeout")
+            code = child.wait()
+        # Children the run left behind share its process group: end them too.
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for reader in readers:
+            reader.join(timeout=5)
+        if not killed_by and code < 0 and -code in _SIGNAL_LIMITS:
+            killed_by.append(_SIGNAL_LIMITS[signal.Signals(-code)])
+        return RunResult(
+            exit_code=code,
+            stdout=readers[0].text(),
+            stderr=readers[1].text(),
+            timed_out=killed_by[:1] == ["timeout"],
+            killed_by=killed_by[0] if killed_by else None,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            backend=self.name,
+        )

@@ -1,0 +1,71 @@
+"""The sandbox contract: run one command in a workspace under limits, report what happened."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["Limits", "RunResult", "SandboxBackend"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Per-run limits. Hitting one kills the run's whole process tree."""
+
+    timeout_seconds: float = 60.0
+    """Wall-clock limit."""
+    cpu_seconds: int = 60
+    """CPU time limit per process (RLIMIT_CPU)."""
+    memory_mb: int = 2048
+    """Address-space limit per process (RLIMIT_AS)."""
+    max_processes: int = 256
+    """Processes the run may have (RLIMIT_NPROC; needs a user namespace to bind as root)."""
+    max_file_mb: int = 64
+    """Largest file the run may write (RLIMIT_FSIZE)."""
+    max_open_files: int = 256
+    """Open file descriptors (RLIMIT_NOFILE)."""
+    max_output_bytes: int = 1_000_000
+    """Captured stdout + stderr; more ends the run."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    """What one sandboxed command did."""
+
+    exit_code: int
+    """The process's exit status; negative for a signal."""
+    stdout: str
+    """Captured standard output (capped)."""
+    stderr: str
+    """Captured standard error (capped)."""
+    timed_out: bool
+    """True when the wall-clock limit ended the run."""
+    killed_by: str | None
+    """The limit that ended the run (``timeout``, ``cpu``, ``output``, ``file_size``), if any."""
+    duration_ms: float
+    """Wall-clock time of the run."""
+    backend: str
+    """The backend that ran it."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SandboxBackend(Protocol):
+    """An isolation backend. ``isolated`` is False for backends that only limit, not confine."""
+
+    name: str
+    isolated: bool
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: Path,
+        limits: Limits,
+        env: Mapping[str, str] | None = None,
+    ) -> RunResult:
+        """Run ``argv`` with ``workdir`` as its working folder; never raise for the command's failure."""
+        ...

@@ -1,0 +1,42 @@
+"""The store: Shipyard's records in one SQL database (SQLite by default, PostgreSQL to scale).
+
+Tables are SQLAlchemy 2 models; the schema is migrated with Alembic on every start.
+"""
+
+from __future__ import annotations
+
+from shipyard.store._engine import (
+    make_engine,
+    migrate,
+    schema_status,
+    session_factory,
+    transaction,
+)
+from shipyard.store._schema import (
+    ArtifactRow,
+    AttemptRow,
+    Base,
+    DecisionRow,
+    MemoryRow,
+    ProvenanceRow,
+    ReleaseRow,
+    StepRow,
+    TaskRow,
+)
+
+__all__ = [
+    "ArtifactRow",
+    "AttemptRow",
+    "Base",
+    "DecisionRow",
+    "MemoryRow",
+    "ProvenanceRow",
+    "ReleaseRow",
+    "StepRow",
+    "TaskRow",
+    "make_engine",
+    "migrate",
+    "schema_status",
+    "session_factory",
+    "transaction",
+]

@@ -1,0 +1,165 @@
+"""Shipyard's tables (SQLAlchemy 2, typed). Schema changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class TaskRow(Base):
+    """One job kind applied to one set of inputs; one durable workflow (same id)."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(64))
+    job_kind: Mapped[str] = mapped_column(String(64))
+    input_key: Mapped[str] = mapped_column(String(200), default="")
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    inputs_hash: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(300), default="")
+    batch_id: Mapped[str] = mapped_column(String(40), default="")
+    state: Mapped[str] = mapped_column(String(24))
+    submitted_by: Mapped[str] = mapped_column(String(120))
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    error: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    artifact_id: Mapped[str] = mapped_column(String(71), default="")
+
+    __table_args__ = (
+        Index("ix_tasks_state", "state"),
+        Index("ix_tasks_kind_key", "job_kind", "input_key"),
+        Index("ix_tasks_submitted_at", "submitted_at"),
+    )
+
+
+class StepRow(Base):
+    """One stage of one task: timings, how many times it started, what it produced."""
+
+    __tablename__ = "task_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    stage: Mapped[str] = mapped_column(String(32))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    runs: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (UniqueConstraint("task_id", "stage", "attempt", name="uq_step"),)
+
+
+class AttemptRow(Base):
+    """One generation and its check report inside a task."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200))
+    prompt_hash: Mapped[str] = mapped_column(String(71))
+    prompt: Mapped[str] = mapped_column(Text)
+    files: Mapped[dict[str, Any]] = mapped_column(JSON)
+    feedback: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    recalled: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    passed: Mapped[bool | None] = mapped_column(default=None)
+    generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+    __table_args__ = (UniqueConstraint("task_id", "number", name="uq_attempt"),)
+
+
+class ArtifactRow(Base):
+    """An immutable, content-addressed version of generated output (id = sha256 of manifest)."""
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[str] = mapped_column(String(71), primary_key=True)
+    job_kind: Mapped[str] = mapped_column(String(64))
+    input_key: Mapped[str] = mapped_column(String(200), default="")
+    files: Mapped[dict[str, Any]] = mapped_column(JSON)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_task_id: Mapped[str] = mapped_column(String(40))
+
+    __table_args__ = (Index("ix_artifacts_kind_key", "job_kind", "input_key"),)
+
+
+class ProvenanceRow(Base):
+    """Where one task's artifact came from: one record per (task, artifact)."""
+
+    __tablename__ = "provenance"
+
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"))
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DecisionRow(Base):
+    """A gate decision: policy's, or a person's approval / rejection, with who and why."""
+
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    decision: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(120))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_decisions_task", "task_id"),)
+
+
+class ReleaseRow(Base):
+    """An artifact put live on a target by a task (at most one per task)."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), unique=True)
+    artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"))
+    target: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(300))
+    version: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16))
+    released_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    rolled_back_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class MemoryRow(Base):
+    """Something the pipeline remembers for next time (outcomes, reasons, findings)."""
+
+    __tablename__ = "memory_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    job_kind: Mapped[str] = mapped_column(String(64))
+    input_key: Mapped[str] = mapped_column(String(200), default="")
+    task_id: Mapped[str] = mapped_column(String(40))
+    text: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("task_id", "kind", name="uq_memory_task_kind"),
+        Index("ix_memory_lookup", "namespace", "job_kind", "input_key"),
+    )

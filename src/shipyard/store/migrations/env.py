@@ -1,0 +1,19 @@
+"""Alembic environment: Shipyard passes its engine in; no alembic.ini is needed."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from shipyard.store._schema import Base
+
+engine = context.config.attributes["engine"]
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()
