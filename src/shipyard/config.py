@@ -228,10 +228,9 @@ def load_project(root: Path | None = None) -> Project:
             f"SHIPYARD_DATABASE_URL={url!r} is neither sqlite:/// nor postgresql://",
             hint="use e.g. postgresql://user@127.0.0.1:5432/shipyard",
         )
-    if serve_target := settings.serve.target:
-        if serve_target not in settings.targets:
-            raise ConfigError(
-                f"{folder / CONFIG_FILE}: key 'serve.target': no target named {serve_target!r}",
-                hint=f"declared targets: {', '.join(settings.targets) or '(none)'}",
-            )
+    if (serve_target := settings.serve.target) and serve_target not in settings.targets:
+        raise ConfigError(
+            f"{folder / CONFIG_FILE}: key 'serve.target': no target named {serve_target!r}",
+            hint=f"declared targets: {', '.join(settings.targets) or '(none)'}",
+        )
     return Project(root=folder, settings=settings, database_url=url)

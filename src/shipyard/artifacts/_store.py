@@ -87,7 +87,9 @@ class ArtifactStore:
     def get(self, artifact_id: str) -> StoredArtifact:
         path = self._manifest_path(artifact_id)
         if not path.is_file():
-            raise NotFound(f"no artifact {artifact_id} in {self.root}", hint="see `shipyard artifacts`")
+            raise NotFound(
+                f"no artifact {artifact_id} in {self.root}", hint="see `shipyard artifacts`"
+            )
         return StoredArtifact(id=artifact_id, manifest=json.loads(path.read_bytes()))
 
     def read(self, artifact: StoredArtifact) -> dict[str, bytes]:

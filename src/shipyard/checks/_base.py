@@ -53,7 +53,14 @@ class ProbeCheck:
     name = ""
 
     def command(self, spec: CheckSpec) -> list[str]:
-        return [sys.executable, "-I", "-m", "shipyard.checks._probe", self.name, json.dumps(spec.options)]
+        return [
+            sys.executable,
+            "-I",
+            "-m",
+            "shipyard.checks._probe",
+            self.name,
+            json.dumps(spec.options),
+        ]
 
     def interpret(self, spec: CheckSpec, run: RunResult, workspace: Path) -> list[Finding]:
         if run.exit_code != 0:

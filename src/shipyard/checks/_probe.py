@@ -114,7 +114,9 @@ def probe_html(options: dict[str, Any]) -> list[dict[str, Any]]:
             try:
                 json.loads(body)
             except json.JSONDecodeError as exc:
-                findings.append(_finding("html.jsonld", f"JSON-LD is not JSON: {exc.msg}", name, line))
+                findings.append(
+                    _finding("html.jsonld", f"JSON-LD is not JSON: {exc.msg}", name, line)
+                )
     return findings
 
 

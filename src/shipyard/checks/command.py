@@ -22,7 +22,9 @@ class CommandCheck:
 
     def interpret(self, spec: CheckSpec, run: RunResult, workspace: Path) -> list[Finding]:
         if not isinstance(spec.options.get("run"), list):
-            return [Finding(rule="command.config", message="option 'run' must be a list of strings")]
+            return [
+                Finding(rule="command.config", message="option 'run' must be a list of strings")
+            ]
         if run.exit_code == 0:
             return []
         tail = (run.stderr or run.stdout).strip().splitlines()[-5:]

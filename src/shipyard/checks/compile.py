@@ -1,4 +1,7 @@
-"""The ``compile`` check (Python syntax of every .py output): see :func:`shipyard.checks._probe.probe_compile` for the rules it applies."""
+"""The ``compile`` check: Python syntax of every .py output.
+
+The rules live in :func:`shipyard.checks._probe.probe_compile`, run inside the sandbox.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The ``html`` check (parse errors, title, image alt text, external scripts, JSON-LD syntax): see :func:`shipyard.checks._probe.probe_html` for the rules it applies."""
+"""The ``html`` check: parse errors, title, image alt text, external scripts, JSON-LD syntax.
+
+The rules live in :func:`shipyard.checks._probe.probe_html`, run inside the sandbox.
+"""
 
 from __future__ import annotations
 

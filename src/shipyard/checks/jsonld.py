@@ -1,4 +1,7 @@
-"""The ``jsonld`` check (JSON-LD present, of the wanted @type, valid against a schema): see :func:`shipyard.checks._probe.probe_jsonld` for the rules it applies."""
+"""The ``jsonld`` check: JSON-LD present, of the wanted @type, valid against a schema.
+
+The rules live in :func:`shipyard.checks._probe.probe_jsonld`, run inside the sandbox.
+"""
 
 from __future__ import annotations
 

@@ -46,7 +46,9 @@ class PytestCheck:
         report = workspace / REPORT
         if not report.is_file():
             tail = (run.stdout + run.stderr).strip().splitlines()[-3:]
-            return [Finding(rule="pytest.no-report", message=" | ".join(tail) or "pytest did not run")]
+            return [
+                Finding(rule="pytest.no-report", message=" | ".join(tail) or "pytest did not run")
+            ]
         try:
             root = ET.parse(report).getroot()
         except ET.ParseError as exc:

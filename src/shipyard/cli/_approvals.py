@@ -5,7 +5,15 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from shipyard.cli._common import console, err_console, handle_errors, open_runtime, print_json, timestamp, who
+from shipyard.cli._common import (
+    console,
+    err_console,
+    handle_errors,
+    open_runtime,
+    print_json,
+    timestamp,
+    who,
+)
 from shipyard.errors import InputError, ShipyardError
 from shipyard.orchestrator import approve as approve_task
 from shipyard.orchestrator import list_tasks
@@ -18,14 +26,37 @@ def approvals(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"))
     with open_runtime(ctx) as rt:
         waiting = list_tasks(rt, states=["waiting_approval"])
     if as_json:
-        print_json([{"id": t.id, "job_kind": t.job_kind, "key": t.input_key,
-                     "artifact": t.artifact_id, "submitted_by": t.submitted_by} for t in waiting])
+        print_json(
+            [
+                {
+                    "id": t.id,
+                    "job_kind": t.job_kind,
+                    "key": t.input_key,
+                    "artifact": t.artifact_id,
+                    "submitted_by": t.submitted_by,
+                }
+                for t in waiting
+            ]
+        )
         return
-    table = Table("task", "job kind", "key", "artifact", "submitted by", "waiting since",
-                  title=f"{len(waiting)} waiting for approval")
+    table = Table(
+        "task",
+        "job kind",
+        "key",
+        "artifact",
+        "submitted by",
+        "waiting since",
+        title=f"{len(waiting)} waiting for approval",
+    )
     for t in waiting:
-        table.add_row(t.id, t.job_kind, t.input_key, t.artifact_id[:19], t.submitted_by,
-                      timestamp(t.updated_at))
+        table.add_row(
+            t.id,
+            t.job_kind,
+            t.input_key,
+            t.artifact_id[:19],
+            t.submitted_by,
+            timestamp(t.updated_at),
+        )
     console.print(table)
 
 
@@ -52,9 +83,13 @@ def reject(
     _decide(ctx, tasks, False, who(as_), reason, approve=False)
 
 
-def _decide(ctx: typer.Context, refs: list[str], all_: bool, actor: str, reason: str, *, approve: bool) -> None:
+def _decide(
+    ctx: typer.Context, refs: list[str], all_: bool, actor: str, reason: str, *, approve: bool
+) -> None:
     if all_ == bool(refs):
-        raise InputError("name the tasks, or pass --all (not both)", hint="see `shipyard approvals`")
+        raise InputError(
+            "name the tasks, or pass --all (not both)", hint="see `shipyard approvals`"
+        )
     failures = 0
     with open_runtime(ctx) as rt:
         ids = [t.id for t in list_tasks(rt, states=["waiting_approval"])] if all_ else refs

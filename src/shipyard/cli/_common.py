@@ -84,7 +84,11 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except ShipyardError as exc:
-            err_console.print(f"[red bold]error[/] [red]({exc.code})[/]: {exc.message}", markup=True, highlight=False)
+            err_console.print(
+                f"[red bold]error[/] [red]({exc.code})[/]: {exc.message}",
+                markup=True,
+                highlight=False,
+            )
             if exc.hint:
                 err_console.print(f"  [dim]hint:[/] {exc.hint}", highlight=False)
             raise typer.Exit(exc.exit_status) from None

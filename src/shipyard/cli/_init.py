@@ -54,5 +54,11 @@ def init(
     finally:
         engine.dispose()
     DBOS.migrate(project.system_database_url)
-    where = "SQLite " + project.database_url.removeprefix("sqlite:///") if project.is_sqlite else "PostgreSQL"
-    console.print(f"project [bold]{project.settings.project.name}[/] ready: {where}, schema {current}")
+    where = (
+        "SQLite " + project.database_url.removeprefix("sqlite:///")
+        if project.is_sqlite
+        else "PostgreSQL"
+    )
+    console.print(
+        f"project [bold]{project.settings.project.name}[/] ready: {where}, schema {current}"
+    )

@@ -6,7 +6,8 @@ import typer
 
 from shipyard.cli._common import console, handle_errors, open_runtime, print_json, who
 from shipyard.errors import InputError
-from shipyard.orchestrator import Runtime, rollback as rollback_target
+from shipyard.orchestrator import Runtime
+from shipyard.orchestrator import rollback as rollback_target
 
 
 def default_target(rt: Runtime, name: str) -> str:
@@ -33,5 +34,7 @@ def rollback(
     if as_json:
         print_json(result)
         return
-    console.print(f"{result['target']}: version {result['from_version']} -> {result['to_version']}; "
-                  f"{len(result['rolled_back_tasks'])} release(s) rolled back")
+    console.print(
+        f"{result['target']}: version {result['from_version']} -> {result['to_version']}; "
+        f"{len(result['rolled_back_tasks'])} release(s) rolled back"
+    )

@@ -37,7 +37,10 @@ def serve(
         ) from exc
     actual = sock.getsockname()[1]
     version = site.live_version() or "nothing published yet"
-    console.print(f"serving [bold]{site.name}[/] ({version}) at [bold]http://{bind_host}:{actual}/[/]"
-                  "  (Ctrl-C to stop)", highlight=False)
+    console.print(
+        f"serving [bold]{site.name}[/] ({version}) at [bold]http://{bind_host}:{actual}/[/]"
+        "  (Ctrl-C to stop)",
+        highlight=False,
+    )
     config = uvicorn.Config(create_site_app(site), log_level="warning")
     uvicorn.Server(config).run(sockets=[sock])

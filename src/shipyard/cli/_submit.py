@@ -34,7 +34,9 @@ def _single(pairs: list[str]) -> BatchRow:
 def submit(
     ctx: typer.Context,
     job: str = typer.Argument(..., help="The job kind, e.g. landing-page."),
-    batch: Path | None = typer.Option(None, "--batch", "-b", help="CSV, JSONL or JSON file of inputs."),
+    batch: Path | None = typer.Option(
+        None, "--batch", "-b", help="CSV, JSONL or JSON file of inputs."
+    ),
     inputs: list[str] = typer.Option([], "--input", "-i", help="KEY=VALUE (JSON values allowed)."),
     as_: str | None = typer.Option(None, "--as", help="Who submits (default: $SHIPYARD_USER)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -50,8 +52,12 @@ def submit(
         kind = rt.jobs.get(job)
         rows = list(read_batch(batch)) if batch else [_single(inputs)]
         with Progress(
-            TextColumn("submitting"), BarColumn(), MofNCompleteColumn(),
-            console=err_console, transient=True, disable=len(rows) < 2 or as_json,
+            TextColumn("submitting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err_console,
+            transient=True,
+            disable=len(rows) < 2 or as_json,
         ) as progress:
             bar = progress.add_task("rows", total=len(rows))
             result = submit_tasks(rt, kind, _counted(rows, progress, bar), submitted_by=who(as_))

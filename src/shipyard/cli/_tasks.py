@@ -8,7 +8,14 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from shipyard.cli._common import console, handle_errors, open_runtime, print_json, state_style, timestamp
+from shipyard.cli._common import (
+    console,
+    handle_errors,
+    open_runtime,
+    print_json,
+    state_style,
+    timestamp,
+)
 from shipyard.model import CheckReport
 from shipyard.orchestrator import TaskStory, count_by_state, list_tasks, task_story
 
@@ -47,18 +54,35 @@ def list_(
         return
     table = Table("task", "job kind", "key", "state", "att.", "submitted", "source / error")
     for t in tasks:
-        note = t.error if t.error else t.source
-        table.add_row(t.id, t.job_kind, t.input_key, state_style(t.state), str(t.attempts),
-                      timestamp(t.submitted_at), note)
+        note = t.error.splitlines()[0][:120] if t.error else t.source
+        table.add_row(
+            t.id,
+            t.job_kind,
+            t.input_key,
+            state_style(t.state),
+            str(t.attempts),
+            timestamp(t.submitted_at),
+            note,
+        )
     console.print(table)
 
 
 def _task_dict(t: Any) -> dict[str, Any]:
     return {
-        "id": t.id, "domain": t.domain, "job_kind": t.job_kind, "input_key": t.input_key,
-        "state": t.state, "attempts": t.attempts, "artifact": t.artifact_id, "error": t.error,
-        "source": t.source, "batch": t.batch_id, "submitted_by": t.submitted_by,
-        "submitted_at": t.submitted_at, "finished_at": t.finished_at, "inputs": t.inputs,
+        "id": t.id,
+        "domain": t.domain,
+        "job_kind": t.job_kind,
+        "input_key": t.input_key,
+        "state": t.state,
+        "attempts": t.attempts,
+        "artifact": t.artifact_id,
+        "error": t.error,
+        "source": t.source,
+        "batch": t.batch_id,
+        "submitted_by": t.submitted_by,
+        "submitted_at": t.submitted_at,
+        "finished_at": t.finished_at,
+        "inputs": t.inputs,
     }
 
 
@@ -66,15 +90,30 @@ def story_dict(story: TaskStory) -> dict[str, Any]:
     return {
         "task": _task_dict(story.task),
         "steps": [
-            {"stage": s.stage, "attempt": s.attempt, "status": s.status, "runs": s.runs,
-             "started_at": s.started_at, "finished_at": s.finished_at, "summary": s.summary,
-             "detail": s.detail}
+            {
+                "stage": s.stage,
+                "attempt": s.attempt,
+                "status": s.status,
+                "runs": s.runs,
+                "started_at": s.started_at,
+                "finished_at": s.finished_at,
+                "summary": s.summary,
+                "detail": s.detail,
+            }
             for s in story.steps
         ],
         "attempts": [
-            {"number": a.number, "provider": a.provider, "model": a.model,
-             "prompt_hash": a.prompt_hash, "files": sorted(a.files), "passed": a.passed,
-             "feedback": a.feedback, "recalled": a.recalled, "report": a.report}
+            {
+                "number": a.number,
+                "provider": a.provider,
+                "model": a.model,
+                "prompt_hash": a.prompt_hash,
+                "files": sorted(a.files),
+                "passed": a.passed,
+                "feedback": a.feedback,
+                "recalled": a.recalled,
+                "report": a.report,
+            }
             for a in story.attempts
         ],
         "decisions": [
@@ -83,10 +122,15 @@ def story_dict(story: TaskStory) -> dict[str, Any]:
         ],
         "provenance": story.provenance.record if story.provenance else None,
         "release": (
-            {"target": story.release.target, "path": story.release.path,
-             "version": story.release.version, "state": story.release.state,
-             "released_at": story.release.released_at}
-            if story.release else None
+            {
+                "target": story.release.target,
+                "path": story.release.path,
+                "version": story.release.version,
+                "state": story.release.state,
+                "released_at": story.release.released_at,
+            }
+            if story.release
+            else None
         ),
     }
 
@@ -97,7 +141,7 @@ def show(
     task: str = typer.Argument(..., help="Task id (or a unique prefix)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Everything about one task: inputs, every step with timings, attempts, checks, gate, release."""
+    """One task's whole story: inputs, steps with timings, attempts, checks, gate, release."""
     with open_runtime(ctx) as rt:
         story = task_story(rt, task)
     if as_json:
@@ -105,41 +149,61 @@ def show(
         return
     t = story.task
     console.print(f"[bold]task {t.id}[/]  {state_style(t.state)}")
-    console.print(f"  {t.job_kind} for [bold]{t.input_key or '?'}[/] in domain {t.domain}; "
-                  f"submitted by {t.submitted_by} at {timestamp(t.submitted_at)} from {t.source}")
+    console.print(
+        f"  {t.job_kind} for [bold]{t.input_key or '?'}[/] in domain {t.domain}; "
+        f"submitted by {t.submitted_by} at {timestamp(t.submitted_at)} from {t.source}"
+    )
     if t.error:
         console.print(f"  [red]{t.error}[/]", highlight=False)
-    console.print("  inputs: " + ", ".join(f"{k}={v!r}" for k, v in t.inputs.items()), highlight=False)
+    console.print(
+        "  inputs: " + ", ".join(f"{k}={v!r}" for k, v in t.inputs.items()), highlight=False
+    )
     if story.steps:
         console.print(_steps_table(story))
     for attempt in story.attempts:
         console.print(_attempt_tree(attempt))
     for d in story.decisions:
-        console.print(f"  decision: [bold]{d.decision}[/] by {d.actor} at {timestamp(d.decided_at)}"
-                      + (f" — {d.reason}" if d.reason else ""), highlight=False)
+        console.print(
+            f"  decision: [bold]{d.decision}[/] by {d.actor} at {timestamp(d.decided_at)}"
+            + (f" — {d.reason}" if d.reason else ""),
+            highlight=False,
+        )
     if story.provenance:
         p = story.provenance.record
-        console.print(f"  artifact {p['artifact']}\n    template {p['template_hash']}"
-                      f"  prompt {p['prompt_hash']}\n    inputs {p['inputs_hash']}")
+        console.print(
+            f"  artifact {p['artifact']}\n    template {p['template_hash']}"
+            f"  prompt {p['prompt_hash']}\n    inputs {p['inputs_hash']}"
+        )
     if story.release:
         r = story.release
-        console.print(f"  release: {r.state} on {r.target} at {r.path} (site version {r.version}, "
-                      f"{timestamp(r.released_at)})")
+        console.print(
+            f"  release: {r.state} on {r.target} at {r.path} (site version {r.version}, "
+            f"{timestamp(r.released_at)})"
+        )
 
 
 def _steps_table(story: TaskStory) -> Table:
     table = Table("stage", "att.", "status", "runs", "started", "ms", "result", title="steps")
     for s in story.steps:
         ms = (s.finished_at - s.started_at).total_seconds() * 1000 if s.finished_at else None
-        table.add_row(s.stage, str(s.attempt or ""), s.status, str(s.runs),
-                      timestamp(s.started_at), f"{ms:.0f}" if ms is not None else "-", s.summary)
+        table.add_row(
+            s.stage,
+            str(s.attempt or ""),
+            s.status,
+            str(s.runs),
+            timestamp(s.started_at),
+            f"{ms:.0f}" if ms is not None else "-",
+            s.summary,
+        )
     return table
 
 
 def _attempt_tree(attempt: Any) -> Tree:
     verdict = {True: "[green]passed[/]", False: "[red]failed[/]", None: "[dim]not checked[/]"}
-    tree = Tree(f"attempt {attempt.number}: {attempt.provider} / {attempt.model} — "
-                f"{verdict[attempt.passed]}  (prompt {attempt.prompt_hash[:19]})")
+    tree = Tree(
+        f"attempt {attempt.number}: {attempt.provider} / {attempt.model} — "
+        f"{verdict[attempt.passed]}  (prompt {attempt.prompt_hash[:19]})"
+    )
     if attempt.recalled:
         tree.add("recalled: " + ", ".join(attempt.recalled))
     if attempt.feedback:
@@ -150,8 +214,10 @@ def _attempt_tree(attempt: Any) -> Tree:
         for note in report.notes:
             checks.add(f"[yellow]{note}[/]")
         for result in report.results:
-            node = checks.add(f"{'[green]✓[/]' if result.passed else '[red]✗[/]'} {result.check} "
-                              f"({result.duration_ms:.0f} ms)")
+            node = checks.add(
+                f"{'[green]✓[/]' if result.passed else '[red]✗[/]'} {result.check} "
+                f"({result.duration_ms:.0f} ms)"
+            )
             for f in result.findings[:10]:
                 node.add(f"{f.rule} {f.location()} {f.message}".replace("[", "\\["))
     return tree

@@ -36,8 +36,11 @@ def worker(
         chosen = launch(rt, domains=[d for d in domains.split(",") if d])
         try:
             with Progress(
-                TextColumn("[bold]worker[/] {task.description}"), BarColumn(),
-                MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
+                TextColumn("[bold]worker[/] {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console,
                 disable=not until_idle,
             ) as progress:
                 bar = progress.add_task(", ".join(chosen), total=None)

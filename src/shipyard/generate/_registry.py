@@ -1,4 +1,4 @@
-"""Provider look-up: the configured provider by name, from the ``shipyard.providers`` entry points."""
+"""Provider look-up by name, from the ``shipyard.providers`` entry points."""
 
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ def _read_csv(path: Path) -> Iterator[BatchRow]:
         if not reader.fieldnames:
             raise InputError(f"{path}: empty CSV", hint="the first line must name the columns")
         for number, row in enumerate(reader, start=1):
-            extra = row.pop(None, None)  # type: ignore[call-overload]
+            extra = row.pop(None, None)
             where = f"{path.name} row {number} (line {reader.line_num})"
             if extra:
                 yield BatchRow(where=where, data={"__extra__": extra})
@@ -94,7 +94,9 @@ def _read_json(path: Path) -> Iterator[BatchRow]:
         raise InputError(f"{path}: not valid JSON: {exc}", hint="fix the file") from exc
     rows = data if isinstance(data, list) else [data]
     for number, row in enumerate(rows, start=1):
-        yield BatchRow(where=f"{path.name} item {number}", data=row if isinstance(row, dict) else {})
+        yield BatchRow(
+            where=f"{path.name} item {number}", data=row if isinstance(row, dict) else {}
+        )
 
 
 def _coerce(value: Any, schema: dict[str, Any]) -> Any:
@@ -114,7 +116,9 @@ def _coerce(value: Any, schema: dict[str, Any]) -> Any:
         return text.lower() in ("true", "yes", "1")
     if kind == "array":
         items = schema.get("items", {})
-        return [_coerce(part.strip(), items) for part in text.split(ARRAY_SEPARATOR) if part.strip()]
+        return [
+            _coerce(part.strip(), items) for part in text.split(ARRAY_SEPARATOR) if part.strip()
+        ]
     return value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class JobRegistry:
                 hint=f"known job kinds: {', '.join(sorted(self._kinds)) or '(none)'}",
             ) from None
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[JobKind]:
         return iter(self._kinds.values())
 
     def names(self) -> list[str]:

@@ -50,4 +50,5 @@ __all__ = [
     "shutdown",
     "submit",
     "task_story",
+    "task_workflow",
 ]

@@ -133,7 +133,9 @@ def submit(
             except InputError as exc:
                 inputs = {k: v for k, v in row.data.items() if not k.startswith("__")}
                 state, error = TaskState.INVALID, exc.message
-                result.rejected.append(Rejected(where=row.where, message=exc.message, task_id=task_id))
+                result.rejected.append(
+                    Rejected(where=row.where, message=exc.message, task_id=task_id)
+                )
             session.add(
                 TaskRow(
                     id=task_id,
@@ -298,7 +300,9 @@ def task_story(rt: Runtime, ref: str) -> TaskStory:
             ),
             decisions=list(
                 session.scalars(
-                    select(DecisionRow).where(DecisionRow.task_id == task.id).order_by(DecisionRow.id)
+                    select(DecisionRow)
+                    .where(DecisionRow.task_id == task.id)
+                    .order_by(DecisionRow.id)
                 ).all()
             ),
             provenance=session.get(ProvenanceRow, task.id),

@@ -38,10 +38,11 @@ from shipyard.store import (
     ReleaseRow,
     StepRow,
     TaskRow,
+    insert_ignore,
     transaction,
 )
 
-__all__ = ["WORKFLOW_NAME", "DECISION_TOPIC", "task_workflow"]
+__all__ = ["DECISION_TOPIC", "WORKFLOW_NAME", "task_workflow"]
 
 WORKFLOW_NAME = "shipyard.task"
 DECISION_TOPIC = "decision"
@@ -231,9 +232,7 @@ def verify_step(task_id: str, attempt: int) -> bool:
             if row is None:
                 raise ShipyardError(f"task {task_id}: attempt {attempt} has no generation")
             files = dict(row.files)
-        report = run_checks(
-            kind, files, backend=rt.sandbox, limits=rt.limits, registry=rt.checks
-        )
+        report = run_checks(kind, files, backend=rt.sandbox, limits=rt.limits, registry=rt.checks)
         with transaction(rt.sessions) as session:
             session.execute(
                 update(AttemptRow)
@@ -263,19 +262,19 @@ def register_step(task_id: str, attempt: int) -> str:
         if row is None or not row.passed:
             raise ShipyardError(f"task {task_id}: attempt {attempt} did not pass its checks")
         stored = rt.artifacts.put(row.files)
-        if session.get(ArtifactRow, stored.id) is None:
-            session.add(
-                ArtifactRow(
-                    id=stored.id,
-                    job_kind=kind.name,
-                    input_key=task.input_key,
-                    files=stored.manifest,
-                    size=stored.size,
-                    created_at=_now(),
-                    first_task_id=task_id,
-                )
-            )
-            session.flush()
+        insert_ignore(
+            session,
+            ArtifactRow,
+            {
+                "id": stored.id,
+                "job_kind": kind.name,
+                "input_key": task.input_key,
+                "files": stored.manifest,
+                "size": stored.size,
+                "created_at": _now(),
+                "first_task_id": task_id,
+            },
+        )
         provenance = {
             "artifact": stored.id,
             "files": stored.manifest,

@@ -7,6 +7,7 @@ with it says so.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -112,13 +113,11 @@ class ProcessBackend:
         def kill(reason: str) -> None:
             if not killed_by:
                 killed_by.append(reason)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
         budget = [limits.max_output_bytes]
-        assert child.stdout is not None and child.stderr is not None  # noqa: S101 - set above
+        assert child.stdout is not None and child.stderr is not None
         readers = [
             _CappedReader(child.stdout, budget, lambda: kill("output")),
             _CappedReader(child.stderr, budget, lambda: kill("output")),
@@ -131,10 +130,8 @@ class ProcessBackend:
             kill("timeout")
             code = child.wait()
         # Children the run left behind share its process group: end them too.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         for reader in readers:
             reader.join(timeout=5)
         if not killed_by and code < 0 and -code in _SIGNAL_LIMITS:

@@ -67,5 +67,5 @@ class SandboxBackend(Protocol):
         limits: Limits,
         env: Mapping[str, str] | None = None,
     ) -> RunResult:
-        """Run ``argv`` with ``workdir`` as its working folder; never raise for the command's failure."""
+        """Run ``argv`` in ``workdir``; the command failing is a result, not an exception."""
         ...

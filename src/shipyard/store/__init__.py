@@ -6,6 +6,7 @@ Tables are SQLAlchemy 2 models; the schema is migrated with Alembic on every sta
 from __future__ import annotations
 
 from shipyard.store._engine import (
+    insert_ignore,
     make_engine,
     migrate,
     schema_status,
@@ -34,6 +35,7 @@ __all__ = [
     "ReleaseRow",
     "StepRow",
     "TaskRow",
+    "insert_ignore",
     "make_engine",
     "migrate",
     "schema_status",

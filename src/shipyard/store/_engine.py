@@ -87,3 +87,20 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """One session in one transaction: committed on success, rolled back on any error."""
     with sessions() as session, session.begin():
         yield session
+
+
+def insert_ignore(session: Session, model: type[Any], values: dict[str, Any]) -> None:
+    """INSERT that does nothing when the primary key or a unique key already exists.
+
+    Content-addressed rows (the same artifact registered by two tasks at once) need this: a
+    read-then-insert would race.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(model).values(**values).on_conflict_do_nothing())
+    else:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(model).values(**values).on_conflict_do_nothing())

@@ -23,4 +23,6 @@ class TemplateProvider:
             output: render(source, context, name=output, where=str(kind.folder))
             for output, source in kind.outputs.items()
         }
-        return Generation(files=files, provider=self.name, model=f"template@{kind.template_hash[7:19]}")
+        return Generation(
+            files=files, provider=self.name, model=f"template@{kind.template_hash[7:19]}"
+        )

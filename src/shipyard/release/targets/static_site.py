@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from shipyard._crash import crashpoint
 from shipyard.errors import InputError, StateError
 
 __all__ = ["PublishResult", "RollbackResult", "StaticSite"]
@@ -90,7 +91,9 @@ class StaticSite:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def publish(self, *, key: str, path: str, files: Mapping[str, bytes], title: str = "") -> PublishResult:
+    def publish(
+        self, *, key: str, path: str, files: Mapping[str, bytes], title: str = ""
+    ) -> PublishResult:
         """Make ``files`` live under ``path``; a no-op when ``key`` is already live."""
         folder = _clean_path(path)
         with self._locked():
@@ -102,15 +105,14 @@ class StaticSite:
             version = self._next_version()
             target = self.root / "versions" / version
             previous = self.live_dir()
-            releases = {
-                k: v for k, v in live["releases"].items() if v["path"] != str(folder)
-            }
+            releases = {k: v for k, v in live["releases"].items() if v["path"] != str(folder)}
             releases[key] = {"path": str(folder), "files": sorted(files), "title": title}
             self._build(target, previous, folder, files)
             self._write_index(target, releases)
             manifest = {"version": version, "parent": live["version"], "releases": releases}
             (target / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
             self._switch(version)
+            crashpoint("release.after_switch")
             self._prune()
             return PublishResult(version=version, url_path=url_path, already_live=False)
 
@@ -132,7 +134,9 @@ class StaticSite:
             self._switch(parent)
             before = self.manifest(parent)["releases"]
             removed = tuple(k for k in live["releases"] if k not in before)
-            return RollbackResult(from_version=live["version"], to_version=parent, removed_keys=removed)
+            return RollbackResult(
+                from_version=live["version"], to_version=parent, removed_keys=removed
+            )
 
     # -- internals ------------------------------------------------------------------------
 
@@ -170,12 +174,13 @@ class StaticSite:
         """A site map at ``/`` unless a release owns the root."""
         if any(r["path"] == "." for r in releases.values()):
             return
-        items = "\n".join(
-            f'    <li><a href="/{html.escape(r["path"])}/">{html.escape(r["title"] or r["path"])}</a></li>'
+        links = [
+            (html.escape(r["path"]), html.escape(r["title"] or r["path"]))
             for r in sorted(releases.values(), key=lambda r: r["path"])
-        )
+        ]
+        items = "\n".join(f'    <li><a href="/{path}/">{title}</a></li>' for path, title in links)
         page = (
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
+            '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
             f"<title>{html.escape(self.name)}</title></head>\n<body>\n"
             f"  <h1>{html.escape(self.name)}</h1>\n  <ul>\n{items}\n  </ul>\n</body>\n</html>\n"
         )

@@ -1,0 +1,90 @@
+"""The README's main job, as a user runs it: scripts/demo.sh, then the served site."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from support import REPO, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _serve(root: Path) -> tuple[subprocess.Popen[str], str]:
+    server = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "shipyard"), "-C", str(root), "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert server.stdout is not None
+    line = server.stdout.readline()  # "serving storefront-site (...) at http://127.0.0.1:PORT/"
+    url = line.split(" at ")[-1].split()[0]
+    assert url.startswith("http://127.0.0.1:"), line
+    return server, url
+
+
+def _get(url: str) -> tuple[int, str]:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_demo_runs_end_to_end_and_serves_the_site(tmp_path: Path) -> None:
+    work = tmp_path / "demo"
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "demo.sh"), "--no-serve"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "SHIPYARD_DEMO_DIR": str(work), "COLUMNS": "200"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # The bad rows were refused with their row and field, for both job kinds.
+    assert done.stderr.count("row 7 (line 8)") == 2, done.stderr
+    assert done.stderr.count("row 14 (line 15)") == 2, done.stderr
+    assert "approved by demo-operator" in done.stdout
+
+    tasks = json.loads(run_cli(work, "list", "--json").stdout)
+    states: dict[str, int] = {}
+    for task in tasks:
+        states[task["state"]] = states.get(task["state"], 0) + 1
+    assert states == {"published": 18 + 18 + 2, "invalid": 4}, states
+
+    published = [t for t in tasks if t["state"] == "published" and t["job_kind"] == "landing-page"]
+    story = json.loads(run_cli(work, "show", published[0]["id"], "--json").stdout)
+    assert story["decisions"][-1]["actor"] == "demo-operator"
+    assert story["release"]["state"] == "live"
+
+    listing = run_cli(work, "artifacts", "--json")
+    artifacts = json.loads(listing.stdout)
+    assert len({a["id"] for a in artifacts}) == len(artifacts) == 18 + 18 + 2
+    assert all(a["id"].startswith("sha256:") and a["live_on"] for a in artifacts)
+
+    server, url = _serve(work)
+    try:
+        sku = published[0]["inputs"]["sku"].lower()
+        status, page = _get(f"{url}products/{sku}/")
+        assert status == 200 and published[0]["inputs"]["name"].split()[0] in page
+        assert _get(f"{url}products/sku-007/")[0] == 404  # the bad row was never published
+        status, index = _get(url)
+        assert status == 200 and f"/products/{sku}/" in index
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

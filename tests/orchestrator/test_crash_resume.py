@@ -1,0 +1,88 @@
+"""A worker killed with SIGKILL mid-task: the next worker resumes the task where it stopped,
+runs no finished step again, and publishes exactly once. Workers are real processes here."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from shipyard.config import load_project
+from shipyard.orchestrator import Runtime, list_tasks, task_story
+from support import copy_example, run_cli
+
+pytestmark = pytest.mark.slow
+
+INPUTS = [
+    "sku=SKU-201", "name=Camp Kettle", "price=39.00", "currency=EUR",
+    "shipping_weight_kg=0.9", "features=Steel|1.2 litres", "image=/images/kettle.jpg",
+    "image_alt=A steel kettle over a camp stove", "brand=Northbound",
+]  # fmt: skip
+
+
+def _submit(root: Path) -> str:
+    args = [a for pair in INPUTS for a in ("-i", pair)]
+    done = run_cli(root, "submit", "landing-page", *args, "--as", "shop-owner", "--json")
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["submitted"][0])
+
+
+def _worker(root: Path, crash_at: str = "") -> int:
+    env = {"SHIPYARD_CRASHPOINTS": crash_at} if crash_at else {}
+    done = run_cli(root, "worker", "--until-idle", env=env)
+    if not crash_at:
+        assert done.returncode == 0, done.stderr
+    return done.returncode
+
+
+def _runs(rt: Runtime, task_id: str) -> dict[str, int]:
+    return {f"{s.stage}{s.attempt or ''}": s.runs for s in task_story(rt, task_id).steps}
+
+
+@pytest.mark.parametrize(
+    ("point", "rerun"), [("verify.before", "verify1"), ("register.after", "register")]
+)
+def test_killed_mid_task_resumes_without_redoing_finished_steps(
+    tmp_path: Path, database: str, point: str, rerun: str
+) -> None:
+    root = copy_example(tmp_path / "shop")
+    task_id = _submit(root)
+    assert _worker(root, crash_at=point) == -signal.SIGKILL
+    assert _worker(root) == 0
+
+    rt = Runtime.open(load_project(root))
+    try:
+        assert task_story(rt, task_id).task.state == "waiting_approval"
+        runs = _runs(rt, task_id)
+        assert runs[rerun] == 2, runs  # the step in flight ran again ...
+        assert runs["generate1"] == 1 and runs["validate"] == 1, runs  # ... finished ones did not
+        assert len(list_tasks(rt)) == 1
+    finally:
+        rt.close()
+
+
+def test_killed_after_the_switch_publishes_exactly_once(tmp_path: Path, database: str) -> None:
+    root = copy_example(tmp_path / "shop")
+    task_id = _submit(root)
+    _worker(root)
+    approved = run_cli(root, "approve", task_id, "--as", "demo-operator")
+    assert approved.returncode == 0, approved.stderr
+
+    assert _worker(root, crash_at="release.after_switch") == -signal.SIGKILL
+    site = root / ".shipyard" / "sites" / "storefront-site"
+    assert (site / "current").is_symlink()  # the switch happened before the kill
+    assert _worker(root) == 0
+
+    rt = Runtime.open(load_project(root))
+    try:
+        story = task_story(rt, task_id)
+        assert story.task.state == "published"
+        assert story.release is not None and story.release.version == "000001"
+        release_step = next(s for s in story.steps if s.stage == "release")
+        assert release_step.runs == 2 and release_step.detail["already_live"] is True
+    finally:
+        rt.close()
+    versions = sorted(p.name for p in (site / "versions").iterdir())
+    assert versions == ["000001"], versions  # published once, not twice
