@@ -15,18 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "ecommerce"
 PG_ENV = "SHIPYARD_TEST_POSTGRES_URL"
 
-TEST_SETTINGS = """
-[gate]
-approval_recheck_seconds = 0.5
-"""
-
 
 def copy_example(dest: Path) -> Path:
-    """A private copy of the e-commerce example, tuned for tests (quick approval re-checks)."""
+    """A private copy of the e-commerce example."""
     shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".shipyard", "__pycache__"))
-    config = dest / "shipyard.toml"
-    if "[gate]" not in config.read_text():
-        config.write_text(config.read_text() + TEST_SETTINGS)
     return dest
 
 
@@ -54,3 +46,14 @@ def run_cli(
         env={**os.environ, "COLUMNS": "200", **(env or {})},
         check=False,
     )
+
+
+def wait_until_finished(rt: Runtime, task_id: str, timeout: float = 60.0) -> str:
+    """Poll until the task's workflow has closed it (finished_at set); returns its state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = find_task(rt, task_id)
+        if task.finished_at is not None:
+            return task.state
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} not finished after {timeout}s (state {task.state!r})")

@@ -24,7 +24,6 @@ from shipyard.errors import ConfigError
 __all__ = [
     "CONFIG_FILE",
     "DomainSettings",
-    "GateSettings",
     "GenerateSettings",
     "Project",
     "ProjectSettings",
@@ -78,14 +77,6 @@ class SandboxSettings(_Section):
     max_output_bytes: int = Field(default=1_000_000, ge=1024)
 
 
-class GateSettings(_Section):
-    approval_recheck_seconds: float = Field(
-        default=300.0,
-        gt=0,
-        description="how often a waiting task re-reads the database for a decision",
-    )
-
-
 class ServeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -100,7 +91,6 @@ class Settings(_Section):
     domains: dict[str, DomainSettings] = Field(default_factory=dict)
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
     sandbox: SandboxSettings = SandboxSettings()
-    gate: GateSettings = GateSettings()
     serve: ServeSettings = ServeSettings()
 
     @field_validator("domains", "targets")
@@ -188,17 +178,21 @@ def load_settings(path: Path) -> Settings:
 
 def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
     model: type[BaseModel] | None = Settings
-    for part in loc[:-1]:
-        if model is None:
-            return []
-        field = model.model_fields.get(str(part))
+    parts = list(loc[:-1])
+    while parts and model is not None:
+        field = model.model_fields.get(str(parts.pop(0)))
         if field is None:
-            # a dict key (a domain or target name): step into the value model
-            continue
+            return []
         annotation = field.annotation
         args = getattr(annotation, "__args__", ())
-        inner = args[-1] if args else annotation
-        model = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
+        if getattr(annotation, "__origin__", None) is dict and args:
+            annotation = args[-1]  # [domains.NAME]: the next part is the name, not a field
+            if parts:
+                parts.pop(0)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            model = None
     return sorted(model.model_fields) if model is not None else []
 
 

@@ -14,7 +14,7 @@ from shipyard.jobs import BatchRow, read_batch, validate_inputs
 from shipyard.orchestrator import Runtime, approve, reject, shutdown, submit, task_story
 from shipyard.store import MemoryRow, ReleaseRow
 from shipyard.testing import ScriptedProvider
-from support import wait_for_state
+from support import wait_for_state, wait_until_finished
 
 SETTLED = {"waiting_approval", "published", "failed", "rejected", "error", "done", "denied"}
 
@@ -67,7 +67,7 @@ def test_batch_with_bad_rows_publishes_the_rest_after_approval(
     approve(rt, chosen, actor="demo-operator", reason="looks right")
     reject(rt, refused, actor="demo-operator", reason="wrong hero image")
     assert wait_for_state(rt, chosen, {"published"}) == "published"
-    assert wait_for_state(rt, refused, {"rejected"}) == "rejected"
+    assert wait_until_finished(rt, refused) == "rejected"
 
     story = task_story(rt, chosen)
     stages = [s.stage for s in story.steps]

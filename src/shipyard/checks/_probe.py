@@ -143,7 +143,7 @@ def probe_jsonld(options: dict[str, Any]) -> list[dict[str, Any]]:
     documents = _jsonld_documents()
     typed = [d for d in documents if not wanted or d[2].get("@type") == wanted]
     if not typed:
-        what = f"a JSON-LD object of @type {wanted!r}" if wanted else "any JSON-LD"
+        what = f"JSON-LD object of @type {wanted!r}" if wanted else "JSON-LD at all"
         return [_finding("jsonld.missing", f"the output has no {what}")]
     if schema is not None:
         validator = jsonschema.Draft202012Validator(schema)

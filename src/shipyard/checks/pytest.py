@@ -62,9 +62,10 @@ class PytestCheck:
                 if node is None:
                     continue
                 text = node.text or ""
-                location = _LOCATION.findall(text)
-                file, line = location[-1] if location else ("", "0")
-                message = (node.get("message") or text.strip().splitlines()[-1:] or [""])[0]
+                # The innermost frame inside the workspace (not the standard library's).
+                frames = [f for f in _LOCATION.findall(text) if not f[0].startswith("/")]
+                file, line = frames[-1] if frames else ("", "0")
+                message = node.get("message") or next(iter(text.strip().splitlines()[-1:]), "")
                 findings.append(
                     Finding(
                         rule=f"pytest.{'failed' if outcome == 'failure' else 'error'}",

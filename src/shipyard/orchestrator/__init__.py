@@ -14,6 +14,7 @@ from shipyard.orchestrator._service import (
     approve,
     count_by_state,
     dbos_config,
+    enqueue_decisions,
     find_task,
     list_artifacts,
     list_tasks,
@@ -24,10 +25,15 @@ from shipyard.orchestrator._service import (
     task_story,
 )
 from shipyard.orchestrator._worker import busy_tasks, launch, run_worker, shutdown
-from shipyard.orchestrator._workflow import DECISION_TOPIC, WORKFLOW_NAME, task_workflow
+from shipyard.orchestrator._workflow import (
+    DECISION_WORKFLOW,
+    WORKFLOW_NAME,
+    decision_workflow,
+    task_workflow,
+)
 
 __all__ = [
-    "DECISION_TOPIC",
+    "DECISION_WORKFLOW",
     "WORKFLOW_NAME",
     "Rejected",
     "Runtime",
@@ -38,6 +44,8 @@ __all__ = [
     "count_by_state",
     "current_runtime",
     "dbos_config",
+    "decision_workflow",
+    "enqueue_decisions",
     "find_task",
     "install_runtime",
     "launch",

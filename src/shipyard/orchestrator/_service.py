@@ -22,7 +22,11 @@ from shipyard.errors import InputError, NotFound, PolicyDenied, StateError
 from shipyard.jobs import BatchRow, JobKind, inputs_hash, validate_inputs
 from shipyard.model import TaskState
 from shipyard.orchestrator._runtime import Runtime
-from shipyard.orchestrator._workflow import DECISION_TOPIC, WORKFLOW_NAME
+from shipyard.orchestrator._workflow import (
+    DECISION_WORKFLOW,
+    WORKFLOW_NAME,
+    decision_workflow_id,
+)
 from shipyard.store import (
     ArtifactRow,
     AttemptRow,
@@ -41,6 +45,7 @@ __all__ = [
     "approve",
     "dbos_config",
     "decide_task",
+    "enqueue_decisions",
     "find_task",
     "list_tasks",
     "queue_name",
@@ -155,28 +160,53 @@ def submit(
                 )
             )
     if valid:
-        _enqueue(rt.project, kind.domain, valid)
+        _enqueue(rt.project, kind.domain, [(WORKFLOW_NAME, t, t) for t in valid])
     result.submitted.extend(valid)
     return result
 
 
-def _enqueue(project: Project, domain: str, task_ids: Sequence[str]) -> None:
+def _enqueue(project: Project, domain: str, runs: Sequence[tuple[str, str, str]]) -> None:
+    """Enqueue (workflow name, workflow id, task id) runs on the domain's queue."""
     client = _client(project)
     try:
         _register_queues(client, project)
-        for task_id in task_ids:
-            # The workflow id is the task id: enqueueing twice attaches to the same workflow.
+        for workflow, workflow_id, task_id in runs:
+            # Workflow ids derive from the task id: enqueueing twice attaches to the same run.
             client.enqueue(
                 {
-                    "workflow_name": WORKFLOW_NAME,
+                    "workflow_name": workflow,
                     "queue_name": queue_name(domain),
-                    "workflow_id": task_id,
+                    "workflow_id": workflow_id,
                     "app_version": __version__,
                 },
                 task_id,
             )
     finally:
         client.destroy()
+
+
+def enqueue_decisions(rt: Runtime, task_ids: Sequence[str] = ()) -> int:
+    """Enqueue the decision workflow of decided tasks (all undone ones when none is named).
+
+    Deciding records the decision, then enqueues; if the process died in between, a worker
+    calls this at launch and the decision is carried out all the same.
+    """
+    with rt.sessions() as session:
+        query = select(TaskRow.id, TaskRow.domain).where(
+            TaskRow.state.in_((TaskState.APPROVED.value, TaskState.REJECTED.value)),
+            TaskRow.finished_at.is_(None),
+        )
+        if task_ids:
+            query = query.where(TaskRow.id.in_(task_ids))
+        pending = session.execute(query).all()
+    by_domain: dict[str, list[tuple[str, str, str]]] = {}
+    for task_id, domain in pending:
+        by_domain.setdefault(domain, []).append(
+            (DECISION_WORKFLOW, decision_workflow_id(task_id), task_id)
+        )
+    for domain, runs in by_domain.items():
+        _enqueue(rt.project, domain, runs)
+    return len(pending)
 
 
 def find_task(rt: Runtime, ref: str) -> TaskRow:
@@ -228,11 +258,7 @@ def decide_task(rt: Runtime, ref: str, *, decision: str, actor: str, reason: str
                 decided_at=datetime.now(UTC),
             )
         )
-    client = _client(rt.project)
-    try:
-        client.send(task.id, {"decision": decision}, DECISION_TOPIC)
-    finally:
-        client.destroy()
+    enqueue_decisions(rt, [task.id])
     return find_task(rt, task.id)
 
 

@@ -1,7 +1,12 @@
-"""The task pipeline as one durable DBOS workflow; each stage is a durable step.
+"""The task pipeline as durable DBOS workflows; each stage is a durable step.
 
-    start -> recall -> (generate -> verify)* -> register -> gate [-> wait for a person]
-          -> release -> remember
+    shipyard.task:      validate -> recall -> (generate -> verify)* -> register -> gate
+                        -> [auto] release -> remember
+    shipyard.decision:  (after a person approves or rejects) approval -> release -> remember
+
+A task that waits for a person holds no worker and no queue slot: the first workflow ends at
+the gate with the task in ``waiting_approval``, and ``shipyard approve`` / ``reject``
+enqueues the second (its id is derived from the task's, so it runs once).
 
 DBOS checkpoints every step's result, so a worker killed at any point resumes the task at the
 step that was in flight, and finished steps are not run again. Steps are written so that
@@ -12,12 +17,13 @@ refuses a key that is already live.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from dbos import DBOS
+from dbos import error as dbos_errors
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -42,10 +48,20 @@ from shipyard.store import (
     transaction,
 )
 
-__all__ = ["DECISION_TOPIC", "WORKFLOW_NAME", "task_workflow"]
+__all__ = [
+    "DECISION_WORKFLOW",
+    "WORKFLOW_NAME",
+    "decision_workflow",
+    "decision_workflow_id",
+    "task_workflow",
+]
 
 WORKFLOW_NAME = "shipyard.task"
-DECISION_TOPIC = "decision"
+DECISION_WORKFLOW = "shipyard.decision"
+
+
+def decision_workflow_id(task_id: str) -> str:
+    return f"{task_id}.decision"
 
 
 def _now() -> datetime:
@@ -353,6 +369,7 @@ def read_decision_step(task_id: str) -> dict[str, Any] | None:
         if row is None:
             return None
         return {
+            "job_kind": _task(session, task_id).job_kind,
             "decision": row.decision,
             "actor": row.actor,
             "reason": row.reason,
@@ -449,18 +466,38 @@ def _memory_text(session: Session, task: TaskRow, outcome: str, error: str) -> s
 # -- the workflow -------------------------------------------------------------------------
 
 
+def _guarded(task_id: str, body: Callable[[], str]) -> str:
+    try:
+        return body()
+    except dbos_errors.DBOSMaxStepRetriesExceeded as exc:
+        last = exc.errors[-1] if exc.errors else exc
+        reason = f"{exc.step_name} failed {exc.max_retries} times; last: {_describe(last)}"
+    except dbos_errors.DBOSException:
+        raise  # DBOS itself (e.g. shutting down): the workflow resumes at the next launch
+    except Exception as exc:
+        reason = _describe(exc)
+    # A stage crashed after its retries (infrastructure, or a bug): the task ends in ERROR
+    # with the reason, distinct from FAILED (the generated code did not pass its checks).
+    finish_step(task_id, TaskState.ERROR.value, "error", reason)
+    return TaskState.ERROR.value
+
+
+def _describe(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
+
+
 @DBOS.workflow(name=WORKFLOW_NAME)
 def task_workflow(task_id: str) -> str:
-    """Run one task to its end; returns the final state."""
+    """Run one task to its end or to the gate; returns the state it reached."""
     rt = current_runtime()
-    try:
-        return _pipeline(rt, task_id)
-    except Exception as exc:
-        # A stage crashed after its retries (infrastructure, or a bug): the task ends in
-        # ERROR with the reason, distinct from FAILED (the generated code did not pass).
-        reason = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
-        finish_step(task_id, TaskState.ERROR.value, "error", reason)
-        return TaskState.ERROR.value
+    return _guarded(task_id, lambda: _pipeline(rt, task_id))
+
+
+@DBOS.workflow(name=DECISION_WORKFLOW)
+def decision_workflow(task_id: str) -> str:
+    """Carry out a person's recorded decision: release, or close as rejected."""
+    rt = current_runtime()
+    return _guarded(task_id, lambda: _after_decision(rt, task_id))
 
 
 def _pipeline(rt: Runtime, task_id: str) -> str:
@@ -483,25 +520,25 @@ def _pipeline(rt: Runtime, task_id: str) -> str:
         finish_step(task_id, TaskState.DENIED.value, "denied", "denied by policy at the gate")
         return TaskState.DENIED.value
     if outcome == GateOutcome.NEEDS_APPROVAL.value:
-        decision = _await_decision(rt, task_id)
-        record_decision_step(task_id, decision)
-        if decision["decision"] == "rejected":
-            finish_step(task_id, TaskState.REJECTED.value, "rejected", decision["reason"])
-            return TaskState.REJECTED.value
-    kind = rt.jobs.get(str(plan["job_kind"]))
-    if kind.release is None:
+        return TaskState.WAITING_APPROVAL.value
+    return _release(rt, task_id, str(plan["job_kind"]))
+
+
+def _after_decision(rt: Runtime, task_id: str) -> str:
+    decision = read_decision_step(task_id)
+    if decision is None:
+        raise ShipyardError(f"task {task_id}: no approval or rejection is recorded")
+    record_decision_step(task_id, decision)
+    if decision["decision"] == "rejected":
+        finish_step(task_id, TaskState.REJECTED.value, "rejected", decision["reason"])
+        return TaskState.REJECTED.value
+    return _release(rt, task_id, str(decision["job_kind"]))
+
+
+def _release(rt: Runtime, task_id: str, job_kind: str) -> str:
+    if rt.jobs.get(job_kind).release is None:
         finish_step(task_id, TaskState.DONE.value, "approved")
         return TaskState.DONE.value
     release_step(task_id)
     finish_step(task_id, TaskState.PUBLISHED.value, "published")
     return TaskState.PUBLISHED.value
-
-
-def _await_decision(rt: Runtime, task_id: str) -> dict[str, Any]:
-    """Wait durably for a person: woken by a message, re-reading the database now and then."""
-    recheck = rt.project.settings.gate.approval_recheck_seconds
-    while True:
-        decision = read_decision_step(task_id)
-        if decision is not None:
-            return decision
-        DBOS.recv(DECISION_TOPIC, timeout_seconds=recheck)

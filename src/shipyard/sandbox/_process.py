@@ -1,8 +1,10 @@
 """The ``process`` backend: a plain child process with rlimits and a scrubbed environment.
 
-It limits but does not confine: the child can read whatever the Shipyard user can read. It is
-the declared, weaker fallback for machines without bubblewrap, and every check report made
-with it says so.
+It limits but does not confine: the child can read whatever the Shipyard user can read, and
+a child that starts its own session escapes the process-group kill. ``max_processes`` is not
+applied here (RLIMIT_NPROC counts every process of the user, so it needs the user namespace
+the bubblewrap backend provides). It is the declared, weaker fallback for machines without
+bubblewrap, and every check report made with it says so.
 """
 
 from __future__ import annotations

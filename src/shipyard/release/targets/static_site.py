@@ -200,8 +200,13 @@ class StaticSite:
             os.close(fd)
 
     def _prune(self) -> None:
-        versions = sorted(p for p in (self.root / "versions").iterdir() if p.name.isdigit())
-        live = self.live_version()
-        for folder in versions[: max(0, len(versions) - self.keep_versions)]:
-            if folder.name != live:
+        """Keep the live version and its ancestors (what rollback walks), up to keep_versions."""
+        keep: list[str] = []
+        version = self.live_version()
+        while version and len(keep) < self.keep_versions:
+            keep.append(version)
+            manifest = self.root / "versions" / version / MANIFEST
+            version = json.loads(manifest.read_text()).get("parent") if manifest.is_file() else None
+        for folder in (self.root / "versions").iterdir():
+            if folder.name.isdigit() and folder.name not in keep:
                 shutil.rmtree(folder)
