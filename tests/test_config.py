@@ -67,7 +67,7 @@ def test_valid_file_loads_with_typed_values(tmp_path: Path) -> None:
     assert settings.serve.port == 9000
     # Keys the file leaves out get their documented defaults.
     assert settings.sandbox.memory_mb == 2048
-    assert settings.gate.approval_recheck_seconds == 300.0
+    assert settings.generate.provider == "template"
 
 
 def test_unknown_key_names_file_key_and_allowed_keys(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def test_batch_with_bad_rows_publishes_the_rest_after_approval(
     chosen, refused = result.submitted[0], result.submitted[1]
     approve(rt, chosen, actor="demo-operator", reason="looks right")
     reject(rt, refused, actor="demo-operator", reason="wrong hero image")
-    assert wait_for_state(rt, chosen, {"published"}) == "published"
+    assert wait_until_finished(rt, chosen) == "published"
     assert wait_until_finished(rt, refused) == "rejected"
 
     story = task_story(rt, chosen)

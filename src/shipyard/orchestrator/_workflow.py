@@ -421,7 +421,6 @@ def release_step(task_id: str) -> str:
                         released_at=_now(),
                     )
                 )
-            set_state(session, task_id, TaskState.PUBLISHED)
         record["summary"] = f"live on {target.name} at {result.url_path} (version {result.version})"
         record["already_live"] = result.already_live
     return result.url_path

@@ -100,7 +100,7 @@ def upgrade() -> None:
         "decisions",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("task_id", sa.String(length=40), nullable=False),
-        sa.Column("decision", sa.String(length=16), nullable=False),
+        sa.Column("decision", sa.String(length=40), nullable=False),
         sa.Column("actor", sa.String(length=120), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
