@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from shipyard.cli._common import console, err_console, handle_errors, open_runtime, print_json, who
 from shipyard.errors import InputError
@@ -81,7 +82,7 @@ def submit(
         raise typer.Exit(PARTIAL_EXIT if result.submitted else InputError.exit_status)
 
 
-def _counted(rows: list[BatchRow], progress: Progress, bar: object):  # type: ignore[no-untyped-def]
+def _counted(rows: list[BatchRow], progress: Progress, bar: TaskID) -> Iterator[BatchRow]:
     for row in rows:
         yield row
-        progress.advance(bar)  # type: ignore[arg-type]
+        progress.advance(bar)

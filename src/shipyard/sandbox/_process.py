@@ -119,7 +119,8 @@ class ProcessBackend:
                 os.killpg(child.pid, signal.SIGKILL)
 
         budget = [limits.max_output_bytes]
-        assert child.stdout is not None and child.stderr is not None
+        if child.stdout is None or child.stderr is None:
+            raise SandboxError("the sandboxed process has no output pipes")
         readers = [
             _CappedReader(child.stdout, budget, lambda: kill("output")),
             _CappedReader(child.stderr, budget, lambda: kill("output")),
