@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-.venv/bin/ruff check src tests benchmarks
-.venv/bin/ruff format --check src tests benchmarks
+.venv/bin/ruff check src tests
+.venv/bin/ruff format --check src tests
 .venv/bin/mypy --strict src
 # pytest exits 5 when no test ran: that is a failure here, as is any other non-zero status.
 exec .venv/bin/python -m pytest "$@"
