@@ -43,5 +43,5 @@ echo
 echo "Explore: cd $work && $repo/.venv/bin/shipyard list   (or show TASK, artifacts, rollback)"
 if [ $serve = 1 ]; then
     step "serving the storefront"
-    exec shipyard serve --port "${PORT:-8000}"
+    exec shipyard serve ${PORT:+--port "$PORT"}
 fi

@@ -13,6 +13,17 @@ from shipyard.errors import ConfigError
 from shipyard.server import create_site_app
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 @handle_errors
 def serve(
     ctx: typer.Context,
@@ -26,15 +37,16 @@ def serve(
         site = rt.target(default_target(rt, target))
     bind_host = host or settings.host
     bind_port = settings.port if port < 0 else port
-    sock = socket.socket(socket.AF_INET6 if ":" in bind_host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((bind_host, bind_port))
+        sock = _listen(bind_host, bind_port)
     except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {bind_host}:{bind_port}: {exc.strerror}",
-            hint="pass another --port (0 picks a free one)",
-        ) from exc
+        if port >= 0:  # the port was asked for explicitly: say so rather than move
+            raise ConfigError(
+                f"cannot listen on {bind_host}:{bind_port}: {exc.strerror}",
+                hint="pass another --port (0 picks a free one)",
+            ) from exc
+        console.print(f"port {bind_port} is busy ({exc.strerror}); using a free port instead")
+        sock = _listen(bind_host, 0)
     actual = sock.getsockname()[1]
     version = site.live_version() or "nothing published yet"
     console.print(
