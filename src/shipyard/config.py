@@ -69,7 +69,12 @@ class TargetSettings(_Section):
 
 
 class SandboxSettings(_Section):
-    backend: Literal["process"] = "process"
+    backend: Literal["auto", "bwrap", "process"] = Field(
+        default="auto", description="'auto' is bwrap wherever bubblewrap works"
+    )
+    process_max_risk: Literal["low", "medium", "high"] = Field(
+        default="low", description="highest job kind risk the unisolated backend may check"
+    )
     timeout_seconds: float = Field(default=60.0, gt=0)
     cpu_seconds: int = Field(default=60, ge=1)
     memory_mb: int = Field(default=2048, ge=64)

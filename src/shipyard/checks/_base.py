@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -105,8 +104,7 @@ def run_checks(
     """Run every check of ``kind`` on ``files`` in a fresh workspace; the report says it all."""
     notes = () if backend.isolated else (f"sandbox backend {backend.name!r} is not isolated",)
     results = []
-    with tempfile.TemporaryDirectory(prefix="shipyard-ws-") as folder:
-        workspace = Path(folder)
+    with backend.workspace() as workspace:
         prepare_workspace(workspace, files, kind)
         for spec in kind.checks:
             results.append(_run_one(spec, workspace, backend, limits, registry))

@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from shipyard.artifacts import ArtifactStore
 from shipyard.checks import BUILTIN_CHECKS, Check
 from shipyard.config import Project
-from shipyard.errors import ConfigError, StateError
+from shipyard.errors import ConfigError, SandboxError, StateError
 from shipyard.generate import Provider, load_provider
-from shipyard.jobs import JobRegistry
+from shipyard.jobs import JobKind, JobRegistry
+from shipyard.model import Risk
 from shipyard.release import StaticSite
 from shipyard.sandbox import Limits, SandboxBackend, get_backend
 from shipyard.store import make_engine, migrate, schema_status, session_factory
@@ -40,8 +41,8 @@ class Runtime:
     """The generator for every job kind (the router arrives with model tiers)."""
     checks: Mapping[str, Check]
     """Check plugins by name."""
-    sandbox: SandboxBackend
-    """Where checks run."""
+    sandbox_override: SandboxBackend | None = None
+    """A backend chosen by the caller instead of the configured one (tests, benchmarks)."""
 
     @classmethod
     def open(
@@ -77,8 +78,12 @@ class Runtime:
             jobs=jobs,
             provider=provider or load_provider(project.settings.generate.provider),
             checks=registry,
-            sandbox=get_backend(project.settings.sandbox.backend),
         )
+
+    @cached_property
+    def sandbox(self) -> SandboxBackend:
+        """Where checks run; started on first use (a warm pool is not free)."""
+        return self.sandbox_override or get_backend(self.project.settings.sandbox.backend)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
@@ -108,7 +113,23 @@ class Runtime:
             )
         return StaticSite(name, self.project.sites_dir / name, keep_versions=settings.keep_versions)
 
+    def require_isolation_for(self, kind: JobKind) -> None:
+        """Refuse to check a job kind on an unisolated sandbox above the configured risk."""
+        if self.sandbox.isolated:
+            return
+        allowed = self.project.settings.sandbox.process_max_risk
+        order = [Risk.LOW, Risk.MEDIUM, Risk.HIGH]
+        if order.index(kind.risk) > order.index(Risk(allowed)):
+            raise SandboxError(
+                f"job kind {kind.name!r} is {kind.risk} risk; the unisolated "
+                f"{self.sandbox.name!r} sandbox may check up to {allowed} risk",
+                hint="install bubblewrap (sandbox.backend = 'auto'), or raise "
+                "sandbox.process_max_risk in shipyard.toml if you accept the risk",
+            )
+
     def close(self) -> None:
+        if "sandbox" in self.__dict__:
+            self.sandbox.close()
         self.engine.dispose()
 
 

@@ -248,6 +248,7 @@ def verify_step(task_id: str, attempt: int) -> bool:
             if row is None:
                 raise ShipyardError(f"task {task_id}: attempt {attempt} has no generation")
             files = dict(row.files)
+        rt.require_isolation_for(kind)
         report = run_checks(kind, files, backend=rt.sandbox, limits=rt.limits, registry=rt.checks)
         with transaction(rt.sessions) as session:
             session.execute(

@@ -5,25 +5,42 @@ Generated code never runs in the Shipyard process; checks run it through a backe
 
 from __future__ import annotations
 
+import logging
+
 from shipyard.errors import ConfigError
+from shipyard.sandbox._bwrap import BwrapBackend, bwrap_available
 from shipyard.sandbox._process import ProcessBackend, base_environment
 from shipyard.sandbox._protocol import Limits, RunResult, SandboxBackend
 
 __all__ = [
+    "BwrapBackend",
     "Limits",
     "ProcessBackend",
     "RunResult",
     "SandboxBackend",
     "base_environment",
+    "bwrap_available",
     "get_backend",
 ]
 
+_log = logging.getLogger("shipyard.sandbox")
+
+WEAK_WARNING = (
+    "sandbox: using the 'process' backend: generated code runs with limits but is NOT "
+    "isolated (install bubblewrap for isolation)"
+)
+
 
 def get_backend(name: str) -> SandboxBackend:
-    """The backend called ``name``."""
+    """The backend called ``name``; ``auto`` is bubblewrap wherever it works."""
+    if name == "auto":
+        name = "bwrap" if bwrap_available() else "process"
+    if name == "bwrap":
+        return BwrapBackend()
     if name == "process":
+        _log.warning(WEAK_WARNING)
         return ProcessBackend()
     raise ConfigError(
         f"shipyard.toml: key 'sandbox.backend': unknown backend {name!r}",
-        hint="allowed: process",
+        hint="allowed: auto, bwrap, process",
     )

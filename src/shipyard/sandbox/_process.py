@@ -15,9 +15,11 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -84,6 +86,14 @@ class _CappedReader(threading.Thread):
 class ProcessBackend:
     name = "process"
     isolated = False
+
+    def close(self) -> None:
+        """Nothing to release: every run is its own process."""
+
+    @contextmanager
+    def workspace(self) -> Iterator[Path]:
+        with tempfile.TemporaryDirectory(prefix="shipyard-ws-") as folder:
+            yield Path(folder)
 
     def run(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,6 +60,10 @@ class SandboxBackend(Protocol):
     name: str
     isolated: bool
 
+    def workspace(self) -> AbstractContextManager[Path]:
+        """A fresh, empty folder for one run's files, removed afterwards."""
+        ...
+
     def run(
         self,
         argv: Sequence[str],
@@ -68,4 +73,8 @@ class SandboxBackend(Protocol):
         env: Mapping[str, str] | None = None,
     ) -> RunResult:
         """Run ``argv`` in ``workdir``; the command failing is a result, not an exception."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds (warm processes, spool folders)."""
         ...

@@ -1,0 +1,304 @@
+"""The ``bwrap`` backend: bubblewrap isolation with a warm pool of zygotes.
+
+Each pool slot is one bubblewrap sandbox (new user, pid, network, ipc and uts namespaces; no
+network at all; the system and the Python runtime mounted read-only; nothing of the host's
+home folders, credentials, Shipyard database or artifact store) running
+:mod:`shipyard.sandbox._zygote`, which has imported the test tooling once and forks a child
+in fresh namespaces for every run. Starting bubblewrap and the interpreter is paid once per
+slot, not per run; isolation is paid per run, and costs a few milliseconds.
+
+Workspaces live in a spool folder that only the sandboxes see; a run sees its own workspace
+at ``/sandbox/work`` and nothing of the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict
+from functools import cache
+from pathlib import Path
+from typing import IO, Any
+
+import shipyard
+from shipyard.errors import SandboxError
+from shipyard.sandbox._cgroup import PidsCgroup
+from shipyard.sandbox._protocol import Limits, RunResult
+from shipyard.sandbox._zygote import SPOOL, WORK
+
+__all__ = ["DEFAULT_PRELOAD", "BwrapBackend", "bwrap_available"]
+
+DEFAULT_PRELOAD = ("pytest", "html5lib", "jsonschema", "shipyard.checks._probe")
+"""Modules each zygote imports once, so runs that use them start warm."""
+
+_PIDS_EVENTS = "/run/shipyard/pids.events"
+
+
+def _system_mounts() -> list[str]:
+    args: list[str] = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime"):
+        path = Path("/etc") / name
+        if path.exists():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def _runtime_paths() -> list[str]:
+    """The interpreter, its standard library, the environment's packages and Shipyard itself."""
+    paths = {
+        sys.prefix,
+        sys.base_prefix,
+        str(Path(os.path.realpath(sys.executable)).parent),
+        str(Path(shipyard.__file__).resolve().parent.parent),
+    }
+    # Installed packages only: a bare sys.path entry may be the project folder itself, whose
+    # .shipyard/ (database, artifacts) a run must never see.
+    paths.update(
+        p for p in sys.path if os.path.isdir(p) and ("site-packages" in p or "dist-packages" in p)
+    )
+    kept: list[str] = []
+    for path in sorted(paths, key=len):  # parents first; skip what a parent already covers
+        if path.startswith(("/usr/", "/proc", "/dev")) or path == "/usr":
+            continue
+        if not any(path == k or path.startswith(k + "/") for k in kept):
+            kept.append(path)
+    return kept
+
+
+def bwrap_command(spool: Path, cgroup: PidsCgroup | None) -> list[str]:
+    """The bubblewrap command line of one pool slot."""
+    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
+    if os.getuid() == 0:  # lets the zygote give each run namespaces of its own; runs drop it
+        args += ["--cap-add", "CAP_SYS_ADMIN"]
+    args += ["--hostname", "sandbox", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]
+    args += _system_mounts()
+    for path in _runtime_paths():
+        if path == "/sandbox" or path.startswith("/sandbox/"):
+            raise SandboxError(
+                f"the Python runtime lives under {path}, where the sandbox mounts workspaces",
+                hint="install Shipyard outside /sandbox, or use sandbox.backend = 'process'",
+            )
+        args += ["--ro-bind", path, path]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", WORK]
+    args += ["--bind", str(spool), SPOOL]
+    if cgroup is not None:
+        args += ["--ro-bind", str(cgroup.events_file), _PIDS_EVENTS]
+    return args
+
+
+@cache
+def bwrap_available() -> bool:
+    """True when bubblewrap is installed and can create its namespaces on this machine."""
+    if shutil.which("bwrap") is None:
+        return False
+    probe = ["bwrap", "--unshare-all", "--die-with-parent", *_system_mounts(), "--", "true"]
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=10, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _user_process_count(uid: int) -> int:
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with suppress(OSError):
+                count += entry.stat().st_uid == uid
+    return count
+
+
+class _Zygote:
+    """One pool slot: a bubblewrap sandbox running the zygote, one run at a time."""
+
+    def __init__(self, spool: Path, preload: Sequence[str]) -> None:
+        self.cgroup = PidsCgroup.create(f"shipyard-{os.getpid()}-{secrets.token_hex(3)}")
+        command = bwrap_command(spool, self.cgroup)
+        mode = [] if os.getuid() == 0 else ["--nested-userns"]
+        command += ["--", sys.executable, "-I", "-m", "shipyard.sandbox._zygote", *mode, *preload]
+        cgroup = self.cgroup
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=cgroup.join if cgroup is not None else None,
+        )
+        self._next_id = 0
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(
+        self, workspace: str, argv: Sequence[str], env: Mapping[str, str], limits: Limits
+    ) -> dict[str, Any]:
+        if self.cgroup is not None:
+            self.cgroup.set_max(limits.max_processes + 3)  # + zygote, supervisor, run's pid 1
+        self._next_id += 1
+        request = {
+            "id": self._next_id,
+            "dir": workspace,
+            "argv": list(argv),
+            "env": dict(env),
+            "limits": asdict(limits),
+            "pids_events": _PIDS_EVENTS if self.cgroup is not None else None,
+            "nproc": (
+                _user_process_count(os.getuid()) + limits.max_processes
+                if self.cgroup is None and os.getuid() != 0
+                else None
+            ),
+        }
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        if stdin is None or stdout is None:
+            raise SandboxError("the sandbox zygote has no pipes")
+        try:
+            stdin.write(json.dumps(request).encode() + b"\n")
+            stdin.flush()
+        except BrokenPipeError as exc:
+            raise SandboxError("the sandbox zygote is gone") from exc
+        line = _read_line(stdout, limits.timeout_seconds + 15)
+        if not line:
+            self.close()
+            raise SandboxError(
+                "the sandbox zygote did not answer",
+                hint="bubblewrap may be unable to create namespaces here; try backend 'process'",
+            )
+        return dict(json.loads(line))
+
+    def close(self) -> None:
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, 9)
+        with suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+
+
+def _read_line(stream: IO[bytes], timeout: float) -> bytes:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    return stream.readline() if ready else b""
+
+
+class BwrapBackend:
+    name = "bwrap"
+    isolated = True
+
+    def __init__(self, *, pool_size: int | None = None, preload: Sequence[str] = DEFAULT_PRELOAD):
+        if not bwrap_available():
+            raise SandboxError(
+                "bubblewrap is not available (not installed, or namespaces are not allowed)",
+                hint="install it with `apt-get install bubblewrap`, or set sandbox.backend = "
+                "'process' (weaker: not isolated)",
+            )
+        self.pool_size = pool_size or os.cpu_count() or 1
+        self.preload = tuple(preload)
+        self.spool = Path(tempfile.mkdtemp(prefix="shipyard-sandbox-"))
+        self._idle: list[_Zygote] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self.pool_size)
+
+    @contextmanager
+    def workspace(self) -> Iterator[Path]:
+        """A fresh, empty workspace that a run of this backend sees as /sandbox/work."""
+        folder = self.spool / f"ws-{secrets.token_hex(8)}"
+        folder.mkdir(mode=0o700)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def warm(self) -> None:
+        """Start every pool slot now rather than on first use."""
+        with self._lock:
+            while len(self._idle) < self.pool_size:
+                self._idle.append(_Zygote(self.spool, self.preload))
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: Path,
+        limits: Limits,
+        env: Mapping[str, str] | None = None,
+    ) -> RunResult:
+        if workdir.resolve().parent != self.spool.resolve():
+            with self.workspace() as folder:  # the caller's folder is copied, never written
+                shutil.copytree(workdir, folder, dirs_exist_ok=True, symlinks=True)
+                return self.run(argv, workdir=folder, limits=limits, env=env)
+        environment = sandbox_environment() | dict(env or {})
+        started = time.perf_counter()
+        with self._slots:
+            zygote = self._take()
+            try:
+                reply = zygote.run(workdir.name, argv, environment, limits)
+            finally:
+                self._give(zygote)
+        if "error" in reply:
+            raise SandboxError(f"the sandbox could not run {argv[0]!r}: {reply['error']}")
+        killed_by = reply["killed_by"]
+        return RunResult(
+            exit_code=int(reply["exit_code"]),
+            stdout=reply["stdout"],
+            stderr=reply["stderr"],
+            timed_out=killed_by == "timeout",
+            killed_by=killed_by or _signal_limit(int(reply["exit_code"])),
+            duration_ms=(time.perf_counter() - started) * 1000,
+            backend=self.name,
+        )
+
+    def _take(self) -> _Zygote:
+        with self._lock:
+            while self._idle:
+                zygote = self._idle.pop()
+                if zygote.alive():
+                    return zygote
+                zygote.close()
+        return _Zygote(self.spool, self.preload)
+
+    def _give(self, zygote: _Zygote) -> None:
+        if zygote.alive():
+            with self._lock:
+                self._idle.append(zygote)
+        else:
+            zygote.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for zygote in self._idle:
+                zygote.close()
+            self._idle.clear()
+        shutil.rmtree(self.spool, ignore_errors=True)
+
+
+def _signal_limit(exit_code: int) -> str | None:
+    return {-24: "cpu", -25: "file_size"}.get(exit_code)
+
+
+def sandbox_environment() -> dict[str, str]:
+    """The only environment a run gets inside the sandbox."""
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": WORK,
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONNOUSERSITE": "1",
+    }
