@@ -31,6 +31,7 @@ class PidsCgroup:
                 controllers = root / "cgroup.subtree_control"
                 if not controllers.exists() or "pids" not in controllers.read_text().split():
                     continue
+            _sweep_stale(root)
             try:
                 (root / name).mkdir()
             except OSError:
@@ -59,3 +60,12 @@ class PidsCgroup:
     def remove(self) -> None:
         with suppress(OSError):
             self.path.rmdir()
+
+
+def _sweep_stale(root: Path) -> None:
+    """Remove groups left by Shipyard processes that died without cleaning up (empty ones)."""
+    for group in root.glob("shipyard-*-*"):
+        owner = group.name.split("-")[1]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            with suppress(OSError):
+                group.rmdir()
