@@ -1,6 +1,7 @@
 """Checks: plugins that turn a workspace into a structured CheckReport, run in a sandbox.
 
-Built in: ``compile``, ``html``, ``jsonld``, ``pytest``, ``command``.
+Built in: ``compile``, ``html``, ``jsonld``, ``pytest``, ``command``, ``ruff``, ``bandit``,
+``secrets``, ``jsonschema``.
 """
 
 from __future__ import annotations
@@ -9,21 +10,27 @@ from shipyard.checks._base import (
     JOB_DIR,
     Check,
     ProbeCheck,
+    check_folder,
     prepare_workspace,
     run_checks,
     safe_relative_path,
 )
+from shipyard.checks.bandit import BanditCheck
 from shipyard.checks.command import CommandCheck
 from shipyard.checks.compile import CompileCheck
 from shipyard.checks.html import HtmlCheck
 from shipyard.checks.jsonld import JsonldCheck
+from shipyard.checks.jsonschema import JsonschemaCheck
 from shipyard.checks.pytest import PytestCheck
+from shipyard.checks.ruff import RuffCheck
+from shipyard.checks.secrets import SecretsCheck
 
 __all__ = [
     "BUILTIN_CHECKS",
     "JOB_DIR",
     "Check",
     "ProbeCheck",
+    "check_folder",
     "prepare_workspace",
     "run_checks",
     "safe_relative_path",
@@ -31,5 +38,15 @@ __all__ = [
 
 BUILTIN_CHECKS: dict[str, Check] = {
     check.name: check
-    for check in (CompileCheck(), HtmlCheck(), JsonldCheck(), PytestCheck(), CommandCheck())
+    for check in (
+        CompileCheck(),
+        HtmlCheck(),
+        JsonldCheck(),
+        PytestCheck(),
+        CommandCheck(),
+        RuffCheck(),
+        BanditCheck(),
+        SecretsCheck(),
+        JsonschemaCheck(),
+    )
 }

@@ -10,7 +10,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -23,6 +23,7 @@ __all__ = [
     "JOB_DIR",
     "Check",
     "ProbeCheck",
+    "check_folder",
     "prepare_workspace",
     "run_checks",
     "safe_relative_path",
@@ -102,13 +103,43 @@ def run_checks(
     registry: Mapping[str, Check],
 ) -> CheckReport:
     """Run every check of ``kind`` on ``files`` in a fresh workspace; the report says it all."""
-    notes = () if backend.isolated else (f"sandbox backend {backend.name!r} is not isolated",)
-    results = []
     with backend.workspace() as workspace:
         prepare_workspace(workspace, files, kind)
-        for spec in kind.checks:
-            results.append(_run_one(spec, workspace, backend, limits, registry))
-    return CheckReport(results=tuple(results), sandbox=backend.name, notes=notes)
+        return _run_all(kind.checks, workspace, backend, limits, registry)
+
+
+def check_folder(
+    folder: Path,
+    specs: Sequence[CheckSpec],
+    *,
+    backend: SandboxBackend,
+    limits: Limits,
+    registry: Mapping[str, Check],
+) -> CheckReport:
+    """Run ``specs`` on a copy of ``folder`` (``shipyard check DIR``); the folder is not written."""
+    unknown = [s.name for s in specs if s.name not in registry]
+    if unknown:
+        raise InputError(
+            f"unknown check(s): {', '.join(unknown)}",
+            hint=f"known checks: {', '.join(sorted(registry))}",
+        )
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder", hint="pass the folder to check")
+    with backend.workspace() as workspace:
+        shutil.copytree(folder, workspace, dirs_exist_ok=True, symlinks=True)
+        return _run_all(specs, workspace, backend, limits, registry)
+
+
+def _run_all(
+    specs: Sequence[CheckSpec],
+    workspace: Path,
+    backend: SandboxBackend,
+    limits: Limits,
+    registry: Mapping[str, Check],
+) -> CheckReport:
+    notes = () if backend.isolated else (f"sandbox backend {backend.name!r} is not isolated",)
+    results = tuple(_run_one(spec, workspace, backend, limits, registry) for spec in specs)
+    return CheckReport(results=results, sandbox=backend.name, notes=notes)
 
 
 def _run_one(

@@ -154,7 +154,88 @@ def probe_jsonld(options: dict[str, Any]) -> list[dict[str, Any]]:
     return findings
 
 
-PROBES = {"compile": probe_compile, "html": probe_html, "jsonld": probe_jsonld}
+def _inside(name: str) -> bool:
+    """True for a relative path (or glob) that cannot climb out of where it is applied."""
+    path = Path(name)
+    return bool(name) and not path.is_absolute() and ".." not in path.parts
+
+
+def _matching(patterns: list[str]) -> list[Path]:
+    found = {
+        path
+        for pattern in patterns
+        for path in Path(".").glob(pattern)
+        if path.is_file() and path.parts[0] != JOB_DIR
+    }
+    return sorted(found)
+
+
+MAX_SCHEMA_ERRORS = 50
+"""Validation errors reported per file; the rest are counted."""
+
+
+def probe_jsonschema(options: dict[str, Any]) -> list[dict[str, Any]]:
+    import jsonschema
+
+    schema_name = options.get("schema")
+    patterns = options.get("files", ["*.json"])
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not isinstance(schema_name, str) or not _inside(schema_name):
+        message = "option 'schema' must be a relative path inside the job kind's folder"
+        return [_finding("jsonschema.config", message)]
+    if (
+        not isinstance(patterns, list)
+        or not patterns
+        or not all(isinstance(p, str) and _inside(p) for p in patterns)
+    ):
+        message = "option 'files' must be a list of relative glob patterns such as ['*.json']"
+        return [_finding("jsonschema.config", message)]
+    try:
+        schema = json.loads((Path(JOB_DIR) / schema_name).read_text(encoding="utf-8"))
+        validator_class = jsonschema.validators.validator_for(
+            schema, default=jsonschema.Draft202012Validator
+        )
+        validator_class.check_schema(schema)
+    except (OSError, ValueError, TypeError, RecursionError, jsonschema.SchemaError) as exc:
+        message = f"schema {schema_name!r} is not usable: {str(exc).splitlines()[0][:300]}"
+        return [_finding("jsonschema.config", message)]
+    validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+    files = _matching(patterns)
+    if not files:
+        return [_finding("jsonschema.missing", f"no output file matches {patterns}")]
+    findings = []
+    for path in files:
+        name = str(path)
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            findings.append(_finding("jsonschema.parse", f"not JSON: {exc.msg}", name, exc.lineno))
+            continue
+        except (UnicodeDecodeError, RecursionError) as exc:
+            findings.append(_finding("jsonschema.parse", f"not JSON: {exc}", name))
+            continue
+        try:
+            errors = sorted(validator.iter_errors(document), key=lambda e: e.json_path)
+        except Exception as exc:  # an unresolvable $ref, a schema too deep to apply
+            message = f"schema {schema_name!r} could not be applied: {str(exc)[:300]}"
+            findings.append(_finding("jsonschema.config", message, name))
+            continue
+        for error in errors[:MAX_SCHEMA_ERRORS]:
+            message = f"{error.json_path}: {error.message[:300]}"
+            findings.append(_finding("jsonschema.invalid", message, name))
+        if len(errors) > MAX_SCHEMA_ERRORS:
+            more = len(errors) - MAX_SCHEMA_ERRORS
+            findings.append(_finding("jsonschema.invalid", f"{more} more errors", name))
+    return findings
+
+
+PROBES = {
+    "compile": probe_compile,
+    "html": probe_html,
+    "jsonld": probe_jsonld,
+    "jsonschema": probe_jsonschema,
+}
 
 
 def main() -> int:

@@ -19,7 +19,11 @@ from shipyard.sandbox._zygote import WORK
 __all__ = [
     "MalformedOutput",
     "crashed",
+    "int_field",
     "load_json",
+    "object_field",
+    "objects",
+    "output_finding",
     "rule_part",
     "text_field",
     "workspace_file",
@@ -45,7 +49,7 @@ def crashed(name: str, run: RunResult) -> list[Finding]:
     ]
 
 
-def load_json(name: str, text: str) -> Any:
+def load_json(text: str) -> Any:
     """The decoded document; :class:`MalformedOutput` when it is not JSON at all."""
     try:
         return json.loads(text)
@@ -55,17 +59,35 @@ def load_json(name: str, text: str) -> Any:
 
 def output_finding(name: str, problem: object) -> Finding:
     """The finding for output the check could not read."""
-    return Finding(rule=f"{name}.output", message=f"unreadable {name} output: {problem}"[:500])
+    message = f"unreadable {name} output: {problem}"
+    return Finding(rule=f"{name}.output", message=message[:MAX_MESSAGE])
 
 
-def text_field(item: dict[str, Any], key: str, default: str = "") -> str:
-    """A string field of one report entry, cut to a sane length."""
-    value = item.get(key, default)
+def objects(value: Any, what: str) -> list[dict[str, Any]]:
+    """``value`` as a list of JSON objects; :class:`MalformedOutput` when it is not one."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise MalformedOutput(f"{what} is not a list of objects")
+    return value
+
+
+def object_field(item: dict[str, Any], key: str) -> dict[str, Any]:
+    """An object field of one report entry (``{}`` when missing)."""
+    value = item.get(key)
     if value is None:
-        return default
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedOutput(f"field {key!r} is not an object")
+    return value
+
+
+def text_field(item: dict[str, Any], key: str, limit: int = MAX_MESSAGE) -> str:
+    """A string field of one report entry (``""`` when missing), cut to ``limit`` characters."""
+    value = item.get(key)
+    if value is None:
+        return ""
     if not isinstance(value, str):
         raise MalformedOutput(f"field {key!r} is not a string")
-    return value[:MAX_MESSAGE]
+    return value[:limit]
 
 
 def int_field(item: dict[str, Any], key: str) -> int:

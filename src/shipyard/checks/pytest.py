@@ -26,8 +26,12 @@ class PytestCheck:
     name = "pytest"
 
     def command(self, spec: CheckSpec) -> list[str]:
+        # A job kind's tests live in its folder (``tests = "tests"`` -> _job/tests); with
+        # ``in_workspace = true`` pytest discovers them in the workspace (``shipyard check``).
         tests = spec.options.get("tests", "tests")
-        paths = [tests] if isinstance(tests, str) else list(tests)
+        paths = [f"{JOB_DIR}/{p}" for p in ([tests] if isinstance(tests, str) else tests)]
+        if spec.options.get("in_workspace"):
+            paths = []
         return [
             sys.executable,
             "-m",
@@ -39,7 +43,7 @@ class PytestCheck:
             f"--junitxml={REPORT}",
             "-o",
             "junit_family=xunit2",
-            *[f"{JOB_DIR}/{p}" for p in paths],
+            *(paths or [f"--ignore={JOB_DIR}", "."]),
         ]
 
     def interpret(self, spec: CheckSpec, run: RunResult, workspace: Path) -> list[Finding]:

@@ -7,7 +7,17 @@ from pathlib import Path
 import typer
 
 from shipyard import __version__
-from shipyard.cli import _approvals, _artifacts, _init, _release, _serve, _submit, _tasks, _worker
+from shipyard.cli import (
+    _approvals,
+    _artifacts,
+    _init,
+    _release,
+    _sandbox,
+    _serve,
+    _submit,
+    _tasks,
+    _worker,
+)
 
 app = typer.Typer(
     name="shipyard",
@@ -47,3 +57,5 @@ app.command("reject")(_approvals.reject)
 app.command("artifacts")(_artifacts.artifacts)
 app.command("rollback")(_release.rollback)
 app.command("serve")(_serve.serve)
+app.command("check")(_sandbox.check)
+app.add_typer(_sandbox.sandbox_app, name="sandbox")

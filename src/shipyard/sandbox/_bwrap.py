@@ -38,7 +38,13 @@ from shipyard.sandbox._zygote import SPOOL, WORK
 
 __all__ = ["DEFAULT_PRELOAD", "BwrapBackend", "bwrap_available"]
 
-DEFAULT_PRELOAD = ("pytest", "html5lib", "jsonschema", "shipyard.checks._probe")
+DEFAULT_PRELOAD = (
+    "pytest",
+    "html5lib",
+    "jsonschema",
+    "bandit.core.manager",
+    "detect_secrets.core.scan",
+)
 """Modules each zygote imports once, so runs that use them start warm."""
 
 _PIDS_EVENTS = "/run/shipyard/pids.events"
@@ -301,4 +307,5 @@ def sandbox_environment() -> dict[str, str]:
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
         "PYTHONNOUSERSITE": "1",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # checks need no third-party pytest plugins
     }

@@ -18,14 +18,17 @@ can neither see another's files nor its processes, and nothing of it outlives it
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
 import resource
 import runpy
 import select
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -45,6 +48,9 @@ def main() -> int:
     for name in args[int(nested) :]:
         with contextlib.suppress(ImportError):  # the check that needs it reports it
             importlib.import_module(name)
+    if "pytest" in sys.modules:
+        _warm_pytest()
+    gc.freeze()  # forked runs never scan (and so never copy) the zygote's own objects
     _ns.set_dumpable(False)
     uid, gid = os.getuid(), os.getgid()
     for line in sys.stdin.buffer:
@@ -53,6 +59,17 @@ def main() -> int:
         sys.stdout.buffer.write(json.dumps({"id": request["id"], **result}).encode() + b"\n")
         sys.stdout.buffer.flush()
     return 0
+
+
+def _warm_pytest() -> None:
+    """One empty pytest session, so its plugins and lazy imports are loaded before any fork."""
+    import pytest
+
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    empty = tempfile.mkdtemp()
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        pytest.main(["-q", "-p", "no:cacheprovider", f"--junitxml={empty}/report.xml", empty])
+    shutil.rmtree(empty, ignore_errors=True)
 
 
 def _one_run(request: dict[str, Any], uid: int, gid: int, nested: bool) -> dict[str, Any]:
