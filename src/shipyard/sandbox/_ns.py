@@ -14,6 +14,7 @@ __all__ = [
     "CLONE_NEWPID",
     "CLONE_NEWUSER",
     "CLONE_NEWUTS",
+    "clone_fork",
     "drop_capabilities",
     "map_identity",
     "mount",
@@ -39,6 +40,10 @@ _PR_SET_NO_NEW_PRIVS = 38
 _CAP_VERSION_3 = 0x20080522
 
 _libc = ctypes.CDLL(None, use_errno=True)
+# The same library through PyDLL: calls keep the GIL, as os.fork does around fork().
+_libc_gil = ctypes.PyDLL(None, use_errno=True)
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)
+_SIGCHLD = 17
 
 
 def _check(result: int, what: str) -> None:
@@ -49,6 +54,27 @@ def _check(result: int, what: str) -> None:
 
 def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def clone_fork(flags: int) -> int:
+    """``os.fork()`` into new namespaces in one step: 0 in the child, its pid in the parent.
+
+    A raw clone(2) wrapped in the interpreter's own before/after-fork hooks, exactly as
+    ``os.fork`` wraps fork(2). The caller must be single-threaded.
+    """
+    if _SYS_CLONE is None:
+        raise OSError(0, f"clone is not wired for {os.uname().machine}")
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = int(_libc_gil.syscall(_SYS_CLONE, ctypes.c_ulong(flags | _SIGCHLD), 0, 0, 0, 0))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    errno = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(errno, f"clone: {os.strerror(errno)}")
+    return pid
 
 
 def mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> None:

@@ -4,15 +4,17 @@ Started once per pool slot as ``python -I -m shipyard.sandbox._zygote MODULE...`
 the test tooling (the MODULEs) once, then reads one JSON request per line on stdin and writes
 one JSON result per line on stdout. For each run::
 
-    zygote ── C (supervisor): new user, mount, pid, ipc and uts namespaces
-                └─ G (pid 1 of the run): private mounts — its own workspace at /sandbox/work, the
-                   other runs' workspaces hidden, its own /proc and /tmp
-                     └─ H: no capabilities, rlimits, scrubbed environment; runs the command,
-                        in-process when it is a Python invocation (the warm path)
+    zygote (the supervisor)
+      └─ G: cloned into new mount, pid, ipc, uts [and user] namespaces; pid 1 of the run.
+            Private mounts: its own workspace at /sandbox/work, the other runs' workspaces
+            hidden, its own /proc and /tmp.
+            Then no capabilities, rlimits, a scrubbed environment, and the command itself,
+            in-process when it is a Python invocation (the warm path).
 
-C reads H's output (capped), enforces the wall clock and the process limit, and kills G when
-a limit is hit: the kernel then kills every process of the run, since G is its pid 1. One run
-can neither see another's files nor its processes, and nothing of it outlives it.
+The zygote reads the run's output (capped), enforces the wall clock and the process limit, and
+kills G when a limit is hit: the kernel then kills every process of the run, since G is its
+pid 1. One run can neither see another's files nor its processes, and nothing of it
+outlives it.
 """
 
 from __future__ import annotations
@@ -73,50 +75,38 @@ def _warm_pytest() -> None:
 
 
 def _one_run(request: dict[str, Any], uid: int, gid: int, nested: bool) -> dict[str, Any]:
+    """Clone the run into fresh namespaces, supervise it, and say how it ended.
+
+    Anything that goes wrong becomes an ``error`` answer, never a dead zygote.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
-    reader, writer = os.pipe()
-    supervisor = os.fork()
-    if supervisor == 0:
-        os.close(reader)
-        try:
-            result = _supervise(request, uid, gid, nested)
-        except BaseException as exc:  # report anything: the host must always get an answer
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-        os.write(writer, json.dumps(result).encode())
-        os._exit(0)
-    os.close(writer)
-    chunks = []
-    while chunk := os.read(reader, 1 << 20):
-        chunks.append(chunk)
-    os.close(reader)
-    os.waitpid(supervisor, 0)
-    data = b"".join(chunks)
-    return dict(json.loads(data)) if data else {"error": "the run's supervisor died"}
-
-
-def _supervise(request: dict[str, Any], uid: int, gid: int, nested: bool) -> dict[str, Any]:
-    flags = _ns.CLONE_NEWNS | _ns.CLONE_NEWPID | _ns.CLONE_NEWIPC | _ns.CLONE_NEWUTS
-    _ns.unshare(flags | (_ns.CLONE_NEWUSER if nested else 0))
-    if nested:
-        _ns.map_identity(uid, gid)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    status_r, status_w = os.pipe()
-    init = os.fork()
-    if init == 0:
-        for fd in (out_r, err_r, status_r):
+    flags = _ns.CLONE_NEWNS | _ns.CLONE_NEWPID | _ns.CLONE_NEWIPC | _ns.CLONE_NEWUTS
+    try:
+        run = _ns.clone_fork(flags | (_ns.CLONE_NEWUSER if nested else 0))
+    except OSError as exc:
+        for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)
-        _init(request, out_w, err_w, status_w)
-    for fd in (out_w, err_w, status_w):
-        os.close(fd)
+        return {"error": f"cannot create the run's namespaces: {exc}"}
+    if run == 0:
+        os.close(out_r)
+        os.close(err_r)
+        if nested:
+            _ns.map_identity(uid, gid)
+        _start(request, out_w, err_w)
+    os.close(out_w)
+    os.close(err_w)
     limits = request["limits"]
     stdout, stderr, killed_by = _collect(
-        init, out_r, err_r, limits, request.get("pids_events"), time.monotonic()
+        run, out_r, err_r, limits, request.get("pids_events"), time.monotonic()
     )
-    os.waitpid(init, 0)
-    status = os.read(status_r, 64).decode() or ""
-    exit_code = int(status) if status.lstrip("-").isdigit() else -signal.SIGKILL
+    _, status, usage = os.wait4(run, 0)
+    exit_code = os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    if killed_by is None and exit_code < 0 and cpu >= int(limits["cpu_seconds"]):
+        killed_by = "cpu"  # pid 1 ignores SIGXCPU; the hard limit's SIGKILL ended it
     return {
         "exit_code": exit_code,
         "stdout": stdout.decode("utf-8", "replace"),
@@ -187,8 +177,8 @@ def _collect(
     return b"".join(buffers[out_r]), b"".join(buffers[err_r]), killed_by
 
 
-def _init(request: dict[str, Any], out_w: int, err_w: int, status_w: int) -> None:
-    """Pid 1 of the run: set up its private view of the filesystem, run H, report H's status."""
+def _start(request: dict[str, Any], out_w: int, err_w: int) -> None:
+    """Pid 1 of the run: its private view of the filesystem, then the command itself."""
     try:
         _ns.mount("none", "/", None, _ns.MS_REC | _ns.MS_PRIVATE)
         # /proc first: the kernel refuses a new proc mount once other mounts cover the tree.
@@ -198,21 +188,8 @@ def _init(request: dict[str, Any], out_w: int, err_w: int, status_w: int) -> Non
         _ns.mount("tmpfs", SPOOL, "tmpfs", _ns.MS_NOSUID | _ns.MS_NODEV, "size=4k,mode=0555")
     except OSError as exc:
         os.write(err_w, f"sandbox setup failed: {exc}\n".encode())
-        os.write(status_w, b"125")
-        os._exit(0)
-    child = os.fork()
-    if child == 0:
-        os.close(status_w)
-        _run(request, out_w, err_w)
-    os.close(out_w)
-    os.close(err_w)
-    while True:  # reap orphans too: as pid 1 they are ours
-        pid, status = os.wait()
-        if pid == child:
-            break
-    code = os.waitstatus_to_exitcode(status)
-    os.write(status_w, str(code).encode())
-    os._exit(0)
+        os._exit(125)
+    _run(request, out_w, err_w)
 
 
 def _run(request: dict[str, Any], out_w: int, err_w: int) -> None:
