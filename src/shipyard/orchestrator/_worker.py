@@ -49,6 +49,7 @@ def launch(
             on_conflict="always_update",
         )
     enqueue_decisions(rt)  # decisions recorded by a process that died before enqueueing
+    rt.sandbox.warm()  # the zygotes import the check tooling while the first tasks generate
     return chosen
 
 

@@ -44,6 +44,7 @@ DEFAULT_PRELOAD = (
     "jsonschema",
     "bandit.core.manager",
     "detect_secrets.core.scan",
+    "shipyard.checks",  # the probes' package; not the probe module, which runpy runs afresh
 )
 """Modules each zygote imports once, so runs that use them start warm."""
 

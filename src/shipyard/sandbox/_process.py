@@ -88,6 +88,9 @@ class ProcessBackend:
     name = "process"
     isolated = False
 
+    def warm(self) -> None:
+        """Nothing to warm: every run is its own process."""
+
     def close(self) -> None:
         """Nothing to release: every run is its own process."""
 

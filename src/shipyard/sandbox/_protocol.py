@@ -75,6 +75,10 @@ class SandboxBackend(Protocol):
         """Run ``argv`` in ``workdir``; the command failing is a result, not an exception."""
         ...
 
+    def warm(self) -> None:
+        """Start whatever the backend keeps warm now, rather than on the first run."""
+        ...
+
     def close(self) -> None:
         """Release what the backend holds (warm processes, spool folders)."""
         ...
