@@ -8,6 +8,7 @@ this from its checkpoints), then runs queued tasks until it is stopped, or, with
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 from dbos import DBOS
@@ -53,10 +54,25 @@ def launch(
     return chosen
 
 
-def shutdown() -> None:
-    """Stop DBOS in this process; tasks in flight resume at the next launch."""
+def shutdown(*, drain_seconds: float = 10.0) -> None:
+    """Stop DBOS in this process.
+
+    Workflows still running get up to ``drain_seconds`` to reach their end (a task whose
+    state is final may still be recording its workflow's result); whatever is in flight
+    after that resumes from its last finished step at the next launch.
+    """
+    deadline = time.monotonic() + drain_seconds
+    while time.monotonic() < deadline and _running_workflows():
+        time.sleep(0.05)
     DBOS.destroy(workflow_completion_timeout_sec=0)
     install_runtime(None)
+
+
+def _running_workflows() -> int:
+    try:
+        return len(DBOS.list_workflows(status="PENDING", load_input=False, load_output=False))
+    except Exception:  # DBOS not launched, or its database is gone: nothing to drain
+        return 0
 
 
 def busy_tasks(rt: Runtime, domains: Sequence[str]) -> int:
