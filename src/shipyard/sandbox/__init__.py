@@ -9,8 +9,8 @@ import logging
 
 from shipyard.errors import ConfigError
 from shipyard.sandbox._bwrap import BwrapBackend, bwrap_available
-from shipyard.sandbox._process import ProcessBackend, base_environment
-from shipyard.sandbox._protocol import Limits, RunResult, SandboxBackend
+from shipyard.sandbox._process import ProcessBackend
+from shipyard.sandbox._protocol import Limits, RunResult, SandboxBackend, run_environment
 
 __all__ = [
     "BwrapBackend",
@@ -18,9 +18,9 @@ __all__ = [
     "ProcessBackend",
     "RunResult",
     "SandboxBackend",
-    "base_environment",
     "bwrap_available",
     "get_backend",
+    "run_environment",
 ]
 
 _log = logging.getLogger("shipyard.sandbox")

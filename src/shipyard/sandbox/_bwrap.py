@@ -33,7 +33,7 @@ from typing import IO, Any
 import shipyard
 from shipyard.errors import SandboxError
 from shipyard.sandbox._cgroup import PidsCgroup
-from shipyard.sandbox._protocol import Limits, RunResult
+from shipyard.sandbox._protocol import Limits, RunResult, run_environment
 from shipyard.sandbox._zygote import SPOOL, WORK
 
 __all__ = ["DEFAULT_PRELOAD", "BwrapBackend", "bwrap_available"]
@@ -248,7 +248,7 @@ class BwrapBackend:
             with self.workspace() as folder:  # the caller's folder is copied, never written
                 shutil.copytree(workdir, folder, dirs_exist_ok=True, symlinks=True)
                 return self.run(argv, workdir=folder, limits=limits, env=env)
-        environment = sandbox_environment() | dict(env or {})
+        environment = run_environment(home=WORK, tmpdir="/tmp") | dict(env or {})
         started = time.perf_counter()
         with self._slots:
             zygote = self._take()
@@ -295,18 +295,3 @@ class BwrapBackend:
 
 def _signal_limit(exit_code: int) -> str | None:
     return {-24: "cpu", -25: "file_size"}.get(exit_code)
-
-
-def sandbox_environment() -> dict[str, str]:
-    """The only environment a run gets inside the sandbox."""
-    return {
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": WORK,
-        "TMPDIR": "/tmp",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONHASHSEED": "0",
-        "PYTHONNOUSERSITE": "1",
-        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # checks need no third-party pytest plugins
-    }

@@ -14,7 +14,6 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,27 +23,11 @@ from pathlib import Path
 from typing import IO
 
 from shipyard.errors import SandboxError
-from shipyard.sandbox._protocol import Limits, RunResult
+from shipyard.sandbox._protocol import Limits, RunResult, run_environment
 
-__all__ = ["ProcessBackend", "base_environment"]
+__all__ = ["ProcessBackend"]
 
 _SIGNAL_LIMITS = {signal.SIGXCPU: "cpu", signal.SIGXFSZ: "file_size"}
-
-
-def base_environment(workdir: Path) -> dict[str, str]:
-    """The only environment a run gets: nothing of the parent's (no keys, no tokens)."""
-    interpreter_dir = str(Path(sys.executable).parent)
-    return {
-        "PATH": f"{interpreter_dir}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(workdir),
-        "TMPDIR": str(workdir),
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONHASHSEED": "0",
-        "PYTHONNOUSERSITE": "1",
-        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # checks need no third-party pytest plugins
-    }
 
 
 def _limiter(limits: Limits) -> Callable[[], None]:
@@ -107,7 +90,8 @@ class ProcessBackend:
         limits: Limits,
         env: Mapping[str, str] | None = None,
     ) -> RunResult:
-        environment = base_environment(workdir) | dict(env or {})
+        home = str(workdir)
+        environment = run_environment(home=home, tmpdir=home) | dict(env or {})
         started = time.perf_counter()
         try:
             child = subprocess.Popen(

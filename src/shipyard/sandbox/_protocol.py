@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Limits", "RunResult", "SandboxBackend"]
+__all__ = ["Limits", "RunResult", "SandboxBackend", "run_environment"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,3 +83,18 @@ class SandboxBackend(Protocol):
     def close(self) -> None:
         """Release what the backend holds (warm processes, spool folders)."""
         ...
+
+
+def run_environment(*, home: str, tmpdir: str) -> dict[str, str]:
+    """The only environment a run gets: nothing of the parent's (no keys, no tokens)."""
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": tmpdir,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONNOUSERSITE": "1",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # checks need no third-party pytest plugins
+    }
