@@ -10,6 +10,7 @@ from shipyard import errors
 from shipyard.errors import (
     ConfigError,
     InputError,
+    MalformedReply,
     NotFound,
     PolicyDenied,
     ProviderError,
@@ -28,6 +29,7 @@ ALL_ERRORS: list[type[ShipyardError]] = [
     PolicyDenied,
     SandboxError,
     ProviderError,
+    MalformedReply,
     StoreError,
 ]
 
@@ -40,6 +42,7 @@ DOCUMENTED = {
     PolicyDenied: ("denied", 6),
     SandboxError: ("sandbox", 7),
     ProviderError: ("provider", 8),
+    MalformedReply: ("malformed_reply", 8),
     StoreError: ("store", 9),
 }
 
@@ -125,7 +128,11 @@ def test_exit_status_tells_kinds_of_failure_apart() -> None:
 
     # Only the two "your input/config is wrong" errors share a status; all others differ.
     assert statuses[InputError] == statuses[ConfigError] == 2
-    others = [s for cls, s in statuses.items() if cls not in (InputError, ConfigError)]
+    # A MalformedReply is a kind of ProviderError and exits like one.
+    assert statuses[MalformedReply] == statuses[ProviderError]
+    others = [
+        s for cls, s in statuses.items() if cls not in (InputError, ConfigError, MalformedReply)
+    ]
     assert len(set(others)) == len(others)
     assert 2 not in others
     assert all(s != ShipyardError.exit_status for s in statuses.values())

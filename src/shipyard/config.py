@@ -55,6 +55,16 @@ class GenerateSettings(_Section):
         description="the generator: 'template' (offline, deterministic) unless a model is set",
     )
     model: str = Field(default="", description="the model name the provider should use")
+    base_url: str = Field(
+        default="", description="the API's address (any OpenAI-compatible server: vLLM, Ollama …)"
+    )
+    api_key_env: str = Field(
+        default="",
+        description="the environment variable holding the API key (keys never live in this file)",
+    )
+    timeout_seconds: float = Field(default=120.0, gt=0, description="per model call")
+    max_tokens: int = Field(default=4096, ge=1, description="reply length limit")
+    temperature: float = Field(default=0.2, ge=0, le=2)
 
 
 class DomainSettings(_Section):

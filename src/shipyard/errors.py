@@ -11,9 +11,12 @@ problem ``type``) and a ``hint`` that says what to do next. The tree::
     ├── PolicyDenied                   denied       6   policy forbids the action
     ├── SandboxError                   sandbox      7   the sandbox itself could not run
     ├── ProviderError                  provider     8   a generator failed (infrastructure, retried)
+    │   └── MalformedReply        malformed_reply   8   the model answered, but not with the files
     └── StoreError                     store        9   the database or artifact store failed
 
-A failed check is *not* an exception: it is a failed attempt recorded in a CheckReport.
+A failed check is *not* an exception: it is a failed attempt recorded in a CheckReport. The
+same goes for a MalformedReply once the generate stage has caught it: the attempt fails with
+the reason as its finding, and the repair loop asks again.
 Errors are plain data (message, code, hint, details) so they survive the trip through a
 durable workflow's serializer; :func:`to_dict` / :func:`from_dict` round-trip them.
 """
@@ -25,6 +28,7 @@ from typing import Any, ClassVar
 __all__ = [
     "ConfigError",
     "InputError",
+    "MalformedReply",
     "NotFound",
     "PolicyDenied",
     "ProviderError",
@@ -105,6 +109,12 @@ class ProviderError(ShipyardError):
     exit_status = 8
 
 
+class MalformedReply(ProviderError):
+    """The model answered, but not with the files asked for (an attempt that failed)."""
+
+    code = "malformed_reply"
+
+
 class StoreError(ShipyardError):
     """The database or the artifact store failed or holds something unexpected."""
 
@@ -123,6 +133,7 @@ _BY_CODE: dict[str, type[ShipyardError]] = {
         PolicyDenied,
         SandboxError,
         ProviderError,
+        MalformedReply,
         StoreError,
     )
 }

@@ -8,14 +8,17 @@ from __future__ import annotations
 from shipyard.generate._prompt import prompt_hash, render_prompt
 from shipyard.generate._provider import Generation, GenerationRequest, Provider
 from shipyard.generate._registry import ENTRY_POINT_GROUP, load_provider
+from shipyard.generate._reply import REPLY_FORMAT, parse_files
 from shipyard.generate._templates import render, slugify
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "REPLY_FORMAT",
     "Generation",
     "GenerationRequest",
     "Provider",
     "load_provider",
+    "parse_files",
     "prompt_hash",
     "render",
     "render_prompt",

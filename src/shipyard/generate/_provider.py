@@ -47,6 +47,10 @@ class Generation:
     """Prompt tokens billed, 0 for generators without tokens."""
     output_tokens: int = 0
     """Completion tokens billed."""
+    reply: str = ""
+    """The model's raw reply (empty for generators that render files directly)."""
+    finish_reason: str = ""
+    """Why the model stopped (``stop``, ``length`` ...), as the API reported it."""
 
 
 @runtime_checkable

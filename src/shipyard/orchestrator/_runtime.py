@@ -76,7 +76,7 @@ class Runtime:
             project=project,
             engine=engine,
             jobs=jobs,
-            provider=provider or load_provider(project.settings.generate.provider),
+            provider=provider or load_provider(project.settings.generate),
             checks=registry,
         )
 

@@ -29,11 +29,17 @@ from sqlalchemy.orm import Session
 
 from shipyard._crash import crashpoint
 from shipyard.checks import run_checks
-from shipyard.errors import ShipyardError
-from shipyard.generate import GenerationRequest, prompt_hash, render, render_prompt
+from shipyard.errors import MalformedReply, ShipyardError
+from shipyard.generate import (
+    Generation,
+    GenerationRequest,
+    prompt_hash,
+    render,
+    render_prompt,
+)
 from shipyard.jobs import JobKind, validate_inputs
 from shipyard.memory import recall, remember
-from shipyard.model import CheckReport, GateOutcome, TaskState
+from shipyard.model import CheckReport, CheckResult, Finding, GateOutcome, TaskState
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.policy import decide
 from shipyard.store import (
@@ -165,68 +171,111 @@ def recall_step(task_id: str) -> list[dict[str, Any]]:
 
 @DBOS.step(name="shipyard.generate", retries_allowed=True, max_attempts=3, backoff_rate=2.0)
 def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) -> None:
-    """One generation: the prompt (with the previous attempt's findings), then the provider."""
+    """One generation: the prompt (with the previous attempt's findings), then the provider.
+
+    A reply that does not hold the job kind's files is a failed attempt (its report says
+    why), not a failed task: the repair loop asks again.
+    """
     rt = current_runtime()
     with stage(rt, task_id, "generate", attempt) as record:
-        with rt.sessions() as session:
-            task = _task(session, task_id)
-            previous = session.scalar(
-                select(AttemptRow).where(
-                    AttemptRow.task_id == task_id, AttemptRow.number == attempt - 1
-                )
+        request = _generation_request(rt, task_id, attempt, recalled)
+        report: CheckReport | None = None
+        try:
+            generation = rt.provider.generate(request)
+            _check_outputs(request.kind, generation.files)
+        except MalformedReply as exc:
+            generation = _failed_generation(rt, exc)
+            finding = Finding(rule="generate.malformed", message=exc.message)
+            report = CheckReport(
+                results=(CheckResult(check="reply", passed=False, findings=(finding,)),)
             )
-            inputs = dict(task.inputs)
-            kind = rt.jobs.get(task.job_kind)
-        feedback = (
-            CheckReport.from_dict(previous.report).findings
-            if previous is not None and previous.report
-            else []
-        )
-        previous_files = dict(previous.files) if previous is not None else {}
-        prompt = render_prompt(
-            kind, inputs, recalled=recalled, feedback=feedback, previous_files=previous_files
-        )
-        generation = rt.provider.generate(
-            GenerationRequest(
-                task_id=task_id,
-                kind=kind,
-                inputs=inputs,
-                attempt=attempt,
-                prompt=prompt,
-                previous_files=previous_files,
-                feedback=tuple(feedback),
-                recalled=tuple(recalled),
-            )
-        )
-        _check_outputs(kind, generation.files)
-        with transaction(rt.sessions) as session:
-            row = session.scalar(
-                select(AttemptRow).where(
-                    AttemptRow.task_id == task_id, AttemptRow.number == attempt
-                )
-            )
-            if row is None:
-                row = AttemptRow(task_id=task_id, number=attempt)
-                session.add(row)
-            row.provider, row.model = generation.provider, generation.model
-            row.prompt, row.prompt_hash = prompt, prompt_hash(prompt)
-            row.files = generation.files
-            row.feedback = [f.to_dict() for f in feedback]
-            row.recalled = [item["id"] for item in recalled]
-            row.generated_at = _now()
-            row.report, row.passed, row.checked_at = None, None, None
-            _task(session, task_id).attempts = attempt
+        _store_attempt(rt, request, generation, report)
         record["summary"] = (
-            f"{generation.provider} ({generation.model}): {len(generation.files)} file(s)"
-            + (f", {len(feedback)} finding(s) fed back" if feedback else "")
+            f"{generation.provider} ({generation.model}): "
+            + (f"{len(generation.files)} file(s)" if report is None else "malformed reply")
+            + (f", {len(request.feedback)} finding(s) fed back" if request.feedback else "")
         )
         record["provider"], record["model"] = generation.provider, generation.model
+        record["tokens"] = [generation.input_tokens, generation.output_tokens]
+
+
+def _generation_request(
+    rt: Runtime, task_id: str, attempt: int, recalled: list[dict[str, Any]]
+) -> GenerationRequest:
+    with rt.sessions() as session:
+        task = _task(session, task_id)
+        previous = session.scalar(
+            select(AttemptRow).where(
+                AttemptRow.task_id == task_id, AttemptRow.number == attempt - 1
+            )
+        )
+        inputs = dict(task.inputs)
+        kind = rt.jobs.get(task.job_kind)
+    feedback = (
+        CheckReport.from_dict(previous.report).findings
+        if previous is not None and previous.report
+        else []
+    )
+    previous_files = dict(previous.files) if previous is not None else {}
+    prompt = render_prompt(
+        kind, inputs, recalled=recalled, feedback=feedback, previous_files=previous_files
+    )
+    return GenerationRequest(
+        task_id=task_id,
+        kind=kind,
+        inputs=inputs,
+        attempt=attempt,
+        prompt=prompt,
+        previous_files=previous_files,
+        feedback=tuple(feedback),
+        recalled=tuple(recalled),
+    )
+
+
+def _failed_generation(rt: Runtime, exc: MalformedReply) -> Generation:
+    """What a provider reported with a malformed reply (the tokens were spent all the same)."""
+    details = exc.details
+    return Generation(
+        files={},
+        provider=str(details.get("provider", rt.provider.name)),
+        model=str(details.get("model", "")),
+        input_tokens=int(details.get("input_tokens", 0)),
+        output_tokens=int(details.get("output_tokens", 0)),
+        reply=str(details.get("reply", "")),
+        finish_reason=str(details.get("finish_reason", "")),
+    )
+
+
+def _store_attempt(
+    rt: Runtime, request: GenerationRequest, generation: Generation, report: CheckReport | None
+) -> None:
+    with transaction(rt.sessions) as session:
+        row = session.scalar(
+            select(AttemptRow).where(
+                AttemptRow.task_id == request.task_id, AttemptRow.number == request.attempt
+            )
+        )
+        if row is None:
+            row = AttemptRow(task_id=request.task_id, number=request.attempt)
+            session.add(row)
+        row.provider, row.model = generation.provider, generation.model
+        row.prompt, row.prompt_hash = request.prompt, prompt_hash(request.prompt)
+        row.files = generation.files
+        row.reply, row.finish_reason = generation.reply, generation.finish_reason
+        row.input_tokens, row.output_tokens = generation.input_tokens, generation.output_tokens
+        row.feedback = [f.to_dict() for f in request.feedback]
+        row.recalled = [item["id"] for item in request.recalled]
+        row.generated_at = _now()
+        row.report = report.to_dict() if report is not None else None
+        row.passed = False if report is not None else None
+        row.checked_at = _now() if report is not None else None
+        _task(session, request.task_id).attempts = request.attempt
 
 
 def _check_outputs(kind: JobKind, files: dict[str, str]) -> None:
     expected, got = set(kind.outputs), set(files)
     if expected != got:
-        raise ShipyardError(
+        raise MalformedReply(
             f"the generator returned files {sorted(got)}, the job kind wants {sorted(expected)}",
             hint="a provider must produce exactly the job kind's outputs",
         )
@@ -247,6 +296,9 @@ def verify_step(task_id: str, attempt: int) -> bool:
             )
             if row is None:
                 raise ShipyardError(f"task {task_id}: attempt {attempt} has no generation")
+            if row.report is not None and row.passed is False and not row.files:
+                record["summary"] = "nothing to check: the reply was malformed"
+                return False
             files = dict(row.files)
         rt.require_isolation_for(kind)
         report = run_checks(kind, files, backend=rt.sandbox, limits=rt.limits, registry=rt.checks)

@@ -7,6 +7,7 @@ attempt the same way and the task ends failed instead of looping.
 
 from __future__ import annotations
 
+from shipyard.config import GenerateSettings
 from shipyard.generate._provider import Generation, GenerationRequest
 from shipyard.generate._templates import render
 
@@ -15,6 +16,9 @@ __all__ = ["TemplateProvider"]
 
 class TemplateProvider:
     name = "template"
+
+    def __init__(self, settings: GenerateSettings | None = None) -> None:
+        """The template tier needs no settings; it takes them like every provider does."""
 
     def generate(self, request: GenerationRequest) -> Generation:
         kind = request.kind
