@@ -110,6 +110,9 @@ def story_dict(story: TaskStory) -> dict[str, Any]:
                 "prompt_hash": a.prompt_hash,
                 "files": sorted(a.files),
                 "passed": a.passed,
+                "input_tokens": a.input_tokens,
+                "output_tokens": a.output_tokens,
+                "finish_reason": a.finish_reason,
                 "feedback": a.feedback,
                 "recalled": a.recalled,
                 "report": a.report,
@@ -200,9 +203,11 @@ def _steps_table(story: TaskStory) -> Table:
 
 def _attempt_tree(attempt: Any) -> Tree:
     verdict = {True: "[green]passed[/]", False: "[red]failed[/]", None: "[dim]not checked[/]"}
+    used = attempt.input_tokens or attempt.output_tokens
+    tokens = f", {attempt.input_tokens}+{attempt.output_tokens} tokens" if used else ""
     tree = Tree(
         f"attempt {attempt.number}: {attempt.provider} / {attempt.model} — "
-        f"{verdict[attempt.passed]}  (prompt {attempt.prompt_hash[:19]})"
+        f"{verdict[attempt.passed]}  (prompt {attempt.prompt_hash[:19]}{tokens})"
     )
     if attempt.recalled:
         tree.add("recalled: " + ", ".join(attempt.recalled))
