@@ -24,7 +24,7 @@ from shipyard.orchestrator._service import (
     submit,
     task_story,
 )
-from shipyard.orchestrator._worker import busy_tasks, launch, run_worker, shutdown
+from shipyard.orchestrator._worker import busy_tasks, launch, shutdown
 from shipyard.orchestrator._workflow import (
     DECISION_WORKFLOW,
     WORKFLOW_NAME,
@@ -54,7 +54,6 @@ __all__ = [
     "queue_name",
     "reject",
     "rollback",
-    "run_worker",
     "shutdown",
     "submit",
     "task_story",

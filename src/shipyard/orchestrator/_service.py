@@ -384,12 +384,3 @@ def rollback(rt: Runtime, target_name: str, *, actor: str) -> dict[str, Any]:
         "to_version": result.to_version,
         "rolled_back_tasks": list(result.removed_keys),
     }
-
-
-def attempts_of(rt: Runtime, task_id: str) -> list[AttemptRow]:
-    with rt.sessions() as session:
-        return list(
-            session.scalars(
-                select(AttemptRow).where(AttemptRow.task_id == task_id).order_by(AttemptRow.number)
-            ).all()
-        )

@@ -7,7 +7,6 @@ this from its checkpoints), then runs queued tasks until it is stopped, or, with
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 
@@ -20,7 +19,7 @@ from shipyard.orchestrator._runtime import Runtime, install_runtime
 from shipyard.orchestrator._service import dbos_config, enqueue_decisions, queue_name
 from shipyard.store import TaskRow
 
-__all__ = ["busy_tasks", "launch", "run_worker", "shutdown"]
+__all__ = ["busy_tasks", "launch", "shutdown"]
 
 _BUSY = (TaskState.QUEUED.value, TaskState.RUNNING.value, TaskState.APPROVED.value)
 
@@ -84,22 +83,3 @@ def busy_tasks(rt: Runtime, domains: Sequence[str]) -> int:
             .where(TaskRow.state.in_(_BUSY), TaskRow.domain.in_(domains))
         )
     return int(count or 0)
-
-
-def run_worker(
-    rt: Runtime,
-    *,
-    domains: Sequence[str] = (),
-    until_idle: bool = False,
-    stop: threading.Event | None = None,
-    poll_seconds: float = 0.25,
-) -> None:
-    """Run tasks until ``stop`` is set (or, with ``until_idle``, until none is busy)."""
-    stop = stop or threading.Event()
-    chosen = launch(rt, domains=domains)
-    try:
-        while not stop.wait(poll_seconds):
-            if until_idle and busy_tasks(rt, chosen) == 0:
-                break
-    finally:
-        shutdown()
