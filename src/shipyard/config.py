@@ -56,7 +56,7 @@ class GenerateSettings(_Section):
     )
     model: str = Field(default="", description="the model name the provider should use")
     base_url: str = Field(
-        default="", description="the API's address (any OpenAI-compatible server: vLLM, Ollama …)"
+        default="", description="the API's address, e.g. a local OpenAI-compatible server"
     )
     api_key_env: str = Field(
         default="",

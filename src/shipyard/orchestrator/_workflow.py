@@ -258,10 +258,11 @@ def _store_attempt(
         if row is None:
             row = AttemptRow(task_id=request.task_id, number=request.attempt)
             session.add(row)
-        row.provider, row.model = generation.provider, generation.model
+        # Model names and stop reasons come from a server: keep them within their columns.
+        row.provider, row.model = generation.provider, generation.model[:200]
         row.prompt, row.prompt_hash = request.prompt, prompt_hash(request.prompt)
         row.files = generation.files
-        row.reply, row.finish_reason = generation.reply, generation.finish_reason
+        row.reply, row.finish_reason = generation.reply, generation.finish_reason[:32]
         row.input_tokens, row.output_tokens = generation.input_tokens, generation.output_tokens
         row.feedback = [f.to_dict() for f in request.feedback]
         row.recalled = [item["id"] for item in request.recalled]

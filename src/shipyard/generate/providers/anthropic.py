@@ -1,0 +1,242 @@
+"""The ``anthropic`` provider: one Messages API call per attempt, the reply parsed into files.
+
+The system prompt is :data:`~shipyard.generate.REPLY_FORMAT`; the user message is the
+rendered prompt (which already carries the repair feedback). The SDK's own retries are off:
+a failed call raises :class:`~shipyard.errors.ProviderError` and the generate stage's durable
+retries decide what happens next, so one policy governs every provider.
+
+Every SDK exception is translated here, at the boundary; none leaves this module. The API
+key is read from the environment variable that ``[generate] api_key_env`` names and never
+appears in an error message.
+
+``[generate] temperature`` is not sent: the installed SDK (2.x) has no sampling parameters,
+and the API version it speaks rejects them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any, NoReturn
+
+import anthropic
+
+from shipyard.config import GenerateSettings
+from shipyard.errors import ConfigError, MalformedReply, ProviderError
+from shipyard.generate._provider import Generation, GenerationRequest
+from shipyard.generate._reply import REPLY_FORMAT, parse_files
+
+__all__ = ["DEFAULT_API_KEY_ENV", "AnthropicProvider"]
+
+DEFAULT_API_KEY_ENV = "ANTHROPIC_API_KEY"
+_BODY_EXCERPT = 2000
+"""How much of an unparseable response body a MalformedReply keeps for the record."""
+_CUT_OFF = {"max_tokens", "model_context_window_exceeded"}
+
+
+class AnthropicProvider:
+    """Claude (or any server speaking the Messages API) as a generator."""
+
+    name = "anthropic"
+
+    def __init__(self, settings: GenerateSettings) -> None:
+        if not settings.model:
+            raise ConfigError(
+                "shipyard.toml: key 'generate.model' is required for the anthropic provider",
+                hint='set e.g. model = "claude-sonnet-5-5" under [generate]',
+            )
+        variable = settings.api_key_env or DEFAULT_API_KEY_ENV
+        key = os.environ.get(variable, "").strip()
+        if not key:
+            raise ConfigError(
+                f"the anthropic provider needs an API key in ${variable}, which is not set",
+                hint=f"export {variable}=... (or name another variable with generate.api_key_env)",
+                details={"api_key_env": variable},
+            )
+        self.settings = settings
+        self.model = settings.model
+        self._key = key
+        self._client = anthropic.Anthropic(
+            api_key=key,
+            base_url=settings.base_url or None,
+            timeout=settings.timeout_seconds,
+            max_retries=0,
+        )
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        message = self._call(request)
+        if isinstance(message, str):
+            # The SDK hands back the text of a body that is not typed as JSON.
+            raise MalformedReply(
+                "the Messages API's response is not JSON",
+                hint="the next attempt asks again; check generate.base_url if it persists",
+                details=self._details(reply=self._scrub(message[:_BODY_EXCERPT])),
+            )
+        content = getattr(message, "content", None)
+        usage = getattr(message, "usage", None)
+        model = getattr(message, "model", None)
+        stop_reason = getattr(message, "stop_reason", None)
+        details = self._details(
+            model=model if isinstance(model, str) and model else self.model,
+            input_tokens=_tokens(usage, "input_tokens"),
+            output_tokens=_tokens(usage, "output_tokens"),
+            finish_reason=stop_reason if isinstance(stop_reason, str) else "",
+        )
+        if not isinstance(content, list) or not content:
+            raise MalformedReply(
+                "the Messages API answered without any content"
+                + (f" (stop_reason {stop_reason!r})" if details["finish_reason"] else ""),
+                hint=self._hint(details["finish_reason"], "the next attempt asks again"),
+                details=details,
+            )
+        details["reply"] = text = "".join(
+            block.text
+            for block in content
+            if getattr(block, "type", None) == "text" and isinstance(block.text, str)
+        )
+        try:
+            files = parse_files(text, sorted(request.kind.outputs))
+        except MalformedReply as exc:
+            raise MalformedReply(
+                exc.message, hint=self._hint(details["finish_reason"], exc.hint), details=details
+            ) from exc
+        return Generation(
+            files=files,
+            provider=self.name,
+            model=details["model"],
+            input_tokens=details["input_tokens"],
+            output_tokens=details["output_tokens"],
+            reply=text,
+            finish_reason=details["finish_reason"],
+        )
+
+    def _details(self, **known: Any) -> dict[str, Any]:
+        """What the generate stage records of a failed attempt (see MalformedReply)."""
+        return {
+            "provider": self.name,
+            "model": self.model,
+            "reply": "",
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "finish_reason": "",
+        } | known
+
+    def _hint(self, finish_reason: str, hint: str) -> str:
+        if finish_reason in _CUT_OFF:
+            return (
+                f"the reply was cut off ({finish_reason}) at max_tokens="
+                f"{self.settings.max_tokens}: raise generate.max_tokens"
+            )
+        if finish_reason == "refusal":
+            return "the model declined to answer; check the job kind's prompt"
+        return hint
+
+    def _call(self, request: GenerationRequest) -> object:
+        """The raw response object; every SDK failure leaves as a ProviderError."""
+        try:
+            return self._client.messages.create(
+                model=self.model,
+                max_tokens=self.settings.max_tokens,
+                system=REPLY_FORMAT,
+                messages=[{"role": "user", "content": request.prompt}],
+            )
+        except json.JSONDecodeError as exc:
+            # The SDK decodes a JSON-typed body itself and lets the decoder's error through.
+            raise MalformedReply(
+                f"the Messages API's response is not valid JSON: {exc.msg} at char {exc.pos}",
+                hint="the next attempt asks again; check generate.base_url if it persists",
+                details=self._details(reply=self._scrub(exc.doc[:_BODY_EXCERPT])),
+            ) from exc
+        except anthropic.APIError as exc:
+            self._translate(exc)
+        except anthropic.AnthropicError as exc:
+            raise ProviderError(
+                f"the anthropic SDK failed: {type(exc).__name__}: {self._scrub(str(exc))}"
+            ) from exc
+
+    def _translate(self, exc: anthropic.APIError) -> NoReturn:
+        where = self._client.base_url
+        if isinstance(exc, anthropic.APITimeoutError):
+            raise ProviderError(
+                f"the Messages API at {where} timed out after {self.settings.timeout_seconds:g} s",
+                hint="raise generate.timeout_seconds, or lower generate.max_tokens",
+                details={"timeout_seconds": self.settings.timeout_seconds},
+            ) from exc
+        if isinstance(exc, anthropic.APIConnectionError):
+            cause = exc.__cause__ or exc.__context__
+            raise ProviderError(
+                f"cannot reach the Messages API at {where}"
+                + (f": {self._scrub(str(cause))}" if cause else ""),
+                hint="check the network and generate.base_url",
+            ) from exc
+        if isinstance(exc, anthropic.APIStatusError):
+            self._status_error(exc)
+        # An APIError with neither a status nor a connection problem: a body the SDK could
+        # not fit into a Message.
+        raise MalformedReply(
+            f"the Messages API's response could not be read: {self._scrub(exc.message)}",
+            hint="the next attempt asks again",
+            details=self._details(),
+        ) from exc
+
+    def _status_error(self, exc: anthropic.APIStatusError) -> NoReturn:
+        status = exc.status_code
+        details: dict[str, Any] = {"status": status}
+        error = exc.body.get("error") if isinstance(exc.body, dict) else None
+        api_message = error.get("message") if isinstance(error, dict) else None
+        request_id = exc.response.headers.get("request-id")
+        if request_id:
+            details["request_id"] = request_id
+        if isinstance(exc, anthropic.RateLimitError):
+            retry_after = _retry_after(exc.response.headers.get("retry-after"))
+            if retry_after is not None:
+                details["retry_after"] = retry_after
+        said = f": {self._scrub(str(api_message))}" if api_message else ""
+        raise ProviderError(
+            f"the Messages API answered HTTP {status} for model {self.model!r}{said}",
+            hint=_status_hint(status, self.settings.api_key_env or DEFAULT_API_KEY_ENV),
+            details=details,
+        ) from exc
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with the API key blanked out, in case a server or library echoed it."""
+        return text.replace(self._key, "[redacted]")
+
+
+def _status_hint(status: int, api_key_env: str) -> str:
+    if status in (401, 403):
+        return f"the API refused the key in ${api_key_env}; check it"
+    if status == 404:
+        return "no such model or endpoint; check generate.model and generate.base_url"
+    if status == 429:
+        return "rate limited; the generate stage retries the call"
+    if status == 529:
+        return "the API is overloaded; the generate stage retries the call"
+    if status >= 500:
+        return "a failure on the API's side; the generate stage retries the call"
+    return "the API rejected the request; check generate.model and generate.max_tokens"
+
+
+def _tokens(usage: object, field: str) -> int:
+    value = getattr(usage, field, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _retry_after(header: str | None) -> float | int | None:
+    """Seconds to wait per a Retry-After header (delta-seconds or an HTTP date), if any."""
+    if not header:
+        return None
+    try:
+        seconds = float(header)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(header).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    if not math.isfinite(seconds):
+        return None
+    seconds = max(seconds, 0.0)
+    return int(seconds) if seconds.is_integer() else seconds
