@@ -146,6 +146,18 @@ def test_provider_crash_ends_in_error_not_failed(
     assert "model server unreachable" in task_story(rt, task_id).task.error
 
 
+def test_a_permanent_provider_error_is_not_retried(
+    project: Project, start_worker: Callable[..., Runtime]
+) -> None:
+    refused = ProviderError("invalid API key", details={"status": 401})
+    provider = ScriptedProvider([refused])
+    rt = start_worker(project, provider)
+    task_id = _one(rt, "landing-page", PRODUCT)
+    assert wait_for_state(rt, task_id, SETTLED) == "error"
+    assert len(provider.requests) == 1
+    assert "invalid API key" in task_story(rt, task_id).task.error
+
+
 def test_gate_rules_self_approval_and_state(
     project: Project, start_worker: Callable[..., Runtime]
 ) -> None:

@@ -200,3 +200,11 @@ def test_non_python_commands_run_too(backend: BwrapBackend) -> None:
     with backend.workspace() as folder:
         result = backend.run(["sh", "-c", "echo $HOME; id -u"], workdir=folder, limits=QUICK)
     assert result.exit_code == 0 and result.stdout.split()[0] == "/sandbox/work", result
+
+
+def test_a_run_that_closes_its_output_is_still_timed(backend: BwrapBackend) -> None:
+    code = "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(60)"
+    result = run(backend, code, Limits(timeout_seconds=1, cpu_seconds=5))
+    assert result.killed_by == "timeout", result
+    assert result.duration_ms < 5000
+    assert_still_works(backend)

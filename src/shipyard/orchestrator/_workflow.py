@@ -17,6 +17,8 @@ refuses a key that is already live.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from shipyard._crash import crashpoint
 from shipyard.checks import run_checks
-from shipyard.errors import MalformedReply, ShipyardError
+from shipyard.errors import MalformedReply, ProviderError, ShipyardError
 from shipyard.generate import (
     Generation,
     GenerationRequest,
@@ -169,7 +171,7 @@ def recall_step(task_id: str) -> list[dict[str, Any]]:
     return items
 
 
-@DBOS.step(name="shipyard.generate", retries_allowed=True, max_attempts=3, backoff_rate=2.0)
+@DBOS.step(name="shipyard.generate")
 def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) -> None:
     """One generation: the prompt (with the previous attempt's findings), then the provider.
 
@@ -181,7 +183,7 @@ def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
         request = _generation_request(rt, task_id, attempt, recalled)
         report: CheckReport | None = None
         try:
-            generation = rt.provider.generate(request)
+            generation = _call_provider(rt, request)
             _check_outputs(request.kind, generation.files)
         except MalformedReply as exc:
             generation = _failed_generation(rt, exc)
@@ -197,6 +199,30 @@ def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
         )
         record["provider"], record["model"] = generation.provider, generation.model
         record["tokens"] = [generation.input_tokens, generation.output_tokens]
+
+
+PROVIDER_TRIES = 3
+"""Calls per attempt when the provider fails in a way that a later call may not."""
+
+
+def _call_provider(rt: Runtime, request: GenerationRequest) -> Generation:
+    """Call the provider, retrying transient failures with backoff that honours Retry-After.
+
+    Rate limits, timeouts, lost connections and 5xx are worth another call; a 4xx (a bad key,
+    an unknown model) is not, and ends the task at once with the provider's reason.
+    """
+    for call in range(1, PROVIDER_TRIES):
+        try:
+            return rt.provider.generate(request)
+        except MalformedReply:
+            raise
+        except ProviderError as exc:
+            status = exc.details.get("status")
+            if not (status is None or status in (408, 409, 429) or int(status) >= 500):
+                raise
+            wait = exc.details.get("retry_after") or 2.0 ** (call - 1)
+            time.sleep(min(float(wait), 60.0) * (0.8 + 0.4 * random.random()))
+    return rt.provider.generate(request)
 
 
 def _generation_request(

@@ -14,6 +14,7 @@ at ``/sandbox/work`` and nothing of the others.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import select
@@ -49,6 +50,7 @@ DEFAULT_PRELOAD = (
 """Modules each zygote imports once, so runs that use them start warm."""
 
 _PIDS_EVENTS = "/run/shipyard/pids.events"
+_log = logging.getLogger("shipyard.sandbox")
 
 
 def _system_mounts() -> list[str]:
@@ -139,11 +141,13 @@ class _Zygote:
         mode = [] if os.getuid() == 0 else ["--nested-userns"]
         command += ["--", sys.executable, "-I", "-m", "shipyard.sandbox._zygote", *mode, *preload]
         cgroup = self.cgroup
+        # The zygote's own complaints (not the runs'), kept for the error that reports its end.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the zygote
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log,
             start_new_session=True,
             preexec_fn=cgroup.join if cgroup is not None else None,
         )
@@ -181,20 +185,28 @@ class _Zygote:
             raise SandboxError("the sandbox zygote is gone") from exc
         line = _read_line(stdout, limits.timeout_seconds + 15)
         if not line:
+            tail = self.log_tail()
             self.close()
-            raise SandboxError(
-                "the sandbox zygote did not answer",
-                hint="bubblewrap may be unable to create namespaces here; try backend 'process'",
-            )
+            raise _ZygoteLost(f"the sandbox zygote did not answer{tail}")
         return dict(json.loads(line))
+
+    def log_tail(self) -> str:
+        self.log.seek(0)
+        lines = self.log.read().decode("utf-8", "replace").strip().splitlines()[-5:]
+        return (": " + " | ".join(lines)) if lines else ""
 
     def close(self) -> None:
         with suppress(ProcessLookupError):
             os.killpg(self.proc.pid, 9)
         with suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
+        self.log.close()
         if self.cgroup is not None:
             self.cgroup.remove()
+
+
+class _ZygoteLost(SandboxError):
+    """A pool slot died or hung; the run is tried once more on a fresh slot."""
 
 
 def _read_line(stream: IO[bytes], timeout: float) -> bytes:
@@ -251,11 +263,11 @@ class BwrapBackend:
         environment = run_environment(home=WORK, tmpdir="/tmp") | dict(env or {})
         started = time.perf_counter()
         with self._slots:
-            zygote = self._take()
             try:
-                reply = zygote.run(workdir.name, argv, environment, limits)
-            finally:
-                self._give(zygote)
+                reply = self._run_on_slot(workdir.name, argv, environment, limits)
+            except _ZygoteLost as lost:
+                _log.warning("%s; running it again on a fresh sandbox slot", lost.message)
+                reply = self._run_on_slot(workdir.name, argv, environment, limits)
         if "error" in reply:
             raise SandboxError(f"the sandbox could not run {argv[0]!r}: {reply['error']}")
         killed_by = reply["killed_by"]
@@ -268,6 +280,15 @@ class BwrapBackend:
             duration_ms=(time.perf_counter() - started) * 1000,
             backend=self.name,
         )
+
+    def _run_on_slot(
+        self, workspace: str, argv: Sequence[str], env: Mapping[str, str], limits: Limits
+    ) -> dict[str, Any]:
+        zygote = self._take()
+        try:
+            return zygote.run(workspace, argv, env, limits)
+        finally:
+            self._give(zygote)
 
     def _take(self) -> _Zygote:
         with self._lock:

@@ -90,12 +90,18 @@ def _one_run(request: dict[str, Any], uid: int, gid: int, nested: bool) -> dict[
         for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)
         return {"error": f"cannot create the run's namespaces: {exc}"}
-    if run == 0:
-        os.close(out_r)
-        os.close(err_r)
-        if nested:
-            _ns.map_identity(uid, gid)
-        _start(request, out_w, err_w)
+    if run == 0:  # the run: it must never return into the zygote's loop
+        try:
+            os.close(out_r)
+            os.close(err_r)
+            if nested:
+                _ns.map_identity(uid, gid)
+            _start(request, out_w, err_w)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.write(err_w, f"sandbox setup failed: {type(exc).__name__}: {exc}\n".encode())
+        finally:
+            os._exit(125)
     os.close(out_w)
     os.close(err_w)
     limits = request["limits"]
@@ -170,6 +176,12 @@ def _collect(
             and os.waitid(os.P_PID, init, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         ):
             ended_at = time.monotonic()
+    # A run that closed its output can still be running: the wall clock holds until it ends.
+    while killed_by is None and not os.waitid(os.P_PID, init, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+        if time.monotonic() >= deadline:
+            killed_by = "timeout"
+        else:
+            time.sleep(0.01)
     if killed_by:
         os.kill(init, signal.SIGKILL)  # pid 1 of the run: the kernel ends all of it
     for fd in (out_r, err_r):
