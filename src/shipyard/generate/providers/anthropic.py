@@ -16,10 +16,7 @@ and the API version it speaks rejects them.
 from __future__ import annotations
 
 import json
-import math
 import os
-import time
-from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
 
 import anthropic
@@ -28,6 +25,13 @@ from shipyard.config import GenerateSettings
 from shipyard.errors import ConfigError, MalformedReply, ProviderError
 from shipyard.generate._provider import Generation, GenerationRequest
 from shipyard.generate._reply import REPLY_FORMAT, parse_files
+from shipyard.generate.providers._common import (
+    failure_details,
+    retry_after,
+    scrub,
+    status_hint,
+    tokens,
+)
 
 __all__ = ["DEFAULT_API_KEY_ENV", "AnthropicProvider"]
 
@@ -81,8 +85,8 @@ class AnthropicProvider:
         stop_reason = getattr(message, "stop_reason", None)
         details = self._details(
             model=model if isinstance(model, str) and model else self.model,
-            input_tokens=_tokens(usage, "input_tokens"),
-            output_tokens=_tokens(usage, "output_tokens"),
+            input_tokens=tokens(usage, "input_tokens"),
+            output_tokens=tokens(usage, "output_tokens"),
             finish_reason=stop_reason if isinstance(stop_reason, str) else "",
         )
         if not isinstance(content, list) or not content:
@@ -112,17 +116,6 @@ class AnthropicProvider:
             reply=text,
             finish_reason=details["finish_reason"],
         )
-
-    def _details(self, **known: Any) -> dict[str, Any]:
-        """What the generate stage records of a failed attempt (see MalformedReply)."""
-        return {
-            "provider": self.name,
-            "model": self.model,
-            "reply": "",
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "finish_reason": "",
-        } | known
 
     def _hint(self, finish_reason: str, hint: str) -> str:
         if finish_reason in _CUT_OFF:
@@ -191,52 +184,22 @@ class AnthropicProvider:
         if request_id:
             details["request_id"] = request_id
         if isinstance(exc, anthropic.RateLimitError):
-            retry_after = _retry_after(exc.response.headers.get("retry-after"))
-            if retry_after is not None:
-                details["retry_after"] = retry_after
+            wait = retry_after(exc.response.headers)
+            if wait is not None:
+                details["retry_after"] = wait
         said = f": {self._scrub(str(api_message))}" if api_message else ""
         raise ProviderError(
             f"the Messages API answered HTTP {status} for model {self.model!r}{said}",
-            hint=_status_hint(status, self.settings.api_key_env or DEFAULT_API_KEY_ENV),
+            hint=status_hint(
+                status,
+                key_env=self.settings.api_key_env or DEFAULT_API_KEY_ENV,
+                key_set=bool(self._key),
+            ),
             details=details,
         ) from exc
 
     def _scrub(self, text: str) -> str:
-        """``text`` with the API key blanked out, in case a server or library echoed it."""
-        return text.replace(self._key, "[redacted]")
+        return scrub(text, self._key)
 
-
-def _status_hint(status: int, api_key_env: str) -> str:
-    if status in (401, 403):
-        return f"the API refused the key in ${api_key_env}; check it"
-    if status == 404:
-        return "no such model or endpoint; check generate.model and generate.base_url"
-    if status == 429:
-        return "rate limited; the generate stage retries the call"
-    if status == 529:
-        return "the API is overloaded; the generate stage retries the call"
-    if status >= 500:
-        return "a failure on the API's side; the generate stage retries the call"
-    return "the API rejected the request; check generate.model and generate.max_tokens"
-
-
-def _tokens(usage: object, field: str) -> int:
-    value = getattr(usage, field, None)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _retry_after(header: str | None) -> float | int | None:
-    """Seconds to wait per a Retry-After header (delta-seconds or an HTTP date), if any."""
-    if not header:
-        return None
-    try:
-        seconds = float(header)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(header).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    if not math.isfinite(seconds):
-        return None
-    seconds = max(seconds, 0.0)
-    return int(seconds) if seconds.is_integer() else seconds
+    def _details(self, **known: Any) -> dict[str, Any]:
+        return failure_details(self.name, self.model, **known)

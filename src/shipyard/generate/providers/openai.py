@@ -20,10 +20,7 @@ is read from the environment variable that ``[generate] api_key_env`` names (def
 from __future__ import annotations
 
 import json
-import math
 import os
-import time
-from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,6 +30,13 @@ from shipyard.config import GenerateSettings
 from shipyard.errors import ConfigError, MalformedReply, ProviderError
 from shipyard.generate._provider import Generation, GenerationRequest
 from shipyard.generate._reply import REPLY_FORMAT, parse_files
+from shipyard.generate.providers._common import (
+    failure_details,
+    retry_after,
+    scrub,
+    status_hint,
+    tokens,
+)
 
 __all__ = ["DEFAULT_API_KEY_ENV", "NO_KEY_PLACEHOLDER", "OpenAIProvider"]
 
@@ -90,8 +94,8 @@ class OpenAIProvider:
         model = getattr(completion, "model", None)
         details = self._details(
             model=model if isinstance(model, str) and model else self.model,
-            input_tokens=_tokens(usage, "prompt_tokens"),
-            output_tokens=_tokens(usage, "completion_tokens"),
+            input_tokens=tokens(usage, "prompt_tokens"),
+            output_tokens=tokens(usage, "completion_tokens"),
         )
         choices = getattr(completion, "choices", None)
         if not isinstance(choices, list) or not choices:
@@ -120,17 +124,6 @@ class OpenAIProvider:
             reply=text,
             finish_reason=details["finish_reason"],
         )
-
-    def _details(self, **known: Any) -> dict[str, Any]:
-        """What the generate stage records of a failed attempt (see MalformedReply)."""
-        return {
-            "provider": self.name,
-            "model": self.model,
-            "reply": "",
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "finish_reason": "",
-        } | known
 
     def _hint(self, finish_reason: str, hint: str) -> str:
         if finish_reason == "length":
@@ -201,9 +194,9 @@ class OpenAIProvider:
         if exc.request_id:
             details["request_id"] = exc.request_id
         if isinstance(exc, openai.RateLimitError):
-            retry_after = _retry_after(exc.response.headers)
-            if retry_after is not None:
-                details["retry_after"] = retry_after
+            wait = retry_after(exc.response.headers)
+            if wait is not None:
+                details["retry_after"] = wait
         said = _api_message(exc.body)
         raise ProviderError(
             f"the Chat Completions API at {self._where} answered HTTP {status} for model "
@@ -212,25 +205,14 @@ class OpenAIProvider:
             details=details,
         ) from exc
 
-    def _status_hint(self, status: int) -> str:
-        if status in (401, 403):
-            if not self._key:
-                return (
-                    f"the server wants an API key and ${self._key_env} is not set: export it "
-                    "(or name another variable with generate.api_key_env)"
-                )
-            return f"the server refused the key in ${self._key_env}; check it"
-        if status == 404:
-            return "no such model or endpoint; check generate.model and generate.base_url"
-        if status == 429:
-            return "rate limited; the generate stage retries the call"
-        if status >= 500:
-            return "a failure on the server's side; the generate stage retries the call"
-        return "the server rejected the request; check generate.model and generate.max_tokens"
-
     def _scrub(self, text: str) -> str:
-        """``text`` with the API key blanked out, in case a server or library echoed it."""
-        return text.replace(self._key, "[redacted]") if self._key else text
+        return scrub(text, self._key)
+
+    def _details(self, **known: Any) -> dict[str, Any]:
+        return failure_details(self.name, self.model, **known)
+
+    def _status_hint(self, status: int) -> str:
+        return status_hint(status, key_env=self._key_env, key_set=bool(self._key))
 
 
 def _display_url(url: str) -> str:
@@ -248,31 +230,3 @@ def _api_message(body: object) -> str:
         message = body.get("message")
         return message if isinstance(message, str) else ""
     return body[:200] if isinstance(body, str) else ""
-
-
-def _tokens(usage: object, field: str) -> int:
-    value = getattr(usage, field, None)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _retry_after(headers: Any) -> float | int | None:
-    """Seconds to wait per ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``."""
-    header = headers.get("retry-after")
-    seconds: float | None = None
-    if header:
-        try:
-            seconds = float(header)
-        except ValueError:
-            try:
-                seconds = parsedate_to_datetime(header).timestamp() - time.time()
-            except (TypeError, ValueError):
-                seconds = None
-    if seconds is None and (millis := headers.get("retry-after-ms")):
-        try:
-            seconds = float(millis) / 1000
-        except ValueError:
-            seconds = None
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    seconds = max(seconds, 0.0)
-    return int(seconds) if seconds.is_integer() else seconds

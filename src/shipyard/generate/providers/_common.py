@@ -1,0 +1,76 @@
+"""What the HTTP model providers share: failure details, usage, Retry-After, hints, scrubbing."""
+
+from __future__ import annotations
+
+import math
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+__all__ = ["failure_details", "retry_after", "scrub", "status_hint", "tokens"]
+
+
+def failure_details(provider: str, model: str, /, **known: Any) -> dict[str, Any]:
+    """What the generate stage records of a failed attempt (see MalformedReply)."""
+    return {
+        "provider": provider,
+        "model": model,
+        "reply": "",
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "finish_reason": "",
+    } | known
+
+
+def tokens(usage: object, field: str) -> int:
+    """A token count from a response's usage object; 0 when absent or not an integer."""
+    value = getattr(usage, field, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def retry_after(headers: Any) -> float | int | None:
+    """Seconds to wait per ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``."""
+    header = headers.get("retry-after")
+    seconds: float | None = None
+    if header:
+        try:
+            seconds = float(header)
+        except ValueError:
+            try:
+                seconds = parsedate_to_datetime(header).timestamp() - time.time()
+            except (TypeError, ValueError):
+                seconds = None
+    if seconds is None and (millis := headers.get("retry-after-ms")):
+        try:
+            seconds = float(millis) / 1000
+        except ValueError:
+            seconds = None
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    seconds = max(seconds, 0.0)
+    return int(seconds) if seconds.is_integer() else seconds
+
+
+def status_hint(status: int, *, key_env: str, key_set: bool) -> str:
+    """What to do about an HTTP error status from a model API."""
+    if status in (401, 403):
+        if not key_set:
+            return (
+                f"the server wants an API key and ${key_env} is not set: export it "
+                "(or name another variable with generate.api_key_env)"
+            )
+        return f"the server refused the key in ${key_env}; check it"
+    if status == 404:
+        return "no such model or endpoint; check generate.model and generate.base_url"
+    if status == 429:
+        return "rate limited; the generate stage retries the call"
+    if status == 529:
+        return "the API is overloaded; the generate stage retries the call"
+    if status >= 500:
+        return "a failure on the server's side; the generate stage retries the call"
+    return "the server rejected the request; check generate.model and generate.max_tokens"
+
+
+def scrub(text: str, key: str) -> str:
+    """``text`` with the API key blanked out, in case a server or library echoed it."""
+    return text.replace(key, "[redacted]") if key else text
