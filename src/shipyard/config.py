@@ -25,6 +25,7 @@ __all__ = [
     "CONFIG_FILE",
     "DomainSettings",
     "GenerateSettings",
+    "PriceSettings",
     "Project",
     "ProjectSettings",
     "SandboxSettings",
@@ -67,6 +68,11 @@ class GenerateSettings(_Section):
     temperature: float = Field(default=0.2, ge=0, le=2)
 
 
+class PriceSettings(_Section):
+    input_per_mtok: float = Field(ge=0, description="US dollars per million prompt tokens")
+    output_per_mtok: float = Field(ge=0, description="US dollars per million reply tokens")
+
+
 class DomainSettings(_Section):
     jobs: list[str] = Field(description="folders of the job kinds this domain owns")
     concurrency: int = Field(default=8, ge=1, description="tasks running at once, all workers")
@@ -107,6 +113,9 @@ class Settings(_Section):
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
     sandbox: SandboxSettings = SandboxSettings()
     serve: ServeSettings = ServeSettings()
+    prices: dict[str, PriceSettings] = Field(
+        default_factory=dict, description="per-model prices that override genai-prices"
+    )
 
     @field_validator("domains", "targets")
     @classmethod

@@ -7,11 +7,12 @@ attempt and the second prompt carries the finding, which a well-formed reply the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 
 import pytest
 
 from generate._fake_openai import FakeOpenAI
-from shipyard.config import GenerateSettings, Project
+from shipyard.config import GenerateSettings, Project, load_project
 from shipyard.generate import render
 from shipyard.generate.providers.openai import OpenAIProvider
 from shipyard.jobs import BatchRow, load_job_kind, validate_inputs
@@ -64,6 +65,13 @@ def test_a_malformed_reply_is_a_failed_attempt_fed_back_to_the_next(
         GenerateSettings(provider="openai", model="local-model", base_url=fake.url)
     )
 
+    # The local model has a price in the project's own table ($1 / $2 per million tokens).
+    config = project.root / "shipyard.toml"
+    config.write_text(
+        config.read_text()
+        + '\n[prices."local-model"]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n'
+    )
+    project = load_project(project.root)
     rt = start_worker(project, provider)
     result = submit(
         rt, rt.jobs.get("landing-page"), [BatchRow(where="test", data=PRODUCT)], submitted_by="me"
@@ -89,3 +97,6 @@ def test_a_malformed_reply_is_a_failed_attempt_fed_back_to_the_next(
     assert second.feedback == [finding.to_dict()]
     assert second.passed is True and second.files == {"index.html": page}
     assert (second.input_tokens, second.output_tokens) == (205, 640)
+    # Every attempt is priced, the failed one included: its tokens were spent too.
+    assert (first.cost_usd, first.cost_source) == (Decimal("0.000135"), "override")
+    assert (second.cost_usd, second.cost_source) == (Decimal("0.001485"), "override")

@@ -113,6 +113,8 @@ def story_dict(story: TaskStory) -> dict[str, Any]:
                 "input_tokens": a.input_tokens,
                 "output_tokens": a.output_tokens,
                 "finish_reason": a.finish_reason,
+                "cost_usd": a.cost_usd,
+                "cost_source": a.cost_source,
                 "feedback": a.feedback,
                 "recalled": a.recalled,
                 "report": a.report,
@@ -165,6 +167,10 @@ def show(
         console.print(_steps_table(story))
     for attempt in story.attempts:
         console.print(_attempt_tree(attempt))
+    if story.attempts:
+        spent = sum(a.cost_usd for a in story.attempts)
+        used = sum(a.input_tokens + a.output_tokens for a in story.attempts)
+        console.print(f"  cost: ${spent:.6f} over {len(story.attempts)} attempt(s), {used} tokens")
     for d in story.decisions:
         console.print(
             f"  decision: [bold]{d.decision}[/] by {d.actor} at {timestamp(d.decided_at)}"
@@ -204,7 +210,12 @@ def _steps_table(story: TaskStory) -> Table:
 def _attempt_tree(attempt: Any) -> Tree:
     verdict = {True: "[green]passed[/]", False: "[red]failed[/]", None: "[dim]not checked[/]"}
     used = attempt.input_tokens or attempt.output_tokens
-    tokens = f", {attempt.input_tokens}+{attempt.output_tokens} tokens" if used else ""
+    tokens = (
+        f", {attempt.input_tokens}+{attempt.output_tokens} tokens, "
+        f"${attempt.cost_usd:.6f} ({attempt.cost_source})"
+        if used
+        else ""
+    )
     tree = Tree(
         f"attempt {attempt.number}: {attempt.provider} / {attempt.model} — "
         f"{verdict[attempt.passed]}  (prompt {attempt.prompt_hash[:19]}{tokens})"

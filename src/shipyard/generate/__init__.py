@@ -5,6 +5,7 @@ Without a model configured, Shipyard uses the ``template`` provider (offline, de
 
 from __future__ import annotations
 
+from shipyard.generate._cost import Cost, price_call
 from shipyard.generate._prompt import prompt_hash, render_prompt
 from shipyard.generate._provider import Generation, GenerationRequest, Provider
 from shipyard.generate._registry import ENTRY_POINT_GROUP, load_provider
@@ -14,11 +15,13 @@ from shipyard.generate._templates import render, slugify
 __all__ = [
     "ENTRY_POINT_GROUP",
     "REPLY_FORMAT",
+    "Cost",
     "Generation",
     "GenerationRequest",
     "Provider",
     "load_provider",
     "parse_files",
+    "price_call",
     "prompt_hash",
     "render",
     "render_prompt",

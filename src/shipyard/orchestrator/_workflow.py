@@ -35,6 +35,7 @@ from shipyard.errors import MalformedReply, ProviderError, ShipyardError
 from shipyard.generate import (
     Generation,
     GenerationRequest,
+    price_call,
     prompt_hash,
     render,
     render_prompt,
@@ -290,6 +291,14 @@ def _store_attempt(
         row.files = generation.files
         row.reply, row.finish_reason = generation.reply, generation.finish_reason[:32]
         row.input_tokens, row.output_tokens = generation.input_tokens, generation.output_tokens
+        cost = price_call(
+            provider=generation.provider,
+            model=generation.model,
+            input_tokens=generation.input_tokens,
+            output_tokens=generation.output_tokens,
+            overrides=rt.project.settings.prices,
+        )
+        row.cost_usd, row.cost_source = cost.usd, cost.source
         row.feedback = [f.to_dict() for f in request.feedback]
         row.recalled = [item["id"] for item in request.recalled]
         row.generated_at = _now()
