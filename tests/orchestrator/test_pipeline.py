@@ -11,7 +11,15 @@ from shipyard.config import Project
 from shipyard.errors import PolicyDenied, ProviderError, StateError
 from shipyard.generate import render
 from shipyard.jobs import BatchRow, read_batch, validate_inputs
-from shipyard.orchestrator import Runtime, approve, reject, shutdown, submit, task_story
+from shipyard.orchestrator import (
+    Runtime,
+    approve,
+    list_tasks,
+    reject,
+    shutdown,
+    submit,
+    task_story,
+)
 from shipyard.store import MemoryRow, ReleaseRow
 from shipyard.testing import ScriptedProvider
 from support import wait_for_state, wait_until_finished
@@ -156,6 +164,31 @@ def test_a_permanent_provider_error_is_not_retried(
     assert wait_for_state(rt, task_id, SETTLED) == "error"
     assert len(provider.requests) == 1
     assert "invalid API key" in task_story(rt, task_id).task.error
+
+
+def test_work_recorded_but_never_enqueued_is_picked_up_by_the_next_worker(
+    project: Project, start_worker: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = Runtime.open(project)
+    lost = RuntimeError("the process died between recording and enqueueing")
+
+    def die(*args: object) -> None:
+        raise lost
+
+    with monkeypatch.context() as patch:
+        patch.setattr("shipyard.orchestrator._service._enqueue", die)
+        with pytest.raises(RuntimeError):
+            submit(
+                rt,
+                rt.jobs.get("landing-page"),
+                [BatchRow(where="t", data=PRODUCT)],
+                submitted_by="a",
+            )
+    rt.close()
+    (task,) = [t.id for t in list_tasks(Runtime.open(project), states=["queued"])]
+
+    rt = start_worker(project)  # launching finds the queued task and enqueues it
+    assert wait_for_state(rt, task, SETTLED) == "waiting_approval"
 
 
 def test_gate_rules_self_approval_and_state(

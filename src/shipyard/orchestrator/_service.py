@@ -45,7 +45,7 @@ __all__ = [
     "approve",
     "dbos_config",
     "decide_task",
-    "enqueue_decisions",
+    "enqueue_pending",
     "find_task",
     "list_tasks",
     "queue_name",
@@ -160,7 +160,7 @@ def submit(
                 )
             )
     if valid:
-        _enqueue(rt.project, kind.domain, [(WORKFLOW_NAME, t, t) for t in valid])
+        enqueue_pending(rt, valid)
     result.submitted.extend(valid)
     return result
 
@@ -185,25 +185,31 @@ def _enqueue(project: Project, domain: str, runs: Sequence[tuple[str, str, str]]
         client.destroy()
 
 
-def enqueue_decisions(rt: Runtime, task_ids: Sequence[str] = ()) -> int:
-    """Enqueue the decision workflow of decided tasks (all undone ones when none is named).
+def enqueue_pending(rt: Runtime, task_ids: Sequence[str] = ()) -> int:
+    """Enqueue the workflow each pending task needs (all pending tasks when none is named).
 
-    Deciding records the decision, then enqueues; if the process died in between, a worker
-    calls this at launch and the decision is carried out all the same.
+    A queued task needs its task workflow; a decided, unfinished one its decision workflow.
+    Submitting and deciding record first and enqueue second, so if a process dies in
+    between, a worker calls this at launch and the work goes on all the same. Workflow ids
+    derive from task ids: enqueueing one that exists attaches to it, never duplicates it.
     """
+    decided = (TaskState.APPROVED.value, TaskState.REJECTED.value)
     with rt.sessions() as session:
-        query = select(TaskRow.id, TaskRow.domain).where(
-            TaskRow.state.in_((TaskState.APPROVED.value, TaskState.REJECTED.value)),
+        query = select(TaskRow.id, TaskRow.domain, TaskRow.state).where(
             TaskRow.finished_at.is_(None),
+            TaskRow.state.in_((TaskState.QUEUED.value, *decided)),
         )
         if task_ids:
             query = query.where(TaskRow.id.in_(task_ids))
         pending = session.execute(query).all()
     by_domain: dict[str, list[tuple[str, str, str]]] = {}
-    for task_id, domain in pending:
-        by_domain.setdefault(domain, []).append(
+    for task_id, domain, state in pending:
+        run = (
             (DECISION_WORKFLOW, decision_workflow_id(task_id), task_id)
+            if state in decided
+            else (WORKFLOW_NAME, task_id, task_id)
         )
+        by_domain.setdefault(domain, []).append(run)
     for domain, runs in by_domain.items():
         _enqueue(rt.project, domain, runs)
     return len(pending)
@@ -258,7 +264,7 @@ def decide_task(rt: Runtime, ref: str, *, decision: str, actor: str, reason: str
                 decided_at=datetime.now(UTC),
             )
         )
-    enqueue_decisions(rt, [task.id])
+    enqueue_pending(rt, [task.id])
     return find_task(rt, task.id)
 
 

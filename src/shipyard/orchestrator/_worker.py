@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from shipyard.errors import ConfigError
 from shipyard.model import TaskState
 from shipyard.orchestrator._runtime import Runtime, install_runtime
-from shipyard.orchestrator._service import dbos_config, enqueue_decisions, queue_name
+from shipyard.orchestrator._service import dbos_config, enqueue_pending, queue_name
 from shipyard.store import TaskRow
 
 __all__ = ["busy_tasks", "launch", "shutdown"]
@@ -48,7 +48,7 @@ def launch(
             polling_interval_sec=0.2,
             on_conflict="always_update",
         )
-    enqueue_decisions(rt)  # decisions recorded by a process that died before enqueueing
+    enqueue_pending(rt)  # work recorded by a process that died before enqueueing it
     rt.sandbox.warm()  # the zygotes import the check tooling while the first tasks generate
     return chosen
 
