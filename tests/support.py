@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from shipyard.orchestrator import Runtime, find_task
+from shipyard.orchestrator import Runtime, find_task, task_story
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "ecommerce"
@@ -49,11 +49,12 @@ def run_cli(
 
 
 def wait_until_finished(rt: Runtime, task_id: str, timeout: float = 60.0) -> str:
-    """Poll until the task's workflow has closed it (finished_at set); returns its state."""
+    """Poll until the workflow has closed the task and recorded its last step; its state."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        task = find_task(rt, task_id)
-        if task.finished_at is not None:
-            return task.state
+        story = task_story(rt, task_id)
+        # The task is closed inside the last step; the step's own record follows a moment later.
+        if story.task.finished_at is not None and all(s.finished_at for s in story.steps):
+            return story.task.state
         time.sleep(0.05)
-    raise AssertionError(f"task {task_id} not finished after {timeout}s (state {task.state!r})")
+    raise AssertionError(f"task {task_id} not finished after {timeout}s")
