@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 
 from shipyard import __version__
 from shipyard.config import Project
-from shipyard.errors import InputError, NotFound, PolicyDenied, StateError
+from shipyard.errors import InputError, NotFound, PolicyDenied, StateError, StoreError
 from shipyard.jobs import BatchRow, JobKind, inputs_hash, validate_inputs
 from shipyard.model import TaskState
 from shipyard.orchestrator._runtime import Runtime
@@ -167,7 +167,10 @@ def submit(
 
 def _enqueue(project: Project, domain: str, runs: Sequence[tuple[str, str, str]]) -> None:
     """Enqueue (workflow name, workflow id, task id) runs on the domain's queue."""
-    client = _client(project)
+    try:
+        client = _client(project)
+    except Exception as exc:  # DBOS or the database driver: translate at the boundary
+        raise _not_enqueued(exc) from exc
     try:
         _register_queues(client, project)
         for workflow, workflow_id, task_id in runs:
@@ -181,8 +184,17 @@ def _enqueue(project: Project, domain: str, runs: Sequence[tuple[str, str, str]]
                 },
                 task_id,
             )
+    except Exception as exc:
+        raise _not_enqueued(exc) from exc
     finally:
         client.destroy()
+
+
+def _not_enqueued(exc: Exception) -> StoreError:
+    return StoreError(
+        f"the work is recorded but could not be enqueued: {type(exc).__name__}: {exc}",
+        hint="nothing is lost: the next `shipyard worker` to start enqueues it",
+    )
 
 
 def enqueue_pending(rt: Runtime, task_ids: Sequence[str] = ()) -> int:
