@@ -1,7 +1,8 @@
-"""Helpers for tests (importable as ``support``): example copies and bounded waits."""
+"""Helpers for tests (importable as ``support``): example copies, job kinds, bounded waits."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,11 +10,31 @@ import sys
 import time
 from pathlib import Path
 
+from shipyard.jobs import JobKind, load_job_kind
+from shipyard.model import CheckReport, Finding
 from shipyard.orchestrator import Runtime, find_task, task_story
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "ecommerce"
 PG_ENV = "SHIPYARD_TEST_POSTGRES_URL"
+
+
+# A valid landing-page / product-copy row, as a CSV would give it (all strings).
+PRODUCT = {
+    "sku": "SKU-101",
+    "name": "Trail Mug",
+    "price": "18.50",
+    "currency": "USD",
+    "shipping_weight_kg": "0.4",
+    "category": "Kitchen",
+    "features": "Enamel|Holds 350 ml",
+    "image": "/images/sku-101.jpg",
+    "image_alt": "A blue enamel mug on a rock",
+    "brand": "Northbound",
+}
+
+SETTLED = {"waiting_approval", "published", "failed", "rejected", "error", "done", "denied"}
+"""Task states after which nothing happens without a person."""
 
 
 def copy_example(dest: Path) -> Path:
@@ -58,3 +79,40 @@ def wait_until_finished(rt: Runtime, task_id: str, timeout: float = 60.0) -> str
             return story.task.state
         time.sleep(0.05)
     raise AssertionError(f"task {task_id} not finished after {timeout}s")
+
+
+def make_kind(root: Path, checks: str, extra: dict[str, str] | None = None) -> JobKind:
+    """A job kind folder whose job.toml lists ``checks`` (a TOML array), loaded for real."""
+    folder = root / "widget"
+    folder.mkdir()
+    (folder / "job.toml").write_text(
+        'name = "widget"\n'
+        'input_key = "sku"\n'
+        'outputs = { "index.html" = "page.html.j2" }\n'
+        f"checks = {checks}\n",
+        encoding="utf-8",
+    )
+    (folder / "input.schema.json").write_text(
+        json.dumps({"type": "object", "properties": {"sku": {"type": "string"}}}),
+        encoding="utf-8",
+    )
+    (folder / "prompt.md.j2").write_text("Write {{ sku }}.\n", encoding="utf-8")
+    (folder / "page.html.j2").write_text("<h1>{{ sku }}</h1>\n", encoding="utf-8")
+    for name, content in (extra or {}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(content, encoding="utf-8")
+    return load_job_kind(folder, domain="d")
+
+
+def rules(report: CheckReport) -> list[str]:
+    return [f.rule for f in report.findings]
+
+
+def finding(report: CheckReport, rule: str) -> Finding:
+    matches = [f for f in report.findings if f.rule == rule]
+    assert len(matches) == 1, report.findings
+    return matches[0]
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), start=1) if needle in line)

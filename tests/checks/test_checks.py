@@ -7,9 +7,10 @@ import pytest
 
 from shipyard.checks import BUILTIN_CHECKS, run_checks, safe_relative_path
 from shipyard.errors import InputError
-from shipyard.jobs import JobKind, load_job_kind
-from shipyard.model import CheckReport, Finding
+from shipyard.jobs import JobKind
+from shipyard.model import CheckReport
 from shipyard.sandbox import Limits, ProcessBackend
+from support import finding, line_of, make_kind, rules
 
 LIMITS = Limits(timeout_seconds=30)
 
@@ -47,45 +48,8 @@ def test_add_small_numbers():
 """
 
 
-def make_kind(root: Path, checks: str, extra: dict[str, str] | None = None) -> JobKind:
-    """A job kind folder whose job.toml lists ``checks`` (a TOML array), loaded for real."""
-    folder = root / "widget"
-    folder.mkdir()
-    (folder / "job.toml").write_text(
-        'name = "widget"\n'
-        'input_key = "sku"\n'
-        'outputs = { "index.html" = "page.html.j2" }\n'
-        f"checks = {checks}\n",
-        encoding="utf-8",
-    )
-    (folder / "input.schema.json").write_text(
-        json.dumps({"type": "object", "properties": {"sku": {"type": "string"}}}),
-        encoding="utf-8",
-    )
-    (folder / "prompt.md.j2").write_text("Write {{ sku }}.\n", encoding="utf-8")
-    (folder / "page.html.j2").write_text("<h1>{{ sku }}</h1>\n", encoding="utf-8")
-    for name, content in (extra or {}).items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(content, encoding="utf-8")
-    return load_job_kind(folder, domain="d")
-
-
 def check(kind: JobKind, files: dict[str, str]) -> CheckReport:
     return run_checks(kind, files, backend=ProcessBackend(), limits=LIMITS, registry=BUILTIN_CHECKS)
-
-
-def rules(report: CheckReport) -> list[str]:
-    return [f.rule for f in report.findings]
-
-
-def finding(report: CheckReport, rule: str) -> Finding:
-    matches = [f for f in report.findings if f.rule == rule]
-    assert len(matches) == 1, report.findings
-    return matches[0]
-
-
-def line_of(text: str, needle: str) -> int:
-    return next(n for n, line in enumerate(text.splitlines(), start=1) if needle in line)
 
 
 # -- html -------------------------------------------------------------------------------------

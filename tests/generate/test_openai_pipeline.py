@@ -18,22 +18,7 @@ from shipyard.generate.providers.openai import OpenAIProvider
 from shipyard.jobs import BatchRow, load_job_kind, validate_inputs
 from shipyard.model import CheckReport
 from shipyard.orchestrator import Runtime, submit, task_story
-from support import wait_for_state
-
-SETTLED = {"waiting_approval", "published", "failed", "rejected", "error", "done", "denied"}
-
-PRODUCT = {
-    "sku": "SKU-101",
-    "name": "Trail Mug",
-    "price": "18.50",
-    "currency": "USD",
-    "shipping_weight_kg": "0.4",
-    "category": "Kitchen",
-    "features": "Enamel|Holds 350 ml",
-    "image": "/images/sku-101.jpg",
-    "image_alt": "A blue enamel mug on a rock",
-    "brand": "Northbound",
-}
+from support import PRODUCT, SETTLED, wait_for_state
 
 
 @pytest.fixture

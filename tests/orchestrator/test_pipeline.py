@@ -22,22 +22,7 @@ from shipyard.orchestrator import (
 )
 from shipyard.store import MemoryRow, ReleaseRow
 from shipyard.testing import ScriptedProvider
-from support import wait_for_state, wait_until_finished
-
-SETTLED = {"waiting_approval", "published", "failed", "rejected", "error", "done", "denied"}
-
-PRODUCT = {
-    "sku": "SKU-101",
-    "name": "Trail Mug",
-    "price": "18.50",
-    "currency": "USD",
-    "shipping_weight_kg": "0.4",
-    "category": "Kitchen",
-    "features": "Enamel|Holds 350 ml",
-    "image": "/images/sku-101.jpg",
-    "image_alt": "A blue enamel mug on a rock",
-    "brand": "Northbound",
-}
+from support import PRODUCT, SETTLED, wait_for_state, wait_until_finished
 
 
 def _one(rt: Runtime, job: str, data: dict[str, str], by: str = "shop-owner") -> str:

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-__all__ = ["failure_details", "retry_after", "scrub", "status_hint", "tokens"]
+from shipyard.errors import MalformedReply
+from shipyard.generate._provider import Generation, GenerationRequest
+from shipyard.generate._reply import parse_files
+
+__all__ = [
+    "failure_details",
+    "generation_from_reply",
+    "retry_after",
+    "scrub",
+    "status_hint",
+    "tokens",
+]
 
 
 def failure_details(provider: str, model: str, /, **known: Any) -> dict[str, Any]:
@@ -20,6 +32,34 @@ def failure_details(provider: str, model: str, /, **known: Any) -> dict[str, Any
         "output_tokens": 0,
         "finish_reason": "",
     } | known
+
+
+def generation_from_reply(
+    text: str,
+    request: GenerationRequest,
+    details: dict[str, Any],
+    hint: Callable[[str, str], str],
+) -> Generation:
+    """The job kind's files parsed from ``text``, or a MalformedReply carrying ``details``.
+
+    ``details`` holds what the call cost and how it ended (see :func:`failure_details`);
+    ``hint(finish_reason, default)`` lets the provider explain a cut-off or refused reply.
+    """
+    try:
+        files = parse_files(text, sorted(request.kind.outputs))
+    except MalformedReply as exc:
+        raise MalformedReply(
+            exc.message, hint=hint(details["finish_reason"], exc.hint), details=details
+        ) from exc
+    return Generation(
+        files=files,
+        provider=details["provider"],
+        model=details["model"],
+        input_tokens=details["input_tokens"],
+        output_tokens=details["output_tokens"],
+        reply=text,
+        finish_reason=details["finish_reason"],
+    )
 
 
 def tokens(usage: object, field: str) -> int:

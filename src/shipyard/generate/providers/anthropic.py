@@ -24,9 +24,10 @@ import anthropic
 from shipyard.config import GenerateSettings
 from shipyard.errors import ConfigError, MalformedReply, ProviderError
 from shipyard.generate._provider import Generation, GenerationRequest
-from shipyard.generate._reply import REPLY_FORMAT, parse_files
+from shipyard.generate._reply import REPLY_FORMAT
 from shipyard.generate.providers._common import (
     failure_details,
+    generation_from_reply,
     retry_after,
     scrub,
     status_hint,
@@ -101,21 +102,7 @@ class AnthropicProvider:
             for block in content
             if getattr(block, "type", None) == "text" and isinstance(block.text, str)
         )
-        try:
-            files = parse_files(text, sorted(request.kind.outputs))
-        except MalformedReply as exc:
-            raise MalformedReply(
-                exc.message, hint=self._hint(details["finish_reason"], exc.hint), details=details
-            ) from exc
-        return Generation(
-            files=files,
-            provider=self.name,
-            model=details["model"],
-            input_tokens=details["input_tokens"],
-            output_tokens=details["output_tokens"],
-            reply=text,
-            finish_reason=details["finish_reason"],
-        )
+        return generation_from_reply(text, request, details, self._hint)
 
     def _hint(self, finish_reason: str, hint: str) -> str:
         if finish_reason in _CUT_OFF:

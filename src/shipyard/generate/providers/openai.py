@@ -29,9 +29,10 @@ import openai
 from shipyard.config import GenerateSettings
 from shipyard.errors import ConfigError, MalformedReply, ProviderError
 from shipyard.generate._provider import Generation, GenerationRequest
-from shipyard.generate._reply import REPLY_FORMAT, parse_files
+from shipyard.generate._reply import REPLY_FORMAT
 from shipyard.generate.providers._common import (
     failure_details,
+    generation_from_reply,
     retry_after,
     scrub,
     status_hint,
@@ -109,21 +110,7 @@ class OpenAIProvider:
         details["finish_reason"] = finish_reason if isinstance(finish_reason, str) else ""
         content = getattr(getattr(choice, "message", None), "content", None)
         details["reply"] = text = content if isinstance(content, str) else ""
-        try:
-            files = parse_files(text, sorted(request.kind.outputs))
-        except MalformedReply as exc:
-            raise MalformedReply(
-                exc.message, hint=self._hint(details["finish_reason"], exc.hint), details=details
-            ) from exc
-        return Generation(
-            files=files,
-            provider=self.name,
-            model=details["model"],
-            input_tokens=details["input_tokens"],
-            output_tokens=details["output_tokens"],
-            reply=text,
-            finish_reason=details["finish_reason"],
-        )
+        return generation_from_reply(text, request, details, self._hint)
 
     def _hint(self, finish_reason: str, hint: str) -> str:
         if finish_reason == "length":
