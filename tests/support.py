@@ -33,7 +33,17 @@ PRODUCT = {
     "brand": "Northbound",
 }
 
-SETTLED = {"waiting_approval", "published", "failed", "rejected", "error", "done", "denied"}
+SETTLED = {
+    "waiting_approval",
+    "waiting_input",
+    "paused",
+    "published",
+    "failed",
+    "rejected",
+    "error",
+    "done",
+    "denied",
+}
 """Task states after which nothing happens without a person."""
 
 

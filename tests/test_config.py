@@ -12,7 +12,7 @@ VALID = """\
 name = "shop"
 
 [generate]
-provider = "template"
+tier = "template"
 
 [domains.storefront]
 jobs = ["jobs/landing-page", "jobs/product-copy"]
@@ -67,7 +67,8 @@ def test_valid_file_loads_with_typed_values(tmp_path: Path) -> None:
     assert settings.serve.port == 9000
     # Keys the file leaves out get their documented defaults.
     assert settings.sandbox.memory_mb == 2048
-    assert settings.generate.provider == "template"
+    assert settings.generate.tier == "template"
+    assert list(settings.tiers) == ["template"] and settings.chain == ["template"]
 
 
 def test_unknown_key_names_file_key_and_allowed_keys(tmp_path: Path) -> None:

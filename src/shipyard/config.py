@@ -17,21 +17,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shipyard.errors import ConfigError
 
 __all__ = [
     "CONFIG_FILE",
+    "BudgetSettings",
     "DomainSettings",
-    "GenerateSettings",
     "PriceSettings",
     "Project",
     "ProjectSettings",
+    "RouterSettings",
     "SandboxSettings",
     "ServeSettings",
     "Settings",
     "TargetSettings",
+    "TierSettings",
     "find_project",
     "load_project",
     "load_settings",
@@ -50,10 +59,11 @@ class ProjectSettings(_Section):
     state_dir: str = Field(default=".shipyard", description="where Shipyard keeps its state")
 
 
-class GenerateSettings(_Section):
+class TierSettings(_Section):
+    """One ``[tiers.NAME]`` table: a provider and how to call it."""
+
     provider: str = Field(
-        default="template",
-        description="the generator: 'template' (offline, deterministic) unless a model is set",
+        default="template", description="'template', 'openai', 'anthropic' or 'replay'"
     )
     model: str = Field(default="", description="the model name the provider should use")
     base_url: str = Field(
@@ -61,11 +71,60 @@ class GenerateSettings(_Section):
     )
     api_key_env: str = Field(
         default="",
-        description="the environment variable holding the API key (keys never live in this file)",
+        description="the variable holding the API key, read from the environment or "
+        "generate.secrets_file (keys never live in this file)",
     )
     timeout_seconds: float = Field(default=120.0, gt=0, description="per model call")
     max_tokens: int = Field(default=4096, ge=1, description="reply length limit")
     temperature: float = Field(default=0.2, ge=0, le=2)
+
+
+TIER_KEYS = frozenset(TierSettings.model_fields)
+RESERVED_TIERS = frozenset({"auto", "human"})
+"""Tier names with a fixed meaning: ``auto`` (the router picks) and ``human`` (a person)."""
+
+
+class RouterSettings(_Section):
+    """``[generate]``: which tier serves a job kind, and how the router falls back."""
+
+    tier: str = Field(
+        default="template",
+        description="tier of job kinds that name none: a [tiers] name, 'auto' or 'human'",
+    )
+    chain: list[str] = Field(
+        default_factory=list,
+        description="tiers cheapest first: 'auto' climbs it, fallbacks go down it "
+        "(default: template, then [tiers] in file order)",
+    )
+    success_threshold: float = Field(
+        default=0.7, ge=0, le=1, description="'auto' takes the cheapest tier passing this often"
+    )
+    success_window: int = Field(default=20, ge=1, description="recent attempts rated per tier")
+    min_samples: int = Field(
+        default=3, ge=1, description="attempts a tier needs before its rate counts"
+    )
+    tries_per_call: int = Field(
+        default=3, ge=1, le=10, description="calls per attempt on rate limits, 5xx, timeouts"
+    )
+    breaker_failures: int = Field(
+        default=3, ge=1, description="failures in a row that take a tier out of service"
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=300.0, ge=0, description="how long a tier stays out of service"
+    )
+    secrets_file: str = Field(
+        default="",
+        description="KEY=VALUE file of API keys (mode 600), relative to shipyard.toml",
+    )
+
+
+class BudgetSettings(_Section):
+    """``[budgets]``: spend limits; an absent key means no limit."""
+
+    task_usd: float | None = Field(default=None, ge=0, description="per task, all attempts")
+    task_tokens: int | None = Field(default=None, ge=0)
+    day_usd: float | None = Field(default=None, ge=0, description="all domains, per UTC day")
+    day_tokens: int | None = Field(default=None, ge=0)
 
 
 class PriceSettings(_Section):
@@ -77,6 +136,8 @@ class DomainSettings(_Section):
     jobs: list[str] = Field(description="folders of the job kinds this domain owns")
     concurrency: int = Field(default=8, ge=1, description="tasks running at once, all workers")
     worker_concurrency: int = Field(default=4, ge=1, description="tasks at once per worker")
+    day_usd: float | None = Field(default=None, ge=0, description="this domain, per UTC day")
+    day_tokens: int | None = Field(default=None, ge=0)
 
 
 class TargetSettings(_Section):
@@ -108,7 +169,9 @@ class Settings(_Section):
     """The whole of ``shipyard.toml``."""
 
     project: ProjectSettings = ProjectSettings()
-    generate: GenerateSettings = GenerateSettings()
+    generate: RouterSettings = RouterSettings()
+    tiers: dict[str, TierSettings] = Field(default_factory=dict, validate_default=True)
+    budgets: BudgetSettings = BudgetSettings()
     domains: dict[str, DomainSettings] = Field(default_factory=dict)
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
     sandbox: SandboxSettings = SandboxSettings()
@@ -117,7 +180,7 @@ class Settings(_Section):
         default_factory=dict, description="per-model prices that override genai-prices"
     )
 
-    @field_validator("domains", "targets")
+    @field_validator("domains", "targets", "tiers")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
@@ -127,6 +190,34 @@ class Settings(_Section):
                     "starting with a letter"
                 )
         return value
+
+    @field_validator("tiers")
+    @classmethod
+    def _tier_names(cls, value: dict[str, TierSettings]) -> dict[str, TierSettings]:
+        for name in value:
+            if name in RESERVED_TIERS:
+                raise ValueError(f"{name!r} is reserved (auto: the router picks; human: a person)")
+        return {"template": TierSettings(), **value}
+
+    @model_validator(mode="after")
+    def _routes(self) -> Settings:
+        known = set(self.tiers)
+        for name in self.generate.chain:
+            if name not in known:
+                raise ValueError(
+                    f"generate.chain names tier {name!r}, which no [tiers.{name}] declares"
+                )
+        if self.generate.tier not in known | RESERVED_TIERS:
+            raise ValueError(
+                f"generate.tier is {self.generate.tier!r}; declare [tiers.{self.generate.tier}] "
+                f"or use one of: {', '.join(sorted(known | RESERVED_TIERS))}"
+            )
+        return self
+
+    @property
+    def chain(self) -> list[str]:
+        """Tiers cheapest first: the configured chain, else template then [tiers] in order."""
+        return list(self.generate.chain) or list(self.tiers)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +248,11 @@ class Project:
         return self.state_dir / "sites"
 
     @property
+    def secrets_file(self) -> Path | None:
+        name = self.settings.generate.secrets_file
+        return (self.root / name).resolve() if name else None
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -175,7 +271,10 @@ def _describe(error: dict[str, Any]) -> str:
         return f"unknown key {key!r}"
     if kind == "missing":
         return f"missing key {key!r}"
-    return f"key {key!r}: {error['msg']} (got {error.get('input')!r})"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:
+        return message  # a rule across sections: the message names its keys
+    return f"key {key!r}: {message} (got {error.get('input')!r})"
 
 
 def load_settings(path: Path) -> Settings:
@@ -188,6 +287,13 @@ def load_settings(path: Path) -> Settings:
         ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the syntax") from exc
+    moved = sorted(TIER_KEYS & set(raw.get("generate") or {}))
+    if moved:
+        raise ConfigError(
+            f"{path}: key 'generate.{moved[0]}': models are declared as tiers now",
+            hint="move provider/model/base_url/... to a [tiers.NAME] table (e.g. [tiers.local]) "
+            "and set generate.tier = NAME; see docs/providers.md",
+        )
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:

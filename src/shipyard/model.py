@@ -26,6 +26,9 @@ class TaskState(enum.StrEnum):
     INVALID = "invalid"  # rejected at the door: inputs did not fit the schema
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING_INPUT = "waiting_input"  # no tier could write it: a person supplies the code
+    PAUSED = "paused"  # every tier that could serve would break a budget
+    RESUMING = "resuming"  # a person supplied code or resumed it; a worker picks it up
     WAITING_APPROVAL = "waiting_approval"
     APPROVED = "approved"
     PUBLISHED = "published"  # released to its target
@@ -42,8 +45,11 @@ class TaskState(enum.StrEnum):
 
     @property
     def settled(self) -> bool:
-        """Nothing more happens without a person: terminal, or waiting for a decision."""
-        return self in _TERMINAL or self is TaskState.WAITING_APPROVAL
+        """Nothing more happens without a person: terminal, or waiting for one."""
+        return self in _TERMINAL or self in _WAITING
+
+
+_WAITING = frozenset({TaskState.WAITING_APPROVAL, TaskState.WAITING_INPUT, TaskState.PAUSED})
 
 
 _TERMINAL = frozenset(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from generate._fake_anthropic import FakeAnthropic
-from shipyard.config import GenerateSettings
+from shipyard.config import TierSettings
 from shipyard.errors import ConfigError, MalformedReply, ProviderError, ShipyardError, to_dict
 from shipyard.generate import REPLY_FORMAT, GenerationRequest, Provider
 from shipyard.generate.providers.anthropic import AnthropicProvider
@@ -80,7 +80,7 @@ def provider(fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> AnthropicP
     return AnthropicProvider(settings(fake, timeout_seconds=5))
 
 
-def settings(fake: FakeAnthropic, **overrides: Any) -> GenerateSettings:
+def settings(fake: FakeAnthropic, **overrides: Any) -> TierSettings:
     values: dict[str, Any] = {
         "provider": "anthropic",
         "model": MODEL,
@@ -88,7 +88,7 @@ def settings(fake: FakeAnthropic, **overrides: Any) -> GenerateSettings:
         "api_key_env": KEY_ENV,
         "max_tokens": 1234,
     }
-    return GenerateSettings(**(values | overrides))
+    return TierSettings(**(values | overrides))
 
 
 def assert_no_key(error: ShipyardError) -> None:
@@ -226,7 +226,7 @@ def test_an_unreachable_server_is_a_provider_error(
         url = gone.url
     monkeypatch.setenv(KEY_ENV, KEY)
     provider = AnthropicProvider(
-        GenerateSettings(provider="anthropic", model=MODEL, base_url=url, api_key_env=KEY_ENV)
+        TierSettings(provider="anthropic", model=MODEL, base_url=url, api_key_env=KEY_ENV)
     )
 
     with pytest.raises(ProviderError) as caught:
@@ -345,7 +345,7 @@ def test_a_missing_model_is_a_config_error(
 ) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
 
-    with pytest.raises(ConfigError, match=r"generate\.model") as caught:
+    with pytest.raises(ConfigError, match=r"key 'model' is required") as caught:
         AnthropicProvider(settings(fake, model=""))
 
     assert_no_key(caught.value)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from generate._fake_openai import FakeOpenAI
-from shipyard.config import GenerateSettings
+from shipyard.config import TierSettings
 from shipyard.errors import ConfigError, MalformedReply, ProviderError, ShipyardError, to_dict
 from shipyard.generate import REPLY_FORMAT, GenerationRequest, Provider
 from shipyard.generate.providers.openai import NO_KEY_PLACEHOLDER, OpenAIProvider
@@ -57,7 +57,7 @@ def make_kind(root: Path) -> JobKind:
     return load_job_kind(folder, domain="d")
 
 
-def settings(base_url: str, **overrides: Any) -> GenerateSettings:
+def settings(base_url: str, **overrides: Any) -> TierSettings:
     values: dict[str, Any] = {
         "provider": "openai",
         "model": MODEL,
@@ -66,7 +66,7 @@ def settings(base_url: str, **overrides: Any) -> GenerateSettings:
         "temperature": 0.3,
         "timeout_seconds": 5,
     }
-    return GenerateSettings(**(values | overrides))
+    return TierSettings(**(values | overrides))
 
 
 @pytest.fixture
@@ -340,7 +340,7 @@ def test_a_reply_cut_off_at_max_tokens_says_so(
 def test_a_missing_model_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
 
-    with pytest.raises(ConfigError, match=r"generate\.model") as caught:
+    with pytest.raises(ConfigError, match=r"key 'model' is required") as caught:
         OpenAIProvider(settings("", model=""))
 
     assert_no_key(caught.value)

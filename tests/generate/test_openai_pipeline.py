@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from generate._fake_openai import FakeOpenAI
-from shipyard.config import GenerateSettings, Project, load_project
+from shipyard.config import Project, TierSettings, load_project
 from shipyard.generate import render
 from shipyard.generate.providers.openai import OpenAIProvider
 from shipyard.jobs import BatchRow, load_job_kind, validate_inputs
@@ -47,7 +47,7 @@ def test_a_malformed_reply_is_a_failed_attempt_fed_back_to_the_next(
     )
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # a local server needs no key
     provider = OpenAIProvider(
-        GenerateSettings(provider="openai", model="local-model", base_url=fake.url)
+        TierSettings(provider="openai", model="local-model", base_url=fake.url)
     )
 
     # The local model has a price in the project's own table ($1 / $2 per million tokens).

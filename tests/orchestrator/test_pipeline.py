@@ -130,13 +130,18 @@ def test_exhausted_attempts_fail_the_task_and_nothing_is_stored(
     assert story.task.artifact_id == ""
 
 
-def test_provider_crash_ends_in_error_not_failed(
+def test_a_provider_that_keeps_failing_hands_the_task_to_a_person(
     project: Project, start_worker: Callable[..., Runtime]
 ) -> None:
-    rt = start_worker(project, ScriptedProvider([ProviderError("model server unreachable")]))
+    provider = ScriptedProvider([ProviderError("model server unreachable")])
+    rt = start_worker(project, provider)
     task_id = _one(rt, "landing-page", PRODUCT)
-    assert wait_for_state(rt, task_id, SETTLED, timeout=90) == "error"
-    assert "model server unreachable" in task_story(rt, task_id).task.error
+    assert wait_for_state(rt, task_id, SETTLED, timeout=90) == "waiting_input"
+    assert len(provider.requests) == 3  # tries_per_call, with backoff between
+    [attempt] = task_story(rt, task_id).attempts
+    assert (attempt.tier, attempt.provider, attempt.files) == ("human", "human", {})
+    assert "template failed: model server unreachable" in attempt.route
+    assert "a person is asked for the code" in attempt.route
 
 
 def test_a_permanent_provider_error_is_not_retried(
@@ -146,9 +151,9 @@ def test_a_permanent_provider_error_is_not_retried(
     provider = ScriptedProvider([refused])
     rt = start_worker(project, provider)
     task_id = _one(rt, "landing-page", PRODUCT)
-    assert wait_for_state(rt, task_id, SETTLED) == "error"
+    assert wait_for_state(rt, task_id, SETTLED) == "waiting_input"
     assert len(provider.requests) == 1
-    assert "invalid API key" in task_story(rt, task_id).task.error
+    assert "invalid API key" in task_story(rt, task_id).attempts[0].route
 
 
 def test_work_recorded_but_never_enqueued_is_picked_up_by_the_next_worker(

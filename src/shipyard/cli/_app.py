@@ -10,7 +10,9 @@ from shipyard import __version__
 from shipyard.cli import (
     _approvals,
     _artifacts,
+    _budget,
     _init,
+    _provide,
     _release,
     _sandbox,
     _serve,
@@ -54,6 +56,9 @@ app.command("show")(_tasks.show)
 app.command("approvals")(_approvals.approvals)
 app.command("approve")(_approvals.approve)
 app.command("reject")(_approvals.reject)
+app.command("provide")(_provide.provide)
+app.command("resume")(_provide.resume)
+app.command("budget")(_budget.budget)
 app.command("artifacts")(_artifacts.artifacts)
 app.command("rollback")(_release.rollback)
 app.command("serve")(_serve.serve)

@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from shipyard.config import Project, load_project
 from shipyard.errors import ShipyardError
@@ -42,6 +43,9 @@ _STATE_STYLES = {
     "done": "green",
     "approved": "cyan",
     "waiting_approval": "yellow",
+    "waiting_input": "yellow",
+    "paused": "yellow",
+    "resuming": "cyan",
     "queued": "dim",
     "running": "blue",
     "invalid": "red",
@@ -85,13 +89,14 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except ShipyardError as exc:
+            # Messages name TOML tables ([tiers.local]): never read them as markup.
             err_console.print(
-                f"[red bold]error[/] [red]({exc.code})[/]: {exc.message}",
+                f"[red bold]error[/] [red]({exc.code})[/]: {escape(exc.message)}",
                 markup=True,
                 highlight=False,
             )
             if exc.hint:
-                err_console.print(f"  [dim]hint:[/] {exc.hint}", highlight=False)
+                err_console.print(f"  [dim]hint:[/] {escape(exc.hint)}", highlight=False)
             raise typer.Exit(exc.exit_status) from None
 
     return wrapper

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -16,7 +17,8 @@ from shipyard.cli._common import (
     state_style,
     timestamp,
 )
-from shipyard.model import CheckReport
+from shipyard.errors import StateError
+from shipyard.model import CheckReport, Finding
 from shipyard.orchestrator import TaskStory, count_by_state, list_tasks, task_story
 
 
@@ -105,6 +107,8 @@ def story_dict(story: TaskStory) -> dict[str, Any]:
         "attempts": [
             {
                 "number": a.number,
+                "tier": a.tier,
+                "route": a.route.splitlines(),
                 "provider": a.provider,
                 "model": a.model,
                 "prompt_hash": a.prompt_hash,
@@ -145,10 +149,21 @@ def show(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task id (or a unique prefix)."),
     as_json: bool = typer.Option(False, "--json"),
+    prompt: bool = typer.Option(
+        False, "--prompt", help="Print only the latest attempt's prompt (what a person answers)."
+    ),
 ) -> None:
-    """One task's whole story: inputs, steps with timings, attempts, checks, gate, release."""
+    """One task's whole story: inputs, steps, attempts (tier, route, cost, findings), release."""
     with open_runtime(ctx) as rt:
         story = task_story(rt, task)
+    if prompt:
+        if not story.attempts:
+            raise StateError(
+                f"task {story.task.id} has no attempt yet",
+                hint="its prompt is rendered when a worker generates the first attempt",
+            )
+        typer.echo(story.attempts[-1].prompt)
+        return
     if as_json:
         print_json(story_dict(story))
         return
@@ -216,14 +231,23 @@ def _attempt_tree(attempt: Any) -> Tree:
         if used
         else ""
     )
+    if attempt.tier == "human" and not attempt.files:
+        verdict[None] = "[yellow]waiting for a person's code[/] (shipyard provide)"
     tree = Tree(
-        f"attempt {attempt.number}: {attempt.provider} / {attempt.model} — "
-        f"{verdict[attempt.passed]}  (prompt {attempt.prompt_hash[:19]}{tokens})"
+        f"attempt {attempt.number}: tier [bold]{attempt.tier or '?'}[/] — {attempt.provider} / "
+        f"{escape(attempt.model) or '-'} — {verdict[attempt.passed]}  "
+        f"(prompt {attempt.prompt_hash[:19]}{tokens})"
     )
+    if attempt.route:
+        route = tree.add("route")
+        for note in attempt.route.splitlines():
+            route.add(escape(note))
     if attempt.recalled:
         tree.add("recalled: " + ", ".join(attempt.recalled))
     if attempt.feedback:
-        tree.add(f"{len(attempt.feedback)} finding(s) fed back from the previous attempt")
+        fed = tree.add(f"{len(attempt.feedback)} finding(s) fed back from the previous attempt")
+        for f in [Finding.from_dict(item) for item in attempt.feedback][:10]:
+            fed.add(escape(f"{f.rule} {f.location()} {f.message}"))
     if attempt.report:
         report = CheckReport.from_dict(attempt.report)
         checks = tree.add(f"checks (sandbox: {report.sandbox})")
@@ -235,5 +259,5 @@ def _attempt_tree(attempt: Any) -> Tree:
                 f"({result.duration_ms:.0f} ms)"
             )
             for f in result.findings[:10]:
-                node.add(f"{f.rule} {f.location()} {f.message}".replace("[", "\\["))
+                node.add(escape(f"{f.rule} {f.location()} {f.message}"))
     return tree

@@ -3,7 +3,7 @@
 A job kind is a folder::
 
     landing-page/
-      job.toml             name, risk, publish, input key, outputs, checks, release
+      job.toml             name, risk, publish, tier, input key, outputs, checks, release
       input.schema.json    JSON Schema of one task's inputs
       prompt.md.j2         the prompt a model would get (versioned by content hash)
       page.html.j2         code template(s) the template generator renders
@@ -49,6 +49,7 @@ class _JobFile(BaseModel):
     publish: bool = Field(default=False, description="a person approves before release")
     input_key: str = Field(description="the input that names the subject (e.g. sku)")
     max_attempts: int = Field(default=3, ge=1, le=10)
+    tier: str = Field(default="", description="tier, 'auto' or 'human'; empty: generate.tier")
     input_schema: str = "input.schema.json"
     prompt: str = "prompt.md.j2"
     outputs: dict[str, str] = Field(min_length=1, description="output file -> code template")
@@ -96,6 +97,8 @@ class JobKind:
     """The input naming the subject, used for recall, lineage and artifact listings."""
     max_attempts: int
     """Bound on the repair loop."""
+    tier: str
+    """The tier that writes it (``auto``, ``human``, or a [tiers] name); '' for the default."""
     input_schema: dict[str, Any]
     """JSON Schema of one task's inputs."""
     prompt_template: str
@@ -171,6 +174,7 @@ def load_job_kind(folder: Path, *, domain: str) -> JobKind:
         publish=spec.publish,
         input_key=spec.input_key,
         max_attempts=spec.max_attempts,
+        tier=spec.tier,
         input_schema=schema,
         prompt_template=_read(folder, spec.prompt, "prompt template"),
         outputs={out: _read(folder, tpl, "code template") for out, tpl in spec.outputs.items()},

@@ -53,6 +53,14 @@ class JobRegistry:
                         f"{kind.release.target!r} in {project.config_path}",
                         hint=f"declared targets: {', '.join(project.settings.targets) or 'none'}",
                     )
+                tiers = {*project.settings.tiers, "auto", "human"}
+                if kind.tier and kind.tier not in tiers:
+                    raise ConfigError(
+                        f"{kind.folder / 'job.toml'}: key 'tier': no tier named {kind.tier!r} "
+                        f"in {project.config_path}",
+                        hint=f"use one of: {', '.join(sorted(tiers))}, or declare "
+                        f"[tiers.{kind.tier}]",
+                    )
                 kinds[kind.name] = kind
         return cls(kinds)
 

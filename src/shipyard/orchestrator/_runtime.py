@@ -6,8 +6,9 @@ workflow reads the runtime installed in its process.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from sqlalchemy import Engine
@@ -17,9 +18,10 @@ from shipyard.artifacts import ArtifactStore
 from shipyard.checks import BUILTIN_CHECKS, Check
 from shipyard.config import Project
 from shipyard.errors import ConfigError, SandboxError, StateError
-from shipyard.generate import Provider, load_provider
+from shipyard.generate import Provider, ReplayProvider, Router, load_provider, read_secrets
 from shipyard.jobs import JobKind, JobRegistry
 from shipyard.model import Risk
+from shipyard.orchestrator._ledger import replay_lookup
 from shipyard.release import StaticSite
 from shipyard.sandbox import Limits, SandboxBackend, get_backend
 from shipyard.store import make_engine, migrate, schema_status, session_factory
@@ -37,12 +39,17 @@ class Runtime:
     """Engine of Shipyard's records."""
     jobs: JobRegistry
     """The project's job kinds."""
-    provider: Provider
-    """The generator for every job kind (the router arrives with model tiers)."""
     checks: Mapping[str, Check]
     """Check plugins by name."""
+    provider_overrides: Mapping[str, Provider] = field(default_factory=dict)
+    """Providers chosen by the caller for some tiers instead of the configured ones."""
     sandbox_override: SandboxBackend | None = None
     """A backend chosen by the caller instead of the configured one (tests, benchmarks)."""
+    _providers: dict[str, Provider] = field(default_factory=dict, init=False, repr=False)
+    _providers_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._providers.update(self.provider_overrides)
 
     @classmethod
     def open(
@@ -50,10 +57,15 @@ class Runtime:
         project: Project,
         *,
         provider: Provider | None = None,
+        providers: Mapping[str, Provider] | None = None,
         checks: Mapping[str, Check] | None = None,
         upgrade_schema: bool = True,
     ) -> Runtime:
-        """Build the runtime; migrates the schema unless told not to, then checks its version."""
+        """Build the runtime; migrates the schema unless told not to, then checks its version.
+
+        ``provider`` replaces the default tier's provider (``generate.tier``, or ``template``
+        when that is ``auto`` or ``human``); ``providers`` replaces named tiers' providers.
+        """
         jobs = JobRegistry.load(project)
         registry = dict(checks or BUILTIN_CHECKS)
         for kind in jobs:
@@ -72,13 +84,49 @@ class Runtime:
                 f"the database schema is at revision {current}, this Shipyard expects {head}",
                 hint="run `shipyard init` to migrate, or upgrade Shipyard if the database is newer",
             )
+        overrides = dict(providers or {})
+        if provider is not None:
+            default = project.settings.generate.tier
+            overrides[default if default in project.settings.tiers else "template"] = provider
         return cls(
-            project=project,
-            engine=engine,
-            jobs=jobs,
-            provider=provider or load_provider(project.settings.generate),
-            checks=registry,
+            project=project, engine=engine, jobs=jobs, checks=registry, provider_overrides=overrides
         )
+
+    @cached_property
+    def router(self) -> Router:
+        settings = self.project.settings
+        return Router(
+            settings.generate, chain=settings.chain, tiers=settings.tiers, prices=settings.prices
+        )
+
+    def provider(self, tier: str) -> Provider:
+        """The provider serving ``tier``, built on first use (ConfigError if it cannot be)."""
+        with self._providers_lock:
+            found = self._providers.get(tier)
+            if found is None:
+                found = self._build_provider(tier)
+                self._providers[tier] = found
+            return found
+
+    def _build_provider(self, tier: str) -> Provider:
+        settings = self.project.settings.tiers.get(tier)
+        if settings is None:
+            raise ConfigError(
+                f"{self.project.config_path}: no tier named {tier!r}",
+                hint=f"declared tiers: {', '.join(self.project.settings.tiers)}",
+            )
+        if settings.provider == "replay":
+            return ReplayProvider(replay_lookup(self.sessions))
+        return load_provider(settings, tier=tier, secrets=self.secrets)
+
+    @cached_property
+    def secrets(self) -> dict[str, str]:
+        return read_secrets(self.project.secrets_file)
+
+    def check_tiers(self) -> None:
+        """Build every tier's provider now: a worker refuses to start on a tier it cannot use."""
+        for tier in self.project.settings.tiers:
+            self.provider(tier)
 
     @cached_property
     def sandbox(self) -> SandboxBackend:

@@ -21,11 +21,15 @@ from shipyard.config import Project
 from shipyard.errors import InputError, NotFound, PolicyDenied, StateError, StoreError
 from shipyard.jobs import BatchRow, JobKind, inputs_hash, validate_inputs
 from shipyard.model import TaskState
+from shipyard.orchestrator import _ledger
+from shipyard.orchestrator._ledger import BudgetReport
 from shipyard.orchestrator._runtime import Runtime
 from shipyard.orchestrator._workflow import (
     DECISION_WORKFLOW,
+    RESUME_WORKFLOW,
     WORKFLOW_NAME,
     decision_workflow_id,
+    resume_workflow_id,
 )
 from shipyard.store import (
     ArtifactRow,
@@ -43,13 +47,16 @@ __all__ = [
     "SubmitResult",
     "TaskStory",
     "approve",
+    "budget_report",
     "dbos_config",
     "decide_task",
     "enqueue_pending",
     "find_task",
     "list_tasks",
+    "provide",
     "queue_name",
     "reject",
+    "resume",
     "rollback",
     "submit",
     "task_story",
@@ -200,31 +207,52 @@ def _not_enqueued(exc: Exception) -> StoreError:
 def enqueue_pending(rt: Runtime, task_ids: Sequence[str] = ()) -> int:
     """Enqueue the workflow each pending task needs (all pending tasks when none is named).
 
-    A queued task needs its task workflow; a decided, unfinished one its decision workflow.
-    Submitting and deciding record first and enqueue second, so if a process dies in
-    between, a worker calls this at launch and the work goes on all the same. Workflow ids
-    derive from task ids: enqueueing one that exists attaches to it, never duplicates it.
+    A queued task needs its task workflow; a decided, unfinished one its decision workflow;
+    a resuming one (a person supplied its code, or resumed it from a pause) its next resume
+    workflow. Every such change is recorded first and enqueued second, so if a process dies
+    in between, a worker calls this at launch and the work goes on all the same. Workflow
+    ids derive from the records: enqueueing one that exists attaches to it, never
+    duplicates it.
     """
     decided = (TaskState.APPROVED.value, TaskState.REJECTED.value)
+    resuming = TaskState.RESUMING.value
     with rt.sessions() as session:
         query = select(TaskRow.id, TaskRow.domain, TaskRow.state).where(
             TaskRow.finished_at.is_(None),
-            TaskRow.state.in_((TaskState.QUEUED.value, *decided)),
+            TaskRow.state.in_((TaskState.QUEUED.value, resuming, *decided)),
         )
         if task_ids:
             query = query.where(TaskRow.id.in_(task_ids))
         pending = session.execute(query).all()
+        resumptions = dict(
+            session.execute(
+                select(DecisionRow.task_id, func.count())
+                .where(
+                    DecisionRow.task_id.in_([t for t, _, state in pending if state == resuming]),
+                    DecisionRow.decision.in_(RESUMPTIONS),
+                )
+                .group_by(DecisionRow.task_id)
+            ).all()
+        )
     by_domain: dict[str, list[tuple[str, str, str]]] = {}
     for task_id, domain, state in pending:
-        run = (
-            (DECISION_WORKFLOW, decision_workflow_id(task_id), task_id)
-            if state in decided
-            else (WORKFLOW_NAME, task_id, task_id)
-        )
+        if state in decided:
+            run = (DECISION_WORKFLOW, decision_workflow_id(task_id), task_id)
+        elif state == resuming:
+            workflow_id = resume_workflow_id(task_id, int(resumptions.get(task_id, 0)))
+            run = (RESUME_WORKFLOW, workflow_id, task_id)
+        else:
+            run = (WORKFLOW_NAME, task_id, task_id)
         by_domain.setdefault(domain, []).append(run)
     for domain, runs in by_domain.items():
         _enqueue(rt.project, domain, runs)
     return len(pending)
+
+
+def budget_report(rt: Runtime, *, days: int = 7) -> BudgetReport:
+    """Spend against every budget today, and roll-ups per job kind, domain and day."""
+    with rt.sessions() as session:
+        return _ledger.budget_report(session, rt.project.settings, days=days)
 
 
 def find_task(rt: Runtime, ref: str) -> TaskRow:
@@ -274,6 +302,92 @@ def decide_task(rt: Runtime, ref: str, *, decision: str, actor: str, reason: str
                 actor=actor,
                 reason=reason,
                 decided_at=datetime.now(UTC),
+            )
+        )
+    enqueue_pending(rt, [task.id])
+    return find_task(rt, task.id)
+
+
+RESUMPTIONS = ("provided", "resumed")
+"""Decisions that start a resume workflow (each one numbers the next)."""
+
+
+def provide(rt: Runtime, ref: str, files: dict[str, str], *, actor: str) -> TaskRow:
+    """Record a person's code for a task waiting for it, and wake the task to check it.
+
+    The files must be exactly the job kind's outputs; they go through the same checks,
+    gate and release as a model's.
+    """
+    task = find_task(rt, ref)
+    if not actor.strip():
+        raise InputError("the person is not named", hint="pass --as NAME or set SHIPYARD_USER")
+    kind = rt.jobs.get(task.job_kind)
+    missing, extra = sorted(set(kind.outputs) - set(files)), sorted(set(files) - set(kind.outputs))
+    if missing or extra:
+        raise InputError(
+            f"task {task.id} ({kind.name}) needs exactly the files {sorted(kind.outputs)}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; not outputs of the job kind: {extra}" if extra else ""),
+            hint="pass one --file NAME=PATH per output (or --file PATH when the base name "
+            "is the output's name)",
+        )
+    now = datetime.now(UTC)
+    with transaction(rt.sessions) as session:
+        moved = session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task.id, TaskRow.state == TaskState.WAITING_INPUT.value)
+            .values(state=TaskState.RESUMING.value, updated_at=now)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            raise StateError(
+                f"task {task.id} is {task.state}, not waiting for code",
+                hint="only tasks in state waiting_input take code from a person",
+            )
+        attempt = session.scalar(
+            select(AttemptRow)
+            .where(AttemptRow.task_id == task.id)
+            .order_by(AttemptRow.number.desc())
+            .limit(1)
+        )
+        if attempt is None or attempt.tier != "human" or attempt.files:
+            raise StateError(
+                f"task {task.id} has no attempt waiting for a person's code",
+                hint="see `shipyard show` for its attempts",
+            )
+        attempt.files, attempt.model, attempt.generated_at = dict(files), actor, now
+        session.add(
+            DecisionRow(
+                task_id=task.id,
+                decision="provided",
+                actor=actor,
+                reason=f"code for attempt {attempt.number}: {', '.join(sorted(files))}",
+                decided_at=now,
+            )
+        )
+    enqueue_pending(rt, [task.id])
+    return find_task(rt, task.id)
+
+
+def resume(rt: Runtime, ref: str, *, actor: str) -> TaskRow:
+    """Go on with a task paused on a budget (after the budget was raised, or a new day)."""
+    task = find_task(rt, ref)
+    if not actor.strip():
+        raise InputError("the person is not named", hint="pass --as NAME or set SHIPYARD_USER")
+    now = datetime.now(UTC)
+    with transaction(rt.sessions) as session:
+        moved = session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task.id, TaskRow.state == TaskState.PAUSED.value)
+            .values(state=TaskState.RESUMING.value, updated_at=now, error="")
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            raise StateError(
+                f"task {task.id} is {task.state}, not paused",
+                hint="only paused tasks can be resumed; see `shipyard budget` for why tasks pause",
+            )
+        session.add(
+            DecisionRow(
+                task_id=task.id, decision="resumed", actor=actor, reason=task.error, decided_at=now
             )
         )
     enqueue_pending(rt, [task.id])

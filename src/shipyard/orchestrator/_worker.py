@@ -21,7 +21,12 @@ from shipyard.store import TaskRow
 
 __all__ = ["busy_tasks", "launch", "shutdown"]
 
-_BUSY = (TaskState.QUEUED.value, TaskState.RUNNING.value, TaskState.APPROVED.value)
+_BUSY = (
+    TaskState.QUEUED.value,
+    TaskState.RUNNING.value,
+    TaskState.APPROVED.value,
+    TaskState.RESUMING.value,
+)
 
 
 def launch(
@@ -36,6 +41,7 @@ def launch(
             f"unknown domain(s): {', '.join(unknown)}",
             hint=f"domains in {rt.project.config_path}: {', '.join(known) or '(none)'}",
         )
+    rt.check_tiers()  # a tier it cannot call (no key, no such provider) stops it here
     install_runtime(rt)
     DBOS(config=dbos_config(rt.project, executor_id=executor_id))  # type: ignore[arg-type]
     DBOS.listen_queues([queue_name(d) for d in chosen])

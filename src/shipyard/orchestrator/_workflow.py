@@ -31,10 +31,13 @@ from sqlalchemy.orm import Session
 
 from shipyard._crash import crashpoint
 from shipyard.checks import run_checks
-from shipyard.errors import MalformedReply, ProviderError, ShipyardError
+from shipyard.errors import ConfigError, MalformedReply, ProviderError, ShipyardError
 from shipyard.generate import (
     Generation,
     GenerationRequest,
+    Limit,
+    Plan,
+    Provider,
     price_call,
     prompt_hash,
     render,
@@ -43,6 +46,7 @@ from shipyard.generate import (
 from shipyard.jobs import JobKind, validate_inputs
 from shipyard.memory import recall, remember
 from shipyard.model import CheckReport, CheckResult, Finding, GateOutcome, TaskState
+from shipyard.orchestrator._ledger import limits_for, rates_for
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.policy import decide
 from shipyard.store import (
@@ -59,18 +63,27 @@ from shipyard.store import (
 
 __all__ = [
     "DECISION_WORKFLOW",
+    "RESUME_WORKFLOW",
     "WORKFLOW_NAME",
     "decision_workflow",
     "decision_workflow_id",
+    "resume_workflow",
+    "resume_workflow_id",
     "task_workflow",
 ]
 
 WORKFLOW_NAME = "shipyard.task"
 DECISION_WORKFLOW = "shipyard.decision"
+RESUME_WORKFLOW = "shipyard.resume"
 
 
 def decision_workflow_id(task_id: str) -> str:
     return f"{task_id}.decision"
+
+
+def resume_workflow_id(task_id: str, resumption: int) -> str:
+    """The id of the ``resumption``-th resume of a task (each provide or resume is one)."""
+    return f"{task_id}.resume{resumption}"
 
 
 def _now() -> datetime:
@@ -156,13 +169,48 @@ def start_step(task_id: str) -> dict[str, Any]:
             validate_inputs(kind, task.inputs, where=f"task {task_id}")
             set_state(session, task_id, TaskState.RUNNING)
         record["summary"] = f"inputs fit the {kind.name} schema"
-    return {"job_kind": kind.name, "max_attempts": kind.max_attempts}
+    return {
+        "job_kind": kind.name,
+        "max_attempts": kind.max_attempts,
+        "attempt": 1,
+        "verify_first": False,
+    }
+
+
+@DBOS.step(name="shipyard.resume")
+def resume_step(task_id: str) -> dict[str, Any]:
+    """Where a resumed task goes on: checking a person's code, or the next generation."""
+    rt = current_runtime()
+    with transaction(rt.sessions) as session:
+        task = _task(session, task_id)
+        kind = rt.jobs.get(task.job_kind)
+        last = session.scalar(
+            select(AttemptRow)
+            .where(AttemptRow.task_id == task_id)
+            .order_by(AttemptRow.number.desc())
+            .limit(1)
+        )
+        set_state(session, task_id, TaskState.RUNNING)
+    if last is None:
+        attempt, verify_first = 1, False
+    elif last.passed is None and last.files:
+        attempt, verify_first = last.number, True  # a person supplied it: check it
+    elif last.passed is None:
+        raise ShipyardError(f"task {task_id}: attempt {last.number} still waits for its code")
+    else:
+        attempt, verify_first = last.number + 1, False
+    return {
+        "job_kind": kind.name,
+        "max_attempts": kind.max_attempts,
+        "attempt": attempt,
+        "verify_first": verify_first,
+    }
 
 
 @DBOS.step(name="shipyard.recall")
-def recall_step(task_id: str) -> list[dict[str, Any]]:
+def recall_step(task_id: str, at: int = 0) -> list[dict[str, Any]]:
     rt = current_runtime()
-    with stage(rt, task_id, "recall") as record, transaction(rt.sessions) as session:
+    with stage(rt, task_id, "recall", at) as record, transaction(rt.sessions) as session:
         task = _task(session, task_id)
         items = recall(
             session, namespace=task.domain, job_kind=task.job_kind, input_key=task.input_key
@@ -173,48 +221,136 @@ def recall_step(task_id: str) -> list[dict[str, Any]]:
 
 
 @DBOS.step(name="shipyard.generate")
-def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) -> None:
-    """One generation: the prompt (with the previous attempt's findings), then the provider.
+def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) -> str:
+    """One generation: the prompt (with the previous attempt's findings), then the router.
 
-    A reply that does not hold the job kind's files is a failed attempt (its report says
-    why), not a failed task: the repair loop asks again.
+    Returns ``generated``; or ``waiting_input`` when no tier could serve and a person is
+    asked for the code; or ``paused`` when budgets alone stood in the way. A reply that does
+    not hold the job kind's files is a failed attempt (its report says why), not a failed
+    task: the repair loop asks again.
     """
     rt = current_runtime()
     with stage(rt, task_id, "generate", attempt) as record:
         request = _generation_request(rt, task_id, attempt, recalled)
-        report: CheckReport | None = None
-        try:
-            generation = _call_provider(rt, request)
-            _check_outputs(request.kind, generation.files)
-        except MalformedReply as exc:
-            generation = _failed_generation(rt, exc)
-            finding = Finding(rule="generate.malformed", message=exc.message)
-            report = CheckReport(
-                results=(CheckResult(check="reply", passed=False, findings=(finding,)),)
-            )
-        _store_attempt(rt, request, generation, report)
+        plan, limits = _plan(rt, request)
+        notes = list(plan.notes)
+        served: tuple[str, Generation, CheckReport | None] | None = None
+        budget_blocked = other_blocked = False
+        for tier in plan.tiers:
+            reason, by_budget = rt.router.blocked(tier, request.prompt, limits)
+            if reason:
+                notes.append(reason)
+                budget_blocked |= by_budget
+                other_blocked |= not by_budget
+                continue
+            try:
+                served = (tier, *_generate_on(rt, tier, request))
+            except ProviderError as exc:
+                other_blocked = True
+                # "Nothing here" (404) says nothing of the service's health; the rest counts.
+                opened = exc.details.get("status") != 404 and rt.router.breaker.failed(tier)
+                notes.append(
+                    f"{tier} failed: {exc.message}"
+                    + (" (now out of service for a cool-down)" if opened else "")
+                )
+                continue
+            except ConfigError as exc:
+                other_blocked = True
+                notes.append(f"{tier} unavailable: {exc.message}")
+                continue
+            rt.router.breaker.succeeded(tier)
+            notes.append(f"{tier} served" + (" (malformed reply)" if served[2] else ""))
+            break
+        if served is None:
+            if budget_blocked and not other_blocked:
+                notes.append("paused: every tier that could serve would break a budget")
+                _pause(rt, request, notes)
+                record["summary"] = "paused: " + notes[-2]
+                return TaskState.PAUSED.value
+            if plan.tiers:
+                notes.append("no tier could serve: a person is asked for the code")
+            _ask_person(rt, request, notes)
+            record["summary"] = "waiting for a person to supply the code"
+            return TaskState.WAITING_INPUT.value
+        tier, generation, report = served
+        _store_attempt(rt, request, generation, report, tier=tier, route=notes)
         record["summary"] = (
-            f"{generation.provider} ({generation.model}): "
+            f"{tier}: {generation.provider} ({generation.model}): "
             + (f"{len(generation.files)} file(s)" if report is None else "malformed reply")
             + (f", {len(request.feedback)} finding(s) fed back" if request.feedback else "")
         )
+        record["tier"], record["route"] = tier, notes
         record["provider"], record["model"] = generation.provider, generation.model
         record["tokens"] = [generation.input_tokens, generation.output_tokens]
+    return "generated"
 
 
-PROVIDER_TRIES = 3
-"""Calls per attempt when the provider fails in a way that a later call may not."""
+def _plan(rt: Runtime, request: GenerationRequest) -> tuple[Plan, list[Limit]]:
+    """The router's plan for this attempt, and the budgets its calls must fit."""
+    settings = rt.project.settings
+    requested = request.kind.tier or settings.generate.tier
+    with rt.sessions() as session:
+        task = _task(session, request.task_id)
+        previous = session.scalar(
+            select(AttemptRow).where(
+                AttemptRow.task_id == request.task_id, AttemptRow.number == request.attempt - 1
+            )
+        )
+        failed_tier = previous.tier if previous is not None and previous.passed is False else ""
+        rates = (
+            rates_for(
+                session, task.job_kind, rt.router.chain, window=settings.generate.success_window
+            )
+            if requested == "auto"
+            else {}
+        )
+        limits = limits_for(session, settings, task)
+    plan = rt.router.plan(
+        requested, job_kind=request.kind.name, failed_tier=failed_tier, rates=rates
+    )
+    return plan, limits
 
 
-def _call_provider(rt: Runtime, request: GenerationRequest) -> Generation:
+def _generate_on(
+    rt: Runtime, tier: str, request: GenerationRequest
+) -> tuple[Generation, CheckReport | None]:
+    """The tier's generation, or a failed one with a report when the reply was malformed."""
+    try:
+        generation = _call_provider(rt, rt.provider(tier), request)
+        _check_outputs(request.kind, generation.files)
+        return generation, None
+    except MalformedReply as exc:
+        finding = Finding(rule="generate.malformed", message=exc.message)
+        report = CheckReport(
+            results=(CheckResult(check="reply", passed=False, findings=(finding,)),)
+        )
+        return _failed_generation(exc), report
+
+
+def _pause(rt: Runtime, request: GenerationRequest, notes: list[str]) -> None:
+    with transaction(rt.sessions) as session:
+        set_state(session, request.task_id, TaskState.PAUSED, error="\n".join(notes))
+
+
+def _ask_person(rt: Runtime, request: GenerationRequest, notes: list[str]) -> None:
+    """Record the attempt as the human tier's, without files, and wait for `shipyard provide`."""
+    waiting = Generation(files={}, provider="human", model="")
+    _store_attempt(rt, request, waiting, None, tier="human", route=notes)
+    with transaction(rt.sessions) as session:
+        set_state(session, request.task_id, TaskState.WAITING_INPUT)
+
+
+def _call_provider(rt: Runtime, provider: Provider, request: GenerationRequest) -> Generation:
     """Call the provider, retrying transient failures with backoff that honours Retry-After.
 
     Rate limits, timeouts, lost connections and 5xx are worth another call; a 4xx (a bad key,
-    an unknown model) is not, and ends the task at once with the provider's reason.
+    an unknown model) is not. Backoff doubles from 1 s with ±20 % jitter; a server's
+    Retry-After (capped at 60 s) replaces it.
     """
-    for call in range(1, PROVIDER_TRIES):
+    tries = rt.project.settings.generate.tries_per_call
+    for call in range(1, tries):
         try:
-            return rt.provider.generate(request)
+            return provider.generate(request)
         except MalformedReply:
             raise
         except ProviderError as exc:
@@ -223,7 +359,7 @@ def _call_provider(rt: Runtime, request: GenerationRequest) -> Generation:
                 raise
             wait = exc.details.get("retry_after") or 2.0 ** (call - 1)
             time.sleep(min(float(wait), 60.0) * (0.8 + 0.4 * random.random()))
-    return rt.provider.generate(request)
+    return provider.generate(request)
 
 
 def _generation_request(
@@ -259,12 +395,12 @@ def _generation_request(
     )
 
 
-def _failed_generation(rt: Runtime, exc: MalformedReply) -> Generation:
+def _failed_generation(exc: MalformedReply) -> Generation:
     """What a provider reported with a malformed reply (the tokens were spent all the same)."""
     details = exc.details
     return Generation(
         files={},
-        provider=str(details.get("provider", rt.provider.name)),
+        provider=str(details.get("provider", "")),
         model=str(details.get("model", "")),
         input_tokens=int(details.get("input_tokens", 0)),
         output_tokens=int(details.get("output_tokens", 0)),
@@ -274,7 +410,13 @@ def _failed_generation(rt: Runtime, exc: MalformedReply) -> Generation:
 
 
 def _store_attempt(
-    rt: Runtime, request: GenerationRequest, generation: Generation, report: CheckReport | None
+    rt: Runtime,
+    request: GenerationRequest,
+    generation: Generation,
+    report: CheckReport | None,
+    *,
+    tier: str,
+    route: list[str],
 ) -> None:
     with transaction(rt.sessions) as session:
         row = session.scalar(
@@ -285,6 +427,7 @@ def _store_attempt(
         if row is None:
             row = AttemptRow(task_id=request.task_id, number=request.attempt)
             session.add(row)
+        row.tier, row.route = tier, "\n".join(route)
         # Model names and stop reasons come from a server: keep them within their columns.
         row.provider, row.model = generation.provider, generation.model[:200]
         row.prompt, row.prompt_hash = request.prompt, prompt_hash(request.prompt)
@@ -581,6 +724,13 @@ def task_workflow(task_id: str) -> str:
     return _guarded(task_id, lambda: _pipeline(rt, task_id))
 
 
+@DBOS.workflow(name=RESUME_WORKFLOW)
+def resume_workflow(task_id: str) -> str:
+    """Go on with a task after a person supplied its code or resumed it from a pause."""
+    rt = current_runtime()
+    return _guarded(task_id, lambda: _pipeline(rt, task_id, resuming=True))
+
+
 @DBOS.workflow(name=DECISION_WORKFLOW)
 def decision_workflow(task_id: str) -> str:
     """Carry out a person's recorded decision: release, or close as rejected."""
@@ -588,19 +738,24 @@ def decision_workflow(task_id: str) -> str:
     return _guarded(task_id, lambda: _after_decision(rt, task_id))
 
 
-def _pipeline(rt: Runtime, task_id: str) -> str:
-    plan = start_step(task_id)
-    recalled = recall_step(task_id)
+def _pipeline(rt: Runtime, task_id: str, *, resuming: bool = False) -> str:
+    plan = resume_step(task_id) if resuming else start_step(task_id)
+    attempt, max_attempts = int(plan["attempt"]), int(plan["max_attempts"])
+    verify_first = bool(plan["verify_first"])
+    recalled = recall_step(task_id, attempt if resuming else 0)
     passed_attempt = 0
-    for attempt in range(1, int(plan["max_attempts"]) + 1):
-        generate_step(task_id, attempt, recalled)
+    while attempt <= max_attempts:
+        if not verify_first:
+            outcome = generate_step(task_id, attempt, recalled)
+            if outcome != "generated":
+                return outcome  # waiting for a person, or paused on a budget
+        verify_first = False
         if verify_step(task_id, attempt):
             passed_attempt = attempt
             break
+        attempt += 1
     if not passed_attempt:
-        finish_step(
-            task_id, TaskState.FAILED.value, "failed", f"checks failed {plan['max_attempts']}×"
-        )
+        finish_step(task_id, TaskState.FAILED.value, "failed", f"checks failed {max_attempts}×")
         return TaskState.FAILED.value
     register_step(task_id, passed_attempt)
     outcome = gate_step(task_id, passed_attempt)

@@ -80,6 +80,10 @@ class AttemptRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
+    tier: Mapped[str] = mapped_column(String(64), default="")
+    """The router's tier that served it (``human`` for a person's code)."""
+    route: Mapped[str] = mapped_column(Text, default="")
+    """The router's reasons: what it chose, skipped and fell back from, one per line."""
     provider: Mapped[str] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(200))
     prompt_hash: Mapped[str] = mapped_column(String(71))
@@ -98,7 +102,10 @@ class AttemptRow(Base):
     generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
-    __table_args__ = (UniqueConstraint("task_id", "number", name="uq_attempt"),)
+    __table_args__ = (
+        UniqueConstraint("task_id", "number", name="uq_attempt"),
+        Index("ix_attempts_generated_at", "generated_at"),
+    )
 
 
 class ArtifactRow(Base):

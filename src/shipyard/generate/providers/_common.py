@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from shipyard.generate._reply import parse_files
 __all__ = [
     "failure_details",
     "generation_from_reply",
+    "read_key",
     "retry_after",
     "scrub",
     "status_hint",
@@ -97,20 +99,25 @@ def status_hint(status: int, *, key_env: str, key_set: bool) -> str:
         if not key_set:
             return (
                 f"the server wants an API key and ${key_env} is not set: export it "
-                "(or name another variable with generate.api_key_env)"
+                "(or name another variable with the tier's api_key_env)"
             )
         return f"the server refused the key in ${key_env}; check it"
     if status == 404:
-        return "no such model or endpoint; check generate.model and generate.base_url"
+        return "no such model or endpoint; check the tier's model and the tier's base_url"
     if status == 429:
         return "rate limited; the generate stage retries the call"
     if status == 529:
         return "the API is overloaded; the generate stage retries the call"
     if status >= 500:
         return "a failure on the server's side; the generate stage retries the call"
-    return "the server rejected the request; check generate.model and generate.max_tokens"
+    return "the server rejected the request; check the tier's model and max_tokens"
 
 
 def scrub(text: str, key: str) -> str:
     """``text`` with the API key blanked out, in case a server or library echoed it."""
     return text.replace(key, "[redacted]") if key else text
+
+
+def read_key(variable: str, secrets: Mapping[str, str]) -> str:
+    """The API key in ``$variable``, else in the project's secrets file; empty when neither."""
+    return os.environ.get(variable, "").strip() or secrets.get(variable, "").strip()

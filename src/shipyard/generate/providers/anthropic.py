@@ -6,28 +6,29 @@ a failed call raises :class:`~shipyard.errors.ProviderError` and the generate st
 retries decide what happens next, so one policy governs every provider.
 
 Every SDK exception is translated here, at the boundary; none leaves this module. The API
-key is read from the environment variable that ``[generate] api_key_env`` names and never
+key is read from the environment variable that ````[tiers.NAME] api_key_env```` names and never
 appears in an error message.
 
-``[generate] temperature`` is not sent: the installed SDK (2.x) has no sampling parameters,
+The tier's ``temperature`` is not sent: the installed SDK (2.x) has no sampling parameters,
 and the API version it speaks rejects them.
 """
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import anthropic
 
-from shipyard.config import GenerateSettings
+from shipyard.config import TierSettings
 from shipyard.errors import ConfigError, MalformedReply, ProviderError
 from shipyard.generate._provider import Generation, GenerationRequest
 from shipyard.generate._reply import REPLY_FORMAT
 from shipyard.generate.providers._common import (
     failure_details,
     generation_from_reply,
+    read_key,
     retry_after,
     scrub,
     status_hint,
@@ -47,18 +48,19 @@ class AnthropicProvider:
 
     name = "anthropic"
 
-    def __init__(self, settings: GenerateSettings) -> None:
+    def __init__(self, settings: TierSettings, *, secrets: Mapping[str, str] = {}) -> None:
         if not settings.model:
             raise ConfigError(
-                "shipyard.toml: key 'generate.model' is required for the anthropic provider",
-                hint='set e.g. model = "claude-sonnet-5-5" under [generate]',
+                "key 'model' is required for the anthropic provider",
+                hint='set e.g. model = "claude-sonnet-4-5" in the tier\'s table',
             )
         variable = settings.api_key_env or DEFAULT_API_KEY_ENV
-        key = os.environ.get(variable, "").strip()
+        key = read_key(variable, secrets)
         if not key:
             raise ConfigError(
                 f"the anthropic provider needs an API key in ${variable}, which is not set",
-                hint=f"export {variable}=... (or name another variable with generate.api_key_env)",
+                hint=f"export {variable}=... (or name another variable with the tier's "
+                "api_key_env, or put it in generate.secrets_file)",
                 details={"api_key_env": variable},
             )
         self.settings = settings
@@ -77,7 +79,7 @@ class AnthropicProvider:
             # The SDK hands back the text of a body that is not typed as JSON.
             raise MalformedReply(
                 "the Messages API's response is not JSON",
-                hint="the next attempt asks again; check generate.base_url if it persists",
+                hint="the next attempt asks again; check the tier's base_url if it persists",
                 details=self._details(reply=self._scrub(message[:_BODY_EXCERPT])),
             )
         content = getattr(message, "content", None)
@@ -108,7 +110,7 @@ class AnthropicProvider:
         if finish_reason in _CUT_OFF:
             return (
                 f"the reply was cut off ({finish_reason}) at max_tokens="
-                f"{self.settings.max_tokens}: raise generate.max_tokens"
+                f"{self.settings.max_tokens}: raise max_tokens"
             )
         if finish_reason == "refusal":
             return "the model declined to answer; check the job kind's prompt"
@@ -127,7 +129,7 @@ class AnthropicProvider:
             # The SDK decodes a JSON-typed body itself and lets the decoder's error through.
             raise MalformedReply(
                 f"the Messages API's response is not valid JSON: {exc.msg} at char {exc.pos}",
-                hint="the next attempt asks again; check generate.base_url if it persists",
+                hint="the next attempt asks again; check the tier's base_url if it persists",
                 details=self._details(reply=self._scrub(exc.doc[:_BODY_EXCERPT])),
             ) from exc
         except anthropic.APIError as exc:
@@ -142,7 +144,7 @@ class AnthropicProvider:
         if isinstance(exc, anthropic.APITimeoutError):
             raise ProviderError(
                 f"the Messages API at {where} timed out after {self.settings.timeout_seconds:g} s",
-                hint="raise generate.timeout_seconds, or lower generate.max_tokens",
+                hint="raise generate.timeout_seconds, or lower max_tokens",
                 details={"timeout_seconds": self.settings.timeout_seconds},
             ) from exc
         if isinstance(exc, anthropic.APIConnectionError):
@@ -150,7 +152,7 @@ class AnthropicProvider:
             raise ProviderError(
                 f"cannot reach the Messages API at {where}"
                 + (f": {self._scrub(str(cause))}" if cause else ""),
-                hint="check the network and generate.base_url",
+                hint="check the network and the tier's base_url",
             ) from exc
         if isinstance(exc, anthropic.APIStatusError):
             self._status_error(exc)

@@ -2,7 +2,7 @@
 
 It speaks the OpenAI wire format, so it works with OpenAI itself and with any server that
 offers ``/v1/chat/completions``: Ollama, vLLM, the llama.cpp server, LM Studio (point
-``[generate] base_url`` at the server's ``/v1``). Local servers need no key: with a
+``base_url`` at the server's ``/v1``). Local servers need no key: with a
 ``base_url`` and no key in the environment, a placeholder is sent.
 
 The system message is :data:`~shipyard.generate.REPLY_FORMAT`; the user message is the
@@ -13,26 +13,28 @@ does not hold the job kind's files raises :class:`~shipyard.errors.MalformedRepl
 generate stage records as a failed attempt and feeds back to the next one.
 
 Every SDK exception is translated here, at the boundary; none leaves this module. The API key
-is read from the environment variable that ``[generate] api_key_env`` names (default
-``OPENAI_API_KEY``) and never appears in an error message.
+is read from the variable that ``[tiers.NAME] api_key_env`` names (default
+``OPENAI_API_KEY``), in the environment or the project's secrets file, and never appears in
+an error message.
 """
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
-from shipyard.config import GenerateSettings
+from shipyard.config import TierSettings
 from shipyard.errors import ConfigError, MalformedReply, ProviderError
 from shipyard.generate._provider import Generation, GenerationRequest
 from shipyard.generate._reply import REPLY_FORMAT
 from shipyard.generate.providers._common import (
     failure_details,
     generation_from_reply,
+    read_key,
     retry_after,
     scrub,
     status_hint,
@@ -46,7 +48,7 @@ NO_KEY_PLACEHOLDER = "sk-no-key-required"
 """Sent to a local server (``base_url`` set) when no key is in the environment."""
 _BODY_EXCERPT = 2000
 """How much of an unreadable response body a MalformedReply keeps for the record."""
-_RETRY_HINT = "the next attempt asks again; check generate.base_url if it persists"
+_RETRY_HINT = "the next attempt asks again; check the tier's base_url if it persists"
 
 
 class OpenAIProvider:
@@ -54,20 +56,20 @@ class OpenAIProvider:
 
     name = "openai"
 
-    def __init__(self, settings: GenerateSettings) -> None:
+    def __init__(self, settings: TierSettings, *, secrets: Mapping[str, str] = {}) -> None:
         if not settings.model:
             raise ConfigError(
-                "shipyard.toml: key 'generate.model' is required for the openai provider",
+                "key 'model' is required for the openai provider",
                 hint='set e.g. model = "gpt-4.1-mini" (or your local server\'s model name) '
-                "under [generate]",
+                "in the tier's table",
             )
         variable = settings.api_key_env or DEFAULT_API_KEY_ENV
-        key = os.environ.get(variable, "").strip()
+        key = read_key(variable, secrets)
         if not key and not settings.base_url:
             raise ConfigError(
                 f"the openai provider needs an API key in ${variable}, which is not set",
                 hint=f"export {variable}=... (or name another variable with "
-                "generate.api_key_env; a local server needs generate.base_url and no key)",
+                "the tier's api_key_env; a local server needs the tier's base_url and no key)",
                 details={"api_key_env": variable},
             )
         self.settings = settings
@@ -115,8 +117,7 @@ class OpenAIProvider:
     def _hint(self, finish_reason: str, hint: str) -> str:
         if finish_reason == "length":
             return (
-                f"the reply was cut off at max_tokens={self.settings.max_tokens}: "
-                "raise generate.max_tokens"
+                f"the reply was cut off at max_tokens={self.settings.max_tokens}: raise max_tokens"
             )
         if finish_reason == "content_filter":
             return "the server's content filter withheld the reply; check the job kind's prompt"
@@ -154,7 +155,7 @@ class OpenAIProvider:
             raise ProviderError(
                 f"the Chat Completions API at {self._where} timed out after "
                 f"{self.settings.timeout_seconds:g} s",
-                hint="raise generate.timeout_seconds, or lower generate.max_tokens",
+                hint="raise generate.timeout_seconds, or lower max_tokens",
                 details={"timeout_seconds": self.settings.timeout_seconds},
             ) from exc
         if isinstance(exc, openai.APIConnectionError):
@@ -162,7 +163,7 @@ class OpenAIProvider:
             raise ProviderError(
                 f"cannot reach the Chat Completions API at {self._where}"
                 + (f": {self._scrub(str(cause))}" if cause else ""),
-                hint="check that the server is running and generate.base_url",
+                hint="check that the server is running and the tier's base_url",
                 details={"base_url": self._where},
             ) from exc
         if isinstance(exc, openai.APIStatusError):

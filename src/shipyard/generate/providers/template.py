@@ -7,7 +7,9 @@ attempt the same way and the task ends failed instead of looping.
 
 from __future__ import annotations
 
-from shipyard.config import GenerateSettings
+from collections.abc import Mapping
+
+from shipyard.config import TierSettings
 from shipyard.generate._provider import Generation, GenerationRequest
 from shipyard.generate._templates import render
 
@@ -17,7 +19,9 @@ __all__ = ["TemplateProvider"]
 class TemplateProvider:
     name = "template"
 
-    def __init__(self, settings: GenerateSettings | None = None) -> None:
+    def __init__(
+        self, settings: TierSettings | None = None, *, secrets: Mapping[str, str] = {}
+    ) -> None:
         """The template tier needs no settings; it takes them like every provider does."""
 
     def generate(self, request: GenerationRequest) -> Generation:

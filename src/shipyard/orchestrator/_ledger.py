@@ -1,0 +1,332 @@
+"""The cost ledger: spend against each budget, pass rates per tier, and recorded generations.
+
+Every attempt row carries its tokens and price, so the ledger is a set of queries over
+``attempts``: a task's spend, a domain's and everyone's spend in the current UTC day, and
+roll-ups per job kind, domain and day for ``shipyard budget``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from shipyard.config import Settings
+from shipyard.generate import GenerationRequest, Limit, Rate, Recorded, Spend
+from shipyard.store import AttemptRow, TaskRow
+
+__all__ = [
+    "BudgetLine",
+    "BudgetReport",
+    "Rollup",
+    "budget_report",
+    "day_start",
+    "limits_for",
+    "rates_for",
+    "replay_lookup",
+    "rollups",
+    "spend",
+]
+
+
+def day_start(now: datetime | None = None) -> datetime:
+    """Midnight UTC of ``now``'s day: day budgets reset then."""
+    now = now or datetime.now(UTC)
+    return datetime(now.year, now.month, now.day, tzinfo=UTC)
+
+
+def spend(
+    session: Session, *, task_id: str = "", domain: str = "", since: datetime | None = None
+) -> Spend:
+    """Spend of the attempts matching every filter given."""
+    query = select(
+        func.coalesce(func.sum(AttemptRow.cost_usd), 0),
+        func.coalesce(func.sum(AttemptRow.input_tokens + AttemptRow.output_tokens), 0),
+    )
+    if domain:
+        query = query.join(TaskRow, TaskRow.id == AttemptRow.task_id).where(
+            TaskRow.domain == domain
+        )
+    if task_id:
+        query = query.where(AttemptRow.task_id == task_id)
+    if since is not None:
+        query = query.where(AttemptRow.generated_at >= since)
+    usd, tokens = session.execute(query).one()
+    return Spend(usd=Decimal(usd), tokens=int(tokens))
+
+
+def _decimal(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def limits_for(session: Session, settings: Settings, task: TaskRow) -> list[Limit]:
+    """The budgets that bind this task's next call, each with what is spent against it."""
+    found: list[Limit] = []
+    budgets = settings.budgets
+    today = day_start()
+    if budgets.task_usd is not None or budgets.task_tokens is not None:
+        found.append(
+            Limit(
+                scope=f"task {task.id}",
+                usd=_decimal(budgets.task_usd),
+                tokens=budgets.task_tokens,
+                spent=spend(session, task_id=task.id),
+            )
+        )
+    domain = settings.domains.get(task.domain)
+    if domain is not None and (domain.day_usd is not None or domain.day_tokens is not None):
+        found.append(
+            Limit(
+                scope=f"domain {task.domain} today",
+                usd=_decimal(domain.day_usd),
+                tokens=domain.day_tokens,
+                spent=spend(session, domain=task.domain, since=today),
+            )
+        )
+    if budgets.day_usd is not None or budgets.day_tokens is not None:
+        found.append(
+            Limit(
+                scope="all domains today",
+                usd=_decimal(budgets.day_usd),
+                tokens=budgets.day_tokens,
+                spent=spend(session, since=today),
+            )
+        )
+    return found
+
+
+def rates_for(
+    session: Session, job_kind: str, tiers: Sequence[str], *, window: int
+) -> dict[str, Rate]:
+    """Each tier's pass record over its last ``window`` checked attempts of ``job_kind``."""
+    rates: dict[str, Rate] = {}
+    for tier in tiers:
+        outcomes = session.scalars(
+            select(AttemptRow.passed)
+            .join(TaskRow, TaskRow.id == AttemptRow.task_id)
+            .where(
+                TaskRow.job_kind == job_kind,
+                AttemptRow.tier == tier,
+                AttemptRow.passed.is_not(None),
+            )
+            .order_by(AttemptRow.id.desc())
+            .limit(window)
+        ).all()
+        rates[tier] = Rate(passed=sum(1 for ok in outcomes if ok), rated=len(outcomes))
+    return rates
+
+
+def replay_lookup(
+    sessions: sessionmaker[Session],
+) -> Callable[[GenerationRequest], Recorded | None]:
+    """For the replay provider: the latest earlier generation of the same work.
+
+    The same work is the same job kind with the same inputs (by hash). The attempt with the
+    same number is preferred; a shorter earlier run offers its last generation.
+    """
+
+    def lookup(request: GenerationRequest) -> Recorded | None:
+        with sessions() as session:
+            inputs_hash = session.scalar(
+                select(TaskRow.inputs_hash).where(TaskRow.id == request.task_id)
+            )
+            rows = session.execute(
+                select(AttemptRow, TaskRow.submitted_at)
+                .join(TaskRow, TaskRow.id == AttemptRow.task_id)
+                .where(
+                    TaskRow.job_kind == request.kind.name,
+                    TaskRow.inputs_hash == inputs_hash,
+                    TaskRow.id != request.task_id,
+                    AttemptRow.tier != "replay",
+                    AttemptRow.number <= request.attempt,
+                )
+                .order_by(TaskRow.submitted_at.desc(), AttemptRow.number.desc())
+            ).all()
+        for row, _ in rows:
+            if row.files:
+                return Recorded(
+                    task_id=row.task_id,
+                    attempt=row.number,
+                    provider=row.provider,
+                    model=row.model,
+                    files=dict(row.files),
+                    reply=row.reply,
+                    finish_reason=row.finish_reason,
+                )
+        return None
+
+    return lookup
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rollup:
+    """Spend grouped by one key (a job kind, a domain, a day)."""
+
+    key: str
+    attempts: int
+    input_tokens: int
+    output_tokens: int
+    usd: Decimal
+    unpriced: int
+    """Attempts that spent tokens on a model with no known price (counted as $0)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "attempts": self.attempts,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "usd": str(self.usd),
+            "unpriced": self.unpriced,
+        }
+
+
+def rollups(session: Session, *, by: str, days: int = 7) -> list[Rollup]:
+    """Spend of the last ``days`` days (UTC) per job kind, domain or day."""
+    since = day_start() - timedelta(days=days - 1)
+    rows = session.execute(
+        select(
+            TaskRow.job_kind,
+            TaskRow.domain,
+            AttemptRow.generated_at,
+            AttemptRow.input_tokens,
+            AttemptRow.output_tokens,
+            AttemptRow.cost_usd,
+            AttemptRow.cost_source,
+        )
+        .join(TaskRow, TaskRow.id == AttemptRow.task_id)
+        .where(AttemptRow.generated_at >= since)
+    ).all()
+    groups: dict[str, list[Any]] = {}
+    for job_kind, domain, at, tokens_in, tokens_out, usd, source in rows:
+        key = {"job_kind": job_kind, "domain": domain, "day": _day(at).isoformat()}[by]
+        group = groups.setdefault(key, [0, 0, 0, Decimal(0), 0])
+        group[0] += 1
+        group[1] += tokens_in
+        group[2] += tokens_out
+        group[3] += Decimal(usd)
+        group[4] += source == "unknown"
+    return [
+        Rollup(key=key, attempts=a, input_tokens=i, output_tokens=o, usd=u, unpriced=n)
+        for key, (a, i, o, u, n) in sorted(groups.items())
+    ]
+
+
+def _day(at: datetime) -> date:
+    # SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones.
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).date()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetLine:
+    """One budget with today's spend against it, for ``shipyard budget``."""
+
+    scope: str
+    usd: Decimal | None
+    tokens: int | None
+    spent: Spend
+    paused: int
+    """Tasks paused on this budget."""
+
+    @property
+    def exhausted(self) -> bool:
+        return (self.usd is not None and self.spent.usd >= self.usd) or (
+            self.tokens is not None and self.spent.tokens >= self.tokens
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "limit_usd": None if self.usd is None else str(self.usd),
+            "limit_tokens": self.tokens,
+            "spent_usd": str(self.spent.usd),
+            "spent_tokens": self.spent.tokens,
+            "paused": self.paused,
+            "exhausted": self.exhausted,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetReport:
+    limits: list[BudgetLine]
+    rollups: dict[str, list[Rollup]]
+    unpriced: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "limits": [line.to_dict() for line in self.limits],
+            "rollups": {by: [r.to_dict() for r in rows] for by, rows in self.rollups.items()},
+            "unpriced": self.unpriced,
+        }
+
+
+def budget_report(session: Session, settings: Settings, *, days: int = 7) -> BudgetReport:
+    """Every budget with today's spend, and spend per job kind, domain and day."""
+    today = day_start()
+    paused = [
+        error
+        for error in session.scalars(select(TaskRow.error).where(TaskRow.state == "paused")).all()
+    ]
+
+    def line(
+        scope: str, usd: float | None, tokens: int | None, spent: Spend, key: str
+    ) -> BudgetLine:
+        return BudgetLine(
+            scope=scope,
+            usd=_decimal(usd),
+            tokens=tokens,
+            spent=spent,
+            paused=sum(1 for error in paused if key in error),
+        )
+
+    budgets = settings.budgets
+    lines = [
+        line(
+            "all domains today",
+            budgets.day_usd,
+            budgets.day_tokens,
+            spend(session, since=today),
+            "all domains today",
+        )
+    ]
+    for name, domain in settings.domains.items():
+        scope = f"domain {name} today"
+        lines.append(
+            line(
+                scope,
+                domain.day_usd,
+                domain.day_tokens,
+                spend(session, domain=name, since=today),
+                scope,
+            )
+        )
+    largest = session.execute(
+        select(
+            AttemptRow.task_id,
+            func.sum(AttemptRow.cost_usd),
+            func.sum(AttemptRow.input_tokens + AttemptRow.output_tokens),
+        )
+        .where(AttemptRow.generated_at >= today)
+        .group_by(AttemptRow.task_id)
+        .order_by(func.sum(AttemptRow.cost_usd).desc())
+        .limit(1)
+    ).first()
+    top = Spend(usd=Decimal(largest[1]), tokens=int(largest[2])) if largest else Spend()
+    lines.append(
+        line(
+            f"per task (largest today: {largest[0]})" if largest else "per task",
+            budgets.task_usd,
+            budgets.task_tokens,
+            top,
+            "task ",
+        )
+    )
+    groups = {by: rollups(session, by=by, days=days) for by in ("job_kind", "domain", "day")}
+    return BudgetReport(
+        limits=lines, rollups=groups, unpriced=sum(r.unpriced for r in groups["day"])
+    )
