@@ -216,3 +216,39 @@ def test_find_project_without_any_config_fails(tmp_path: Path) -> None:
 
     assert "shipyard.toml" in caught.value.message
     assert str(folder.resolve()) in caught.value.message
+
+
+def test_a_model_in_generate_points_to_tiers(tmp_path: Path) -> None:
+    path = tmp_path / "shipyard.toml"
+    path.write_text('[generate]\nprovider = "openai"\nmodel = "m"\n')
+    with pytest.raises(ConfigError, match="models are declared as tiers now") as caught:
+        load_settings(path)
+    assert "[tiers.NAME]" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('[generate]\ntier = "cloud"\n', "declare [tiers.cloud]"),
+        ('[generate]\nchain = ["template", "gpu"]\n', "names tier 'gpu'"),
+        ('[tiers.auto]\nprovider = "openai"\n', "'auto' is reserved"),
+        ("[budgets]\ntask_usd = -1\n", "key 'budgets.task_usd'"),
+    ],
+)
+def test_tier_and_budget_mistakes_are_named(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "shipyard.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert problem in caught.value.message
+
+
+def test_tiers_keep_file_order_after_template(tmp_path: Path) -> None:
+    path = tmp_path / "shipyard.toml"
+    path.write_text(
+        '[tiers.local]\nprovider = "openai"\nmodel = "a"\n'
+        '[tiers.cloud]\nprovider = "anthropic"\nmodel = "b"\n'
+    )
+    settings = load_settings(path)
+    assert settings.chain == ["template", "local", "cloud"]
+    assert settings.tiers["cloud"].model == "b"

@@ -533,6 +533,7 @@ def register_step(task_id: str, attempt: int) -> str:
             "inputs_hash": task.inputs_hash,
             "template_hash": kind.template_hash,
             "prompt_hash": row.prompt_hash,
+            "tier": row.tier,
             "provider": row.provider,
             "model": row.model,
             "attempts": attempt,
