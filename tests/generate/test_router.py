@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from shipyard.config import PriceSettings, RouterSettings, TierSettings
-from shipyard.generate import Breaker, Limit, Rate, Router, Spend
+from shipyard.generate import REPLY_FORMAT, Breaker, Limit, Rate, Router, Spend
 
 TIERS = {
     "template": TierSettings(),
@@ -91,17 +91,22 @@ def test_auto_repairs_one_tier_above_the_one_that_failed() -> None:
 def test_the_breaker_opens_after_failures_in_a_row_and_half_opens_after_cooldown() -> None:
     clock = Clock()
     breaker = Breaker(failures=2, cooldown=60, clock=clock)
-    assert not breaker.failed("local")
+    assert breaker.acquire("local") == 0 and not breaker.failed("local")
     breaker.succeeded("local")  # a success resets the streak
     assert not breaker.failed("local")
     assert breaker.failed("local")
-    assert breaker.open_for("local") == 60
+    assert breaker.acquire("local") == 60
     clock.now += 59
-    assert breaker.open_for("local") == 1
+    assert breaker.acquire("local") == 1
     clock.now += 1
-    assert breaker.open_for("local") == 0  # half open: one call may go
-    assert breaker.failed("local")  # ... and its failure re-opens the circuit at once
-    assert breaker.open_for("local") == 60
+    assert breaker.acquire("local") == 0  # half open: one trial call may go ...
+    assert breaker.acquire("local") > 0  # ... while the others still wait
+    assert breaker.failed("local")  # the trial failed: the circuit re-opens at once
+    assert breaker.acquire("local") == 60
+    clock.now += 60
+    assert breaker.acquire("local") == 0
+    breaker.succeeded("local")  # the trial succeeded: closed, every call may go
+    assert breaker.acquire("local") == 0 and breaker.acquire("local") == 0
 
 
 def test_an_open_circuit_blocks_its_tier_and_says_for_how_long() -> None:
@@ -114,10 +119,11 @@ def test_an_open_circuit_blocks_its_tier_and_says_for_how_long() -> None:
 
 
 def test_the_estimate_is_the_prompt_plus_a_full_length_reply() -> None:
-    prompt = "x" * 3000  # about 1000 tokens at 3 characters per token
+    prompt = "x" * 3000  # with the reply format, at 3 characters per token
+    prompt_tokens = (len(REPLY_FORMAT) + 3000) // 3 + 1
     call = router().estimate("cloud", prompt)
-    assert call.tokens == 1001 + 1000
-    assert call.usd == (Decimal(1001) * 3 + Decimal(1000) * 15) / 1_000_000
+    assert call.tokens == prompt_tokens + 1000
+    assert call.usd == (Decimal(prompt_tokens) * 3 + Decimal(1000) * 15) / 1_000_000
     assert router().estimate("template", prompt) == Spend()
 
 

@@ -28,7 +28,7 @@ def test_the_file_holds_name_value_lines_with_comments_export_and_quotes(tmp_pat
 
 def test_a_file_others_can_read_is_refused(tmp_path: Path) -> None:
     path = secrets_file(tmp_path, "A_KEY=one\n", mode=0o644)
-    with pytest.raises(ConfigError, match="readable by other users") as caught:
+    with pytest.raises(ConfigError, match="open to other users") as caught:
         read_secrets(path)
     assert caught.value.hint == f"chmod 600 {path}"
 

@@ -17,7 +17,7 @@ STARTER = """\
 name = "{name}"
 
 [generate]
-provider = "template"   # no model configured: the offline template generator
+tier = "template"   # the offline template tier; declare [tiers.NAME] for a model
 
 # Each domain owns job kinds (folders with a job.toml) and has its own queue.
 [domains.main]

@@ -37,6 +37,13 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) ->
     console.print(table)
     if waiting:
         console.print(f"{len(waiting)} task(s) wait for approval: `shipyard approvals`")
+    if counts.get("waiting_input"):
+        console.print(
+            f"{counts['waiting_input']} task(s) wait for a person's code: "
+            "`shipyard show TASK --prompt`, then `shipyard provide`"
+        )
+    if counts.get("paused"):
+        console.print(f"{counts['paused']} task(s) paused on a budget: `shipyard budget`")
 
 
 @handle_errors
@@ -174,7 +181,7 @@ def show(
         f"submitted by {t.submitted_by} at {timestamp(t.submitted_at)} from {t.source}"
     )
     if t.error:
-        console.print(f"  [red]{t.error}[/]", highlight=False)
+        console.print("  " + escape(t.error).replace("\n", "\n  "), style="red", highlight=False)
     console.print(
         "  inputs: " + ", ".join(f"{k}={v!r}" for k, v in t.inputs.items()), highlight=False
     )

@@ -31,7 +31,7 @@ def load_provider(
     if name not in found:
         raise ConfigError(
             f"shipyard.toml: key 'tiers.{tier}.provider': no provider named {name!r}",
-            hint=f"installed providers: {', '.join(sorted(found)) or '(none)'}",
+            hint=f"known providers: {', '.join(sorted([*found, 'replay']))}",
         )
     try:
         provider = found[name].load()(settings, secrets=secrets)

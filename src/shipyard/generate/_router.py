@@ -27,6 +27,7 @@ from decimal import Decimal
 
 from shipyard.config import PriceSettings, RouterSettings, TierSettings
 from shipyard.generate._cost import price_call
+from shipyard.generate._reply import REPLY_FORMAT
 
 __all__ = [
     "FREE_PROVIDERS",
@@ -107,9 +108,10 @@ class Plan:
 class Breaker:
     """Per-tier circuit breaker: ``failures`` in a row take a tier out for ``cooldown`` s.
 
-    After the cool-down one call is let through (half open); its failure re-opens the
-    circuit at once, its success closes it. State is per process: each worker learns on its
-    own, which is what a failing endpoint looks like from where that worker stands.
+    After the cool-down one trial call is let through (half open) while the others still
+    wait; the trial's failure re-opens the circuit at once, its success closes it. State is
+    per process: each worker learns on its own, which is what a failing endpoint looks like
+    from where that worker stands.
     """
 
     def __init__(
@@ -119,24 +121,36 @@ class Breaker:
         self._lock = threading.Lock()
         self._streak: dict[str, int] = {}
         self._open_until: dict[str, float] = {}
+        self._trial: set[str] = set()
 
-    def open_for(self, tier: str) -> float:
-        """Seconds left before ``tier`` may be called again (0 when it may)."""
+    def acquire(self, tier: str) -> float:
+        """0 when ``tier`` may be called now (a trial, if half open); else seconds to wait."""
         with self._lock:
-            return max(0.0, self._open_until.get(tier, 0.0) - self.clock())
+            until = self._open_until.get(tier)
+            if until is None:
+                return 0.0
+            left = until - self.clock()
+            if left > 0:
+                return left
+            if tier in self._trial:
+                return max(self.cooldown, 1.0)  # a trial call is out; the rest keep waiting
+            self._trial.add(tier)
+            return 0.0
 
     def succeeded(self, tier: str) -> None:
         with self._lock:
             self._streak.pop(tier, None)
             self._open_until.pop(tier, None)
+            self._trial.discard(tier)
 
     def failed(self, tier: str) -> bool:
-        """Count a failure; True when it opened the circuit."""
+        """Count a failure; True when it opened (or re-opened) the circuit."""
         with self._lock:
             streak = self._streak.get(tier, 0) + 1
             self._streak[tier] = streak
-            if streak >= self.failures:
+            if streak >= self.failures or tier in self._trial:
                 self._open_until[tier] = self.clock() + self.cooldown
+                self._trial.discard(tier)
                 return True
             return False
 
@@ -221,7 +235,7 @@ class Router:
         settings = self.tiers[tier]
         if settings.provider in FREE_PROVIDERS:
             return Spend()
-        input_tokens = len(prompt) // _CHARS_PER_TOKEN + 1
+        input_tokens = (len(REPLY_FORMAT) + len(prompt)) // _CHARS_PER_TOKEN + 1
         cost = price_call(
             provider=settings.provider,
             model=settings.model,
@@ -232,15 +246,18 @@ class Router:
         return Spend(usd=cost.usd, tokens=input_tokens + settings.max_tokens)
 
     def blocked(self, tier: str, prompt: str, limits: Sequence[Limit]) -> tuple[str, bool]:
-        """Why ``tier`` may not be called now ('' when it may), and whether a budget is why."""
-        wait = self.breaker.open_for(tier)
+        """Why ``tier`` may not be called now ('' when it may), and whether a budget is why.
+
+        When it may, the caller must report the call's end to ``breaker`` (succeeded or
+        failed): a half-open circuit has let this call through as its trial.
+        """
+        call = self.estimate(tier, prompt)
+        if call.usd or call.tokens:  # a free call breaks no budget
+            for limit in limits:
+                reason = limit.broken_by(call)
+                if reason:
+                    return f"{tier} skipped: {reason}", True
+        wait = self.breaker.acquire(tier)
         if wait > 0:
             return f"{tier} skipped: out of service for {wait:.0f} s after repeated failures", False
-        call = self.estimate(tier, prompt)
-        if not call.usd and not call.tokens:
-            return "", False  # a free call breaks no budget
-        for limit in limits:
-            reason = limit.broken_by(call)
-            if reason:
-                return f"{tier} skipped: {reason}", True
         return "", False

@@ -29,7 +29,7 @@ def read_secrets(path: Path | None) -> dict[str, str]:
         ) from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
-            f"{path}: the secrets file is readable by other users (mode {stat.filemode(mode)})",
+            f"{path}: the secrets file is open to other users (mode {stat.filemode(mode)})",
             hint=f"chmod 600 {path}",
         )
     found: dict[str, str] = {}

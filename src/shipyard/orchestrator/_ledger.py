@@ -142,7 +142,7 @@ def replay_lookup(
                     TaskRow.job_kind == request.kind.name,
                     TaskRow.inputs_hash == inputs_hash,
                     TaskRow.id != request.task_id,
-                    AttemptRow.tier != "replay",
+                    AttemptRow.provider != "replay",
                     AttemptRow.number <= request.attempt,
                 )
                 .order_by(TaskRow.submitted_at.desc(), AttemptRow.number.desc())

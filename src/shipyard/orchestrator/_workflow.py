@@ -247,8 +247,12 @@ def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
                 served = (tier, *_generate_on(rt, tier, request))
             except ProviderError as exc:
                 other_blocked = True
-                # "Nothing here" (404) says nothing of the service's health; the rest counts.
-                opened = exc.details.get("status") != 404 and rt.router.breaker.failed(tier)
+                # "Nothing here" (404) says the service answered; the rest counts against it.
+                if exc.details.get("status") == 404:
+                    rt.router.breaker.succeeded(tier)
+                    opened = False
+                else:
+                    opened = rt.router.breaker.failed(tier)
                 notes.append(
                     f"{tier} failed: {exc.message}"
                     + (" (now out of service for a cool-down)" if opened else "")
@@ -256,6 +260,7 @@ def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
                 continue
             except ConfigError as exc:
                 other_blocked = True
+                rt.router.breaker.failed(tier)
                 notes.append(f"{tier} unavailable: {exc.message}")
                 continue
             rt.router.breaker.succeeded(tier)
@@ -263,9 +268,13 @@ def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
             break
         if served is None:
             if budget_blocked and not other_blocked:
-                notes.append("paused: every tier that could serve would break a budget")
-                _pause(rt, request, notes)
-                record["summary"] = "paused: " + notes[-2]
+                budgets = [n for n in notes if " budget " in n]
+                _pause(
+                    rt,
+                    request,
+                    ["paused: every tier that could serve would break a budget", *budgets, *notes],
+                )
+                record["summary"] = "paused: " + budgets[0]
                 return TaskState.PAUSED.value
             if plan.tiers:
                 notes.append("no tier could serve: a person is asked for the code")
@@ -345,7 +354,7 @@ def _call_provider(rt: Runtime, provider: Provider, request: GenerationRequest) 
 
     Rate limits, timeouts, lost connections and 5xx are worth another call; a 4xx (a bad key,
     an unknown model) is not. Backoff doubles from 1 s with ±20 % jitter; a server's
-    Retry-After (capped at 60 s) replaces it.
+    Retry-After replaces it (waited exactly, at most 60 s).
     """
     tries = rt.project.settings.generate.tries_per_call
     for call in range(1, tries):
@@ -357,8 +366,11 @@ def _call_provider(rt: Runtime, provider: Provider, request: GenerationRequest) 
             status = exc.details.get("status")
             if not (status is None or status in (408, 409, 429) or int(status) >= 500):
                 raise
-            wait = exc.details.get("retry_after") or 2.0 ** (call - 1)
-            time.sleep(min(float(wait), 60.0) * (0.8 + 0.4 * random.random()))
+            asked = exc.details.get("retry_after")
+            if asked is not None:  # the server said when: wait exactly that (at most a minute)
+                time.sleep(min(float(asked), 60.0))
+            else:
+                time.sleep(2.0 ** (call - 1) * (0.8 + 0.4 * random.random()))
     return provider.generate(request)
 
 

@@ -8,12 +8,14 @@ import time
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from shipyard.errors import MalformedReply
 from shipyard.generate._provider import Generation, GenerationRequest
 from shipyard.generate._reply import parse_files
 
 __all__ = [
+    "display_url",
     "failure_details",
     "generation_from_reply",
     "read_key",
@@ -121,3 +123,12 @@ def scrub(text: str, key: str) -> str:
 def read_key(variable: str, secrets: Mapping[str, str]) -> str:
     """The API key in ``$variable``, else in the project's secrets file; empty when neither."""
     return os.environ.get(variable, "").strip() or secrets.get(variable, "").strip()
+
+
+def display_url(url: str) -> str:
+    """``url`` without any user name or password it may carry (for messages)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url.rstrip("/")
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=host)).rstrip("/")

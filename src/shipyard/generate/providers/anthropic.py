@@ -6,7 +6,7 @@ a failed call raises :class:`~shipyard.errors.ProviderError` and the generate st
 retries decide what happens next, so one policy governs every provider.
 
 Every SDK exception is translated here, at the boundary; none leaves this module. The API
-key is read from the environment variable that ````[tiers.NAME] api_key_env```` names and never
+key is read from the environment variable that ``[tiers.NAME] api_key_env`` names and never
 appears in an error message.
 
 The tier's ``temperature`` is not sent: the installed SDK (2.x) has no sampling parameters,
@@ -25,6 +25,9 @@ from shipyard.config import TierSettings
 from shipyard.errors import ConfigError, MalformedReply, ProviderError
 from shipyard.generate._provider import Generation, GenerationRequest
 from shipyard.generate._reply import REPLY_FORMAT
+from shipyard.generate.providers._common import (
+    display_url as _display_url,
+)
 from shipyard.generate.providers._common import (
     failure_details,
     generation_from_reply,
@@ -140,11 +143,11 @@ class AnthropicProvider:
             ) from exc
 
     def _translate(self, exc: anthropic.APIError) -> NoReturn:
-        where = self._client.base_url
+        where = _display_url(str(self._client.base_url))
         if isinstance(exc, anthropic.APITimeoutError):
             raise ProviderError(
                 f"the Messages API at {where} timed out after {self.settings.timeout_seconds:g} s",
-                hint="raise generate.timeout_seconds, or lower max_tokens",
+                hint="raise the tier's timeout_seconds, or lower its max_tokens",
                 details={"timeout_seconds": self.settings.timeout_seconds},
             ) from exc
         if isinstance(exc, anthropic.APIConnectionError):

@@ -7,8 +7,9 @@ offers ``/v1/chat/completions``: Ollama, vLLM, the llama.cpp server, LM Studio (
 
 The system message is :data:`~shipyard.generate.REPLY_FORMAT`; the user message is the
 rendered prompt (which already carries the repair loop's findings). The SDK's own retries are
-off: a failed call raises :class:`~shipyard.errors.ProviderError` and the generate stage's
-durable retries decide what happens next, so one policy governs every provider. A reply that
+off: a failed call raises :class:`~shipyard.errors.ProviderError` and the generate stage
+decides what happens next (``tries_per_call``, then the router's fallbacks), so one policy
+governs every provider. A reply that
 does not hold the job kind's files raises :class:`~shipyard.errors.MalformedReply`, which the
 generate stage records as a failed attempt and feeds back to the next one.
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any, NoReturn
-from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
@@ -31,6 +31,9 @@ from shipyard.config import TierSettings
 from shipyard.errors import ConfigError, MalformedReply, ProviderError
 from shipyard.generate._provider import Generation, GenerationRequest
 from shipyard.generate._reply import REPLY_FORMAT
+from shipyard.generate.providers._common import (
+    display_url as _display_url,
+)
 from shipyard.generate.providers._common import (
     failure_details,
     generation_from_reply,
@@ -155,7 +158,7 @@ class OpenAIProvider:
             raise ProviderError(
                 f"the Chat Completions API at {self._where} timed out after "
                 f"{self.settings.timeout_seconds:g} s",
-                hint="raise generate.timeout_seconds, or lower max_tokens",
+                hint="raise the tier's timeout_seconds, or lower its max_tokens",
                 details={"timeout_seconds": self.settings.timeout_seconds},
             ) from exc
         if isinstance(exc, openai.APIConnectionError):
@@ -201,15 +204,6 @@ class OpenAIProvider:
 
     def _status_hint(self, status: int) -> str:
         return status_hint(status, key_env=self._key_env, key_set=bool(self._key))
-
-
-def _display_url(url: str) -> str:
-    """``url`` without any user name or password it may carry."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url.rstrip("/")
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=host)).rstrip("/")
 
 
 def _api_message(body: object) -> str:
