@@ -58,8 +58,19 @@ def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.fixture
 def project(tmp_path: Path, database: str) -> Project:
-    """The e-commerce example on the database under test."""
-    return load_project(copy_example(tmp_path / "shop"))
+    """The e-commerce example on the database under test, with the tests' people in it."""
+    root = copy_example(tmp_path / "shop")
+    config = root / "shipyard.toml"
+    roles = '["merchandiser", "approver", "developer", "operator"]'
+    config.write_text(
+        config.read_text()
+        + "".join(f"\n[people.{name}]\nroles = {roles}\n" for name in TEST_PEOPLE)
+    )
+    return load_project(root)
+
+
+TEST_PEOPLE = ("me", "a", "alice", "bob", "carol", "ops")
+"""People the tests act as, each holding every role of the example's policies."""
 
 
 @pytest.fixture

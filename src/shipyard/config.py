@@ -32,6 +32,8 @@ __all__ = [
     "CONFIG_FILE",
     "BudgetSettings",
     "DomainSettings",
+    "PersonSettings",
+    "PolicySettings",
     "PriceSettings",
     "Project",
     "ProjectSettings",
@@ -143,6 +145,34 @@ class DomainSettings(_Section):
 class TargetSettings(_Section):
     kind: Literal["static-site"] = "static-site"
     keep_versions: int = Field(default=20, ge=2, description="site versions kept for rollback")
+    environment: str = Field(
+        default="production", description="the environment it serves (policies read it)"
+    )
+    risk: Literal["low", "medium", "high"] = Field(
+        default="low", description="how much harm a bad release here does (raises the gate's risk)"
+    )
+
+
+class PolicySettings(_Section):
+    """``[policy]``: the Cedar policies and the approval rules around them."""
+
+    files: list[str] = Field(
+        default_factory=list,
+        description=".cedar files relative to shipyard.toml (none: Shipyard's built-in policy)",
+    )
+    large_diff_lines: int = Field(
+        default=400, ge=0, description="a change larger than this raises the gate's risk a level"
+    )
+    escalate_after_minutes: float = Field(
+        default=0, ge=0, description="an approval waiting longer is escalated (0: never)"
+    )
+    escalate_to: list[str] = Field(
+        default_factory=list, description="who an overdue approval is escalated to"
+    )
+
+
+class PersonSettings(_Section):
+    roles: list[str] = Field(default_factory=list, description='Cedar roles (Role::"NAME")')
 
 
 class SandboxSettings(_Section):
@@ -172,6 +202,8 @@ class Settings(_Section):
     generate: RouterSettings = RouterSettings()
     tiers: dict[str, TierSettings] = Field(default_factory=dict, validate_default=True)
     budgets: BudgetSettings = BudgetSettings()
+    policy: PolicySettings = PolicySettings()
+    people: dict[str, PersonSettings] = Field(default_factory=dict)
     domains: dict[str, DomainSettings] = Field(default_factory=dict)
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
     sandbox: SandboxSettings = SandboxSettings()
@@ -246,6 +278,10 @@ class Project:
     @property
     def sites_dir(self) -> Path:
         return self.state_dir / "sites"
+
+    @property
+    def policy_files(self) -> list[Path]:
+        return [(self.root / name).resolve() for name in self.settings.policy.files]
 
     @property
     def secrets_file(self) -> Path | None:

@@ -195,7 +195,7 @@ def test_a_person_writes_the_code_and_it_goes_through_the_same_checks(
     assert [d.decision for d in story.decisions][:2] == ["provided", "provided"]
     assert story.provenance is not None and story.provenance.record["provider"] == "human"
 
-    again = run_cli(project.root, "provide", task_id, "--file", f"index.html={page}")
+    again = run_cli(project.root, "provide", task_id, "--file", f"index.html={page}", "--as", "bob")
     assert again.returncode == 5 and "not waiting for code" in again.stderr
     shown = run_cli(project.root, "show", task_id)
     assert "tier human" in shown.stdout and "finding(s) fed back" in shown.stdout

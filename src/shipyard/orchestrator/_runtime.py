@@ -22,6 +22,7 @@ from shipyard.generate import Provider, ReplayProvider, Router, load_provider, r
 from shipyard.jobs import JobKind, JobRegistry
 from shipyard.model import Risk
 from shipyard.orchestrator._ledger import replay_lookup
+from shipyard.policy import Policies
 from shipyard.release import StaticSite
 from shipyard.sandbox import Limits, SandboxBackend, get_backend
 from shipyard.store import make_engine, migrate, schema_status, session_factory
@@ -41,6 +42,8 @@ class Runtime:
     """The project's job kinds."""
     checks: Mapping[str, Check]
     """Check plugins by name."""
+    policies: Policies
+    """The project's Cedar policies, validated against Shipyard's schema."""
     provider_overrides: Mapping[str, Provider] = field(default_factory=dict)
     """Providers chosen by the caller for some tiers instead of the configured ones."""
     sandbox_override: SandboxBackend | None = None
@@ -75,6 +78,7 @@ class Runtime:
                         f"{kind.folder / 'job.toml'}: unknown check {spec.name!r}",
                         hint=f"known checks: {', '.join(sorted(registry))}",
                     )
+        policies = Policies.load(project.policy_files)  # refuses to start on a bad policy
         engine = make_engine(project.database_url)
         if upgrade_schema:
             migrate(engine)
@@ -89,7 +93,12 @@ class Runtime:
             default = project.settings.generate.tier
             overrides[default if default in project.settings.tiers else "template"] = provider
         return cls(
-            project=project, engine=engine, jobs=jobs, checks=registry, provider_overrides=overrides
+            project=project,
+            engine=engine,
+            jobs=jobs,
+            checks=registry,
+            policies=policies,
+            provider_overrides=overrides,
         )
 
     @cached_property

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dbos import DBOS, DBOSClient
@@ -21,6 +21,7 @@ from shipyard.config import Project
 from shipyard.errors import InputError, NotFound, PolicyDenied, StateError, StoreError
 from shipyard.jobs import BatchRow, JobKind, inputs_hash, validate_inputs
 from shipyard.model import TaskState
+from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator import _ledger
 from shipyard.orchestrator._ledger import BudgetReport
 from shipyard.orchestrator._runtime import Runtime
@@ -51,6 +52,7 @@ __all__ = [
     "dbos_config",
     "decide_task",
     "enqueue_pending",
+    "escalate_overdue",
     "find_task",
     "list_tasks",
     "provide",
@@ -131,6 +133,10 @@ def submit(
     """
     if not submitted_by.strip():
         raise InputError("submitter is empty", hint="pass --as NAME or set SHIPYARD_USER")
+    rows = list(rows)
+    subject = govern.job_kind(kind)
+    request = govern.person_request(rt, submitted_by, "submit", subject, {"rows": len(rows)})
+    verdict = govern.require(rt, request, actor=submitted_by, subject=subject)
     batch_id = _new_id("b")
     result = SubmitResult(batch_id=batch_id)
     now = datetime.now(UTC)
@@ -165,6 +171,16 @@ def submit(
                     finished_at=now if state.terminal else None,
                     error=error,
                 )
+            )
+            govern.record(
+                session,
+                actor=submitted_by,
+                action="submit",
+                subject=subject,
+                decision="allow" if state is TaskState.QUEUED else "invalid",
+                reason=verdict.reason() if state is TaskState.QUEUED else error,
+                task_id=task_id,
+                detail={"batch": batch_id, "source": row.where},
             )
     if valid:
         enqueue_pending(rt, valid)
@@ -270,42 +286,157 @@ def find_task(rt: Runtime, ref: str) -> TaskRow:
 
 
 def decide_task(rt: Runtime, ref: str, *, decision: str, actor: str, reason: str) -> TaskRow:
-    """Record a person's approval or rejection of a waiting task and wake its workflow."""
+    """Record a person's approval or rejection of a waiting task; wake it when it is decided.
+
+    A rejection decides at once. An approval counts towards the distinct approvals the
+    policies required at the gate; the task is approved, and its workflow woken, when the
+    last of them arrives. The submitter never approves their own task.
+    """
     task = find_task(rt, ref)
     if not actor.strip():
         raise InputError("approver is empty", hint="pass --as NAME or set SHIPYARD_USER")
     if decision == "rejected" and not reason.strip():
         raise InputError("a rejection needs a reason", hint="pass --reason TEXT")
+    kind = rt.jobs.get(task.job_kind)
+    subject = govern.job_kind(kind)
     if actor == task.submitted_by:
+        with transaction(rt.sessions) as session:
+            govern.record(
+                session,
+                actor=actor,
+                action="approve",
+                subject=subject,
+                decision="deny",
+                reason="the submitter may not decide on their own task",
+                task_id=task.id,
+            )
         raise PolicyDenied(
             f"{actor} submitted task {task.id} and cannot also approve or reject it",
             hint="ask another person to decide",
         )
+    _, environment, _ = govern.target_of(rt, kind)
+    context = {
+        "is_submitter": False,
+        "risk": task.risk or kind.risk.value,
+        "environment": environment,
+    }
+    request = govern.person_request(rt, actor, "approve", subject, context)
+    verdict = govern.require(rt, request, actor=actor, subject=subject, task_id=task.id)
+    now = datetime.now(UTC)
     with transaction(rt.sessions) as session:
-        moved = session.execute(
+        # Touching the row first locks it: two approvers arriving together are counted in turn.
+        touched = session.execute(
             update(TaskRow)
             .where(TaskRow.id == task.id, TaskRow.state == TaskState.WAITING_APPROVAL.value)
-            .values(
-                state=(TaskState.APPROVED if decision == "approved" else TaskState.REJECTED).value,
-                updated_at=datetime.now(UTC),
-            )
+            .values(updated_at=now)
         )
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
+        if touched.rowcount != 1:  # type: ignore[attr-defined]
             raise StateError(
-                f"task {task.id} is {task.state}, not waiting for approval",
+                f"task {task.id} is {find_task(rt, task.id).state}, not waiting for approval",
                 hint="only tasks in state waiting_approval can be approved or rejected",
+            )
+        approvers = set(
+            session.scalars(
+                select(DecisionRow.actor).where(
+                    DecisionRow.task_id == task.id, DecisionRow.decision == "approved"
+                )
+            ).all()
+        )
+        if decision == "approved" and actor in approvers:
+            raise StateError(
+                f"{actor} has already approved task {task.id}",
+                hint="approvals must come from distinct people; ask another approver",
             )
         session.add(
             DecisionRow(
-                task_id=task.id,
-                decision=decision,
-                actor=actor,
-                reason=reason,
-                decided_at=datetime.now(UTC),
+                task_id=task.id, decision=decision, actor=actor, reason=reason, decided_at=now
             )
         )
-    enqueue_pending(rt, [task.id])
+        needed = max(task.approvals_required, 1)
+        count = len(approvers) + 1
+        if decision == "rejected":
+            state, note = TaskState.REJECTED, f"rejected: {reason}"
+        elif count >= needed:
+            state, note = TaskState.APPROVED, f"approval {count} of {needed}: approved"
+        else:
+            state, note = TaskState.WAITING_APPROVAL, f"approval {count} of {needed}"
+        if state is not TaskState.WAITING_APPROVAL:
+            session.execute(update(TaskRow).where(TaskRow.id == task.id).values(state=state.value))
+        govern.record(
+            session,
+            actor=actor,
+            action="approve" if decision == "approved" else "reject",
+            subject=subject,
+            decision=decision,
+            reason=f"{note} ({verdict.reason()})"
+            + (f"; {reason}" if reason and decision == "approved" else ""),
+            task_id=task.id,
+        )
+    if state is not TaskState.WAITING_APPROVAL:
+        enqueue_pending(rt, [task.id])
     return find_task(rt, task.id)
+
+
+def escalate_overdue(rt: Runtime, *, now: datetime | None = None) -> list[str]:
+    """Escalate approvals waiting longer than ``policy.escalate_after_minutes`` (once each).
+
+    Each escalation is recorded as a decision (shown by ``shipyard approvals``) and audited;
+    the task keeps waiting. Returns the ids escalated now.
+    """
+    settings = rt.project.settings.policy
+    if not settings.escalate_after_minutes:
+        return []
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(minutes=settings.escalate_after_minutes)
+    to = ", ".join(settings.escalate_to) or "the project's approvers"
+    escalated: list[str] = []
+    with transaction(rt.sessions) as session:
+        done = select(DecisionRow.task_id).where(DecisionRow.decision == "escalated")
+        overdue = session.scalars(
+            select(TaskRow).where(
+                TaskRow.state == TaskState.WAITING_APPROVAL.value,
+                TaskRow.id.not_in(done),
+            )
+        ).all()
+        for task in overdue:
+            waiting_since = (
+                session.scalar(
+                    select(func.max(DecisionRow.decided_at)).where(
+                        DecisionRow.task_id == task.id, DecisionRow.decision.startswith("policy:")
+                    )
+                )
+                or task.updated_at
+            )
+            if _aware(waiting_since) > cutoff:
+                continue
+            minutes = (now - _aware(waiting_since)).total_seconds() / 60
+            limit = f"{settings.escalate_after_minutes:g}"
+            reason = f"waiting {minutes:.0f} min for approval (limit {limit}): escalated to {to}"
+            session.add(
+                DecisionRow(
+                    task_id=task.id,
+                    decision="escalated",
+                    actor="policy",
+                    reason=reason,
+                    decided_at=now,
+                )
+            )
+            govern.record(
+                session,
+                actor="policy",
+                action="escalate",
+                subject=f"job kind {task.job_kind}",
+                decision="escalated",
+                reason=reason,
+                task_id=task.id,
+                detail={"to": list(settings.escalate_to)},
+            )
+            escalated.append(task.id)
+    return escalated
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 RESUMPTIONS = ("provided", "resumed")
@@ -322,6 +453,15 @@ def provide(rt: Runtime, ref: str, files: dict[str, str], *, actor: str) -> Task
     if not actor.strip():
         raise InputError("the person is not named", hint="pass --as NAME or set SHIPYARD_USER")
     kind = rt.jobs.get(task.job_kind)
+    subject = govern.job_kind(kind)
+    context = {"is_submitter": actor == task.submitted_by}
+    verdict = govern.require(
+        rt,
+        govern.person_request(rt, actor, "provide", subject, context),
+        actor=actor,
+        subject=subject,
+        task_id=task.id,
+    )
     missing, extra = sorted(set(kind.outputs) - set(files)), sorted(set(files) - set(kind.outputs))
     if missing or extra:
         raise InputError(
@@ -364,6 +504,15 @@ def provide(rt: Runtime, ref: str, files: dict[str, str], *, actor: str) -> Task
                 decided_at=now,
             )
         )
+        govern.record(
+            session,
+            actor=actor,
+            action="provide",
+            subject=subject,
+            decision="allow",
+            reason=f"attempt {attempt.number}: {', '.join(sorted(files))} ({verdict.reason()})",
+            task_id=task.id,
+        )
     enqueue_pending(rt, [task.id])
     return find_task(rt, task.id)
 
@@ -373,6 +522,20 @@ def resume(rt: Runtime, ref: str, *, actor: str) -> TaskRow:
     task = find_task(rt, ref)
     if not actor.strip():
         raise InputError("the person is not named", hint="pass --as NAME or set SHIPYARD_USER")
+    kind = rt.jobs.get(task.job_kind)
+    govern.require(
+        rt,
+        govern.person_request(
+            rt,
+            actor,
+            "provide",
+            govern.job_kind(kind),
+            {"is_submitter": actor == task.submitted_by},
+        ),
+        actor=actor,
+        subject=govern.job_kind(kind),
+        task_id=task.id,
+    )
     now = datetime.now(UTC)
     with transaction(rt.sessions) as session:
         moved = session.execute(
@@ -389,6 +552,15 @@ def resume(rt: Runtime, ref: str, *, actor: str) -> TaskRow:
             DecisionRow(
                 task_id=task.id, decision="resumed", actor=actor, reason=task.error, decided_at=now
             )
+        )
+        govern.record(
+            session,
+            actor=actor,
+            action="provide",
+            subject=govern.job_kind(kind),
+            decision="resumed",
+            reason=f"resumed after: {task.error.splitlines()[0] if task.error else 'a pause'}",
+            task_id=task.id,
         )
     enqueue_pending(rt, [task.id])
     return find_task(rt, task.id)
@@ -487,9 +659,22 @@ def list_artifacts(rt: Runtime, *, job_kind: str = "") -> list[tuple[ArtifactRow
 def rollback(rt: Runtime, target_name: str, *, actor: str) -> dict[str, Any]:
     """Switch ``target_name`` back to its previous version; mark what left as rolled back."""
     target = rt.target(target_name)
+    subject = govern.target(rt, target_name)
+    verdict = govern.require(
+        rt, govern.person_request(rt, actor, "rollback", subject, {}), actor=actor, subject=subject
+    )
     result = target.rollback()
     now = datetime.now(UTC)
     with transaction(rt.sessions) as session:
+        govern.record(
+            session,
+            actor=actor,
+            action="rollback",
+            subject=subject,
+            decision="allow",
+            reason=f"version {result.from_version} -> {result.to_version} ({verdict.reason()})",
+            detail={"tasks": list(result.removed_keys)},
+        )
         for task_id in result.removed_keys:
             session.execute(
                 update(ReleaseRow)

@@ -17,6 +17,7 @@ refuses a key that is already live.
 
 from __future__ import annotations
 
+import difflib
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -46,9 +47,10 @@ from shipyard.generate import (
 from shipyard.jobs import JobKind, validate_inputs
 from shipyard.memory import recall, remember
 from shipyard.model import CheckReport, CheckResult, Finding, GateOutcome, TaskState
-from shipyard.orchestrator._ledger import limits_for, rates_for
+from shipyard.orchestrator import _govern as govern
+from shipyard.orchestrator._ledger import limits_for, rates_for, spend
 from shipyard.orchestrator._runtime import Runtime, current_runtime
-from shipyard.policy import decide
+from shipyard.policy import Request, entities, gate
 from shipyard.store import (
     ArtifactRow,
     AttemptRow,
@@ -237,6 +239,11 @@ def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
         served: tuple[str, Generation, CheckReport | None] | None = None
         budget_blocked = other_blocked = False
         for tier in plan.tiers:
+            verdict = rt.policies.authorize(_generate_request(rt, request, tier, limits))
+            if not verdict.allowed:
+                notes.append(f"{tier} denied by policy: {verdict.reason()}")
+                other_blocked = True
+                continue
             reason, by_budget = rt.router.blocked(tier, request.prompt, limits)
             if reason:
                 notes.append(reason)
@@ -294,6 +301,24 @@ def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
     return "generated"
 
 
+def _generate_request(
+    rt: Runtime, request: GenerationRequest, tier: str, limits: list[Limit]
+) -> Request:
+    task_spend = next((limit.spent for limit in limits if limit.scope.startswith("task ")), None)
+    if task_spend is None:
+        with rt.sessions() as session:
+            task_spend = spend(session, task_id=request.task_id)
+    context = {
+        "tier": tier,
+        "provider": rt.project.settings.tiers[tier].provider,
+        "attempt": request.attempt,
+        "cost_microusd": int(task_spend.usd * 1_000_000),
+    }
+    return govern.agent_request(
+        request.kind.domain, "generate", govern.job_kind(request.kind), context
+    )
+
+
 def _plan(rt: Runtime, request: GenerationRequest) -> tuple[Plan, list[Limit]]:
     """The router's plan for this attempt, and the budgets its calls must fit."""
     settings = rt.project.settings
@@ -339,6 +364,16 @@ def _generate_on(
 def _pause(rt: Runtime, request: GenerationRequest, notes: list[str]) -> None:
     with transaction(rt.sessions) as session:
         set_state(session, request.task_id, TaskState.PAUSED, error="\n".join(notes))
+        govern.record(
+            session,
+            actor=f"agent {request.kind.domain}",
+            action="generate",
+            subject=govern.job_kind(request.kind),
+            decision="paused",
+            reason="; ".join(notes),
+            task_id=request.task_id,
+            detail={"attempt": request.attempt},
+        )
 
 
 def _ask_person(rt: Runtime, request: GenerationRequest, notes: list[str]) -> None:
@@ -461,6 +496,22 @@ def _store_attempt(
         row.passed = False if report is not None else None
         row.checked_at = _now() if report is not None else None
         _task(session, request.task_id).attempts = request.attempt
+        govern.record(
+            session,
+            actor=f"agent {request.kind.domain}",
+            action="generate",
+            subject=govern.job_kind(request.kind),
+            decision=tier,
+            reason="; ".join(route),
+            task_id=request.task_id,
+            detail={
+                "attempt": request.attempt,
+                "provider": generation.provider,
+                "model": row.model,
+                "tokens": [generation.input_tokens, generation.output_tokens],
+                "cost_usd": str(cost.usd),
+            },
+        )
 
 
 def _check_outputs(kind: JobKind, files: dict[str, str]) -> None:
@@ -572,6 +623,7 @@ def register_step(task_id: str, attempt: int) -> str:
 
 @DBOS.step(name="shipyard.gate")
 def gate_step(task_id: str, attempt: int) -> str:
+    """Policy decides: release now, after N distinct approvals, or never (see policy.gate)."""
     rt = current_runtime()
     with stage(rt, task_id, "gate") as record, transaction(rt.sessions) as session:
         task = _task(session, task_id)
@@ -580,7 +632,23 @@ def gate_step(task_id: str, attempt: int) -> str:
             select(AttemptRow).where(AttemptRow.task_id == task_id, AttemptRow.number == attempt)
         )
         report = CheckReport.from_dict(row.report if row is not None and row.report else {})
-        decision = decide(kind, report)
+        target, environment, target_risk = govern.target_of(rt, kind)
+        subject = govern.job_kind(kind)
+        agent, agent_entities = entities.agent(kind.domain)
+        decision = gate(
+            rt.policies,
+            principal=agent,
+            resource=subject.uid,
+            entities=[*agent_entities, *subject.entities],
+            report=report,
+            base_risk=[kind.risk, target_risk],
+            diff_lines=_diff_lines(rt, session, task, row.files if row is not None else {}),
+            large_diff_lines=rt.project.settings.policy.large_diff_lines,
+            cost_microusd=int(spend(session, task_id=task_id).usd * 1_000_000),
+            target=target,
+            environment=environment,
+        )
+        task.risk, task.approvals_required = decision.risk.value, decision.approvals
         session.add(
             DecisionRow(
                 task_id=task_id,
@@ -590,36 +658,82 @@ def gate_step(task_id: str, attempt: int) -> str:
                 decided_at=_now(),
             )
         )
+        govern.record(
+            session,
+            actor=f"agent {kind.domain}",
+            action="release",
+            subject=subject,
+            decision=decision.outcome.value,
+            reason=decision.reason,
+            task_id=task_id,
+            detail={"context": decision.context, "approvals_required": decision.approvals},
+        )
         if decision.outcome is GateOutcome.NEEDS_APPROVAL:
             set_state(session, task_id, TaskState.WAITING_APPROVAL)
         record["summary"] = f"{decision.outcome.value}: {decision.reason}"
         record["outcome"] = decision.outcome.value
+        record["approvals"], record["risk"] = decision.approvals, decision.risk.value
     return decision.outcome.value
+
+
+def _diff_lines(rt: Runtime, session: Session, task: TaskRow, files: dict[str, Any]) -> int:
+    """Lines changed against the last other version of the same work (all lines if none)."""
+    previous = session.scalar(
+        select(ArtifactRow)
+        .where(
+            ArtifactRow.job_kind == task.job_kind,
+            ArtifactRow.input_key == task.input_key,
+            ArtifactRow.id != task.artifact_id,
+        )
+        .order_by(ArtifactRow.created_at.desc())
+        .limit(1)
+    )
+    before = rt.artifacts.read(rt.artifacts.get(previous.id)) if previous is not None else {}
+    changed = 0
+    for name in sorted(set(before) | set(files)):
+        old = before.get(name, b"").decode("utf-8", "replace").splitlines()
+        new = str(files.get(name, "")).splitlines()
+        for line in difflib.unified_diff(old, new, lineterm="", n=0):
+            if line[:1] in "+-" and not line.startswith(("+++", "---")):
+                changed += 1
+    return changed
 
 
 @DBOS.step(name="shipyard.read_decision")
 def read_decision_step(task_id: str) -> dict[str, Any] | None:
-    """A person's decision on this task, if one is recorded (the database is the truth)."""
+    """The people's decision on this task, if one is recorded (the database is the truth).
+
+    A rejection decides; otherwise the approvals, all of them, in order.
+    """
     rt = current_runtime()
     with rt.sessions() as session:
-        row = session.scalar(
+        rows = session.scalars(
             select(DecisionRow)
             .where(
                 DecisionRow.task_id == task_id,
                 DecisionRow.decision.in_(("approved", "rejected")),
             )
             .order_by(DecisionRow.id)
-            .limit(1)
-        )
-        if row is None:
+        ).all()
+        if not rows:
             return None
-        return {
-            "job_kind": _task(session, task_id).job_kind,
-            "decision": row.decision,
-            "actor": row.actor,
-            "reason": row.reason,
-            "at": row.decided_at.isoformat(),
-        }
+        task = _task(session, task_id)
+        decided = [
+            {
+                "decision": r.decision,
+                "actor": r.actor,
+                "reason": r.reason,
+                "at": r.decided_at.isoformat(),
+            }
+            for r in rows
+        ]
+    rejected = [d for d in decided if d["decision"] == "rejected"]
+    return {
+        "job_kind": task.job_kind,
+        "decision": "rejected" if rejected else "approved",
+        "reason": rejected[0]["reason"] if rejected else "",
+        "decisions": rejected[:1] or decided,
+    }
 
 
 @DBOS.step(name="shipyard.record_decision")
@@ -627,12 +741,13 @@ def record_decision_step(task_id: str, decision: dict[str, Any]) -> None:
     rt = current_runtime()
     with stage(rt, task_id, "approval") as record, transaction(rt.sessions) as session:
         provenance = session.get(ProvenanceRow, task_id)
-        if provenance is not None and decision not in provenance.record["approvals"]:
-            provenance.record = provenance.record | {
-                "approvals": [*provenance.record["approvals"], decision]
-            }
-        record["summary"] = f"{decision['decision']} by {decision['actor']}" + (
-            f": {decision['reason']}" if decision["reason"] else ""
+        if provenance is not None:
+            known = list(provenance.record["approvals"])
+            added = [d for d in decision["decisions"] if d not in known]
+            provenance.record = provenance.record | {"approvals": known + added}
+        record["summary"] = "; ".join(
+            f"{d['decision']} by {d['actor']}" + (f": {d['reason']}" if d["reason"] else "")
+            for d in decision["decisions"]
         )
 
 
@@ -666,6 +781,15 @@ def release_step(task_id: str) -> str:
                         released_at=_now(),
                     )
                 )
+            govern.record(
+                session,
+                actor=f"agent {kind.domain}",
+                action="publish",
+                subject=f"target {target.name}",
+                decision="already live" if result.already_live else "published",
+                reason=f"{artifact_id} at {result.url_path} (site version {result.version})",
+                task_id=task_id,
+            )
         record["summary"] = f"live on {target.name} at {result.url_path} (version {result.version})"
         record["already_live"] = result.already_live
     return result.url_path
@@ -688,6 +812,15 @@ def finish_step(task_id: str, state: str, outcome: str, error: str = "") -> None
             meta={"artifact": task.artifact_id, "state": state},
         )
         set_state(session, task_id, TaskState(state), error=error)
+        govern.record(
+            session,
+            actor=f"agent {task.domain}",
+            action="close",
+            subject=f"job kind {task.job_kind}",
+            decision=state,
+            reason=error or outcome,
+            task_id=task_id,
+        )
         record["summary"] = f"remembered as {outcome}; task {state}"
 
 

@@ -1,35 +1,127 @@
-"""The gate: does a checked artifact go out by itself, wait for a person, or not go at all?"""
+"""The gate: does a checked artifact go out by itself, after one or two approvals, or never?
+
+Policy decides. The gate asks the ``release`` action with ``approvals`` = 0, 1 and 2: the
+first count the policies allow is the number of distinct people who must approve (0: it goes
+out by itself); when no count is allowed, the artifact is denied. The context carries the
+assessed risk: the higher of the job kind's and the target's, raised one level by warnings
+in the check report and one more by a large change against what was released before.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from shipyard.jobs import JobKind
 from shipyard.model import CheckReport, GateOutcome, Risk
+from shipyard.policy._cedar import Policies, Request, Verdict
 
-__all__ = ["GateDecision", "decide"]
+__all__ = ["MAX_APPROVALS", "GateDecision", "assess_risk", "gate"]
+
+MAX_APPROVALS = 2
+"""Approvals the gate asks about: none, one, or two distinct people."""
+
+_ORDER = [Risk.LOW, Risk.MEDIUM, Risk.HIGH]
+
+
+def _raise(risk: Risk) -> Risk:
+    return _ORDER[min(_ORDER.index(risk) + 1, len(_ORDER) - 1)]
+
+
+def assess_risk(
+    base: Sequence[Risk], *, warnings: int, diff_lines: int, large_diff_lines: int
+) -> tuple[Risk, list[str]]:
+    """The assessed risk and the reasons it is what it is."""
+    risk = max(base, key=_ORDER.index)
+    why = [f"{risk} risk by its job kind and target"]
+    if warnings:
+        risk = _raise(risk)
+        why.append(f"raised to {risk}: {warnings} warning(s) in the checks")
+    if diff_lines > large_diff_lines:
+        risk = _raise(risk)
+        why.append(f"raised to {risk}: {diff_lines} changed line(s) > {large_diff_lines}")
+    return risk, why
 
 
 @dataclass(frozen=True, kw_only=True)
 class GateDecision:
     outcome: GateOutcome
     """auto, needs_approval or deny."""
+    approvals: int
+    """Distinct approvals required (0 for auto and deny)."""
+    risk: Risk
+    """The assessed risk."""
     reason: str
-    """Why, in a sentence that goes on the record."""
+    """Why, in words that go on the record (the deciding policies included)."""
+    context: dict[str, Any]
+    """The context the policies saw (approvals = 0), kept with the decision."""
 
 
-def decide(kind: JobKind, report: CheckReport) -> GateDecision:
-    """The rule: failed checks never pass; publishing or high-risk work waits for a person."""
-    if not report.passed:
-        return GateDecision(outcome=GateOutcome.DENY, reason="the checks did not pass")
-    if kind.publish:
-        return GateDecision(
-            outcome=GateOutcome.NEEDS_APPROVAL,
-            reason=f"job kind {kind.name!r} publishes to customers: a person approves first",
+def gate(
+    policies: Policies,
+    *,
+    principal: dict[str, str],
+    resource: dict[str, str],
+    entities: Sequence[dict[str, Any]],
+    report: CheckReport,
+    base_risk: Sequence[Risk],
+    diff_lines: int,
+    large_diff_lines: int,
+    cost_microusd: int,
+    target: str,
+    environment: str,
+) -> GateDecision:
+    warnings = sum(1 for f in report.findings if f.severity == "warning")
+    risk, why = assess_risk(
+        base_risk, warnings=warnings, diff_lines=diff_lines, large_diff_lines=large_diff_lines
+    )
+    context: dict[str, Any] = {
+        "risk": risk.value,
+        "checks_passed": report.passed,
+        "warnings": warnings,
+        "diff_lines": diff_lines,
+        "cost_microusd": cost_microusd,
+        "approvals": 0,
+        "target": target,
+        "environment": environment,
+    }
+    requests = [
+        Request(
+            principal=principal,
+            action="release",
+            resource=resource,
+            context=context | {"approvals": n},
+            entities=entities,
         )
-    if kind.risk is Risk.HIGH:
-        return GateDecision(
-            outcome=GateOutcome.NEEDS_APPROVAL,
-            reason=f"job kind {kind.name!r} is high risk: a person approves first",
-        )
-    return GateDecision(outcome=GateOutcome.AUTO, reason=f"{kind.risk} risk, checks passed")
+        for n in range(MAX_APPROVALS + 1)
+    ]
+    verdicts = policies.authorize_all(requests)
+    assessed = "; ".join(why)
+    for needed, verdict in enumerate(verdicts):
+        if verdict.allowed:
+            if needed == 0:
+                return GateDecision(
+                    outcome=GateOutcome.AUTO,
+                    approvals=0,
+                    risk=risk,
+                    reason=f"goes out by itself: {verdict.reason()} ({assessed})",
+                    context=context,
+                )
+            return GateDecision(
+                outcome=GateOutcome.NEEDS_APPROVAL,
+                approvals=needed,
+                risk=risk,
+                reason=f"{needed} distinct approval(s) needed: {verdict.reason()} ({assessed})",
+                context=context,
+            )
+    return GateDecision(
+        outcome=GateOutcome.DENY,
+        approvals=0,
+        risk=risk,
+        reason=f"{_denial(verdicts[-1])} ({assessed})",
+        context=context,
+    )
+
+
+def _denial(verdict: Verdict) -> str:
+    return verdict.reason()

@@ -16,6 +16,8 @@ from shipyard.store._engine import (
 from shipyard.store._schema import (
     ArtifactRow,
     AttemptRow,
+    AuditHeadRow,
+    AuditRow,
     Base,
     DecisionRow,
     MemoryRow,
@@ -28,6 +30,8 @@ from shipyard.store._schema import (
 __all__ = [
     "ArtifactRow",
     "AttemptRow",
+    "AuditHeadRow",
+    "AuditRow",
     "Base",
     "DecisionRow",
     "MemoryRow",

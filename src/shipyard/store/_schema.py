@@ -45,6 +45,10 @@ class TaskRow(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     artifact_id: Mapped[str] = mapped_column(String(71), default="")
+    risk: Mapped[str] = mapped_column(String(16), default="")
+    """The risk the gate assessed."""
+    approvals_required: Mapped[int] = mapped_column(Integer, default=0)
+    """Distinct approvals the policies require before release (set at the gate)."""
 
     __table_args__ = (
         Index("ix_tasks_state", "state"),
@@ -187,3 +191,38 @@ class MemoryRow(Base):
         UniqueConstraint("task_id", "kind", name="uq_memory_task_kind"),
         Index("ix_memory_lookup", "namespace", "job_kind", "input_key"),
     )
+
+
+class AuditRow(Base):
+    """One entry of the append-only audit log: who did what to what, the decision and why.
+
+    Each entry carries the hash of the one before it (``prev_hash``) and its own hash over
+    both, so changing, removing or inserting an entry breaks the chain from there on.
+    """
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))
+    """ISO 8601 UTC time, stored as text so it hashes the same on every database."""
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(40))
+    resource: Mapped[str] = mapped_column(String(300))
+    decision: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    task_id: Mapped[str] = mapped_column(String(40), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    __table_args__ = (Index("ix_audit_task", "task_id"),)
+
+
+class AuditHeadRow(Base):
+    """The audit chain's head (one row): appends lock it, so the chain never forks."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64))

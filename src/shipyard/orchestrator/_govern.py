@@ -1,0 +1,127 @@
+"""Authorization and audit for the orchestrator: who is asking, may they, and the record.
+
+Every action with an effect asks the policies first (default deny). A refusal is written to
+the audit log in its own transaction and raised as PolicyDenied; an allowed action is
+audited by the caller in the same transaction as its effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shipyard.errors import PolicyDenied
+from shipyard.jobs import JobKind
+from shipyard.model import Risk
+from shipyard.observe import audit
+from shipyard.orchestrator._runtime import Runtime
+from shipyard.policy import Request, Verdict, entities
+from shipyard.store import transaction
+
+__all__ = ["Subject", "agent_request", "job_kind", "person_request", "require", "target_of"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subject:
+    """A resource as Cedar sees it, with the entities it brings and a label for the record."""
+
+    uid: dict[str, str]
+    entities: list[dict[str, Any]]
+    label: str
+
+
+def job_kind(kind: JobKind) -> Subject:
+    ref, found = entities.job_kind(
+        kind.name, kind.domain, risk=kind.risk.value, publish=kind.publish
+    )
+    return Subject(uid=ref, entities=found, label=f"job kind {kind.name}")
+
+
+def target_of(rt: Runtime, kind: JobKind) -> tuple[str, str, Risk]:
+    """(target name, its environment, its risk) of a job kind's release; '' when it has none."""
+    if kind.release is None:
+        return "", "", Risk.LOW
+    settings = rt.project.settings.targets[kind.release.target]
+    return kind.release.target, settings.environment, Risk(settings.risk)
+
+
+def target(rt: Runtime, name: str) -> Subject:
+    settings = rt.project.settings.targets[name]
+    ref, found = entities.target(name, environment=settings.environment, risk=settings.risk)
+    return Subject(uid=ref, entities=found, label=f"target {name}")
+
+
+def person_request(
+    rt: Runtime, name: str, action: str, subject: Subject, context: dict[str, Any]
+) -> Request:
+    people = rt.project.settings.people
+    ref, found = entities.person(name, people[name].roles if name in people else [])
+    return Request(
+        principal=ref,
+        action=action,
+        resource=subject.uid,
+        context=context,
+        entities=[*found, *subject.entities],
+    )
+
+
+def agent_request(domain: str, action: str, subject: Subject, context: dict[str, Any]) -> Request:
+    ref, found = entities.agent(domain)
+    return Request(
+        principal=ref,
+        action=action,
+        resource=subject.uid,
+        context=context,
+        entities=[*found, *subject.entities],
+    )
+
+
+def require(
+    rt: Runtime, request: Request, *, actor: str, subject: Subject, task_id: str = ""
+) -> Verdict:
+    """The verdict if allowed; else audit the refusal and raise PolicyDenied."""
+    verdict = rt.policies.authorize(request)
+    if verdict.allowed:
+        return verdict
+    with transaction(rt.sessions) as session:
+        record(
+            session,
+            actor=actor,
+            action=request.action,
+            subject=subject,
+            decision="deny",
+            reason=verdict.reason(),
+            task_id=task_id,
+            detail={"context": request.context},
+        )
+    raise PolicyDenied(
+        f"{actor} may not {request.action} {subject.label}: {verdict.reason()}",
+        hint="policies decide who may do what: see `shipyard policy test` and docs/policies.md",
+        details={"action": request.action, "resource": subject.label},
+    )
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    subject: Subject | str,
+    decision: str,
+    reason: str = "",
+    task_id: str = "",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """One audit entry in the caller's transaction."""
+    audit.append(
+        session,
+        actor=actor,
+        action=action,
+        resource=subject if isinstance(subject, str) else subject.label,
+        decision=decision,
+        reason=reason,
+        task_id=task_id,
+        detail=detail,
+    )
