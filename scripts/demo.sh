@@ -39,6 +39,8 @@ first=$(shipyard list --state published --job landing-page --json | python3 -c '
 step "one task's whole story: shipyard show $first"
 shipyard show "$first"
 shipyard artifacts --job ab-test
+step "the audit log: every decision and effect, hash-chained"
+shipyard audit verify
 echo
 echo "Explore: cd $work && $repo/.venv/bin/shipyard list   (or show TASK, artifacts, rollback)"
 if [ $serve = 1 ]; then

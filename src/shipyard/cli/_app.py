@@ -10,8 +10,10 @@ from shipyard import __version__
 from shipyard.cli import (
     _approvals,
     _artifacts,
+    _audit,
     _budget,
     _init,
+    _policy,
     _provide,
     _release,
     _sandbox,
@@ -64,3 +66,5 @@ app.command("rollback")(_release.rollback)
 app.command("serve")(_serve.serve)
 app.command("check")(_sandbox.check)
 app.add_typer(_sandbox.sandbox_app, name="sandbox")
+app.add_typer(_policy.policy_app, name="policy")
+app.add_typer(_audit.audit_app, name="audit")

@@ -15,27 +15,31 @@ from shipyard.cli._common import (
     who,
 )
 from shipyard.errors import InputError, ShipyardError
+from shipyard.orchestrator import approval_queue, list_tasks
 from shipyard.orchestrator import approve as approve_task
-from shipyard.orchestrator import list_tasks
 from shipyard.orchestrator import reject as reject_task
 
 
 @handle_errors
 def approvals(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Tasks waiting for a person's decision."""
+    """Tasks waiting for a person's decision: approvals given and needed, risk, escalation."""
     with open_runtime(ctx) as rt:
-        waiting = list_tasks(rt, states=["waiting_approval"])
+        waiting = approval_queue(rt)
     if as_json:
         print_json(
             [
                 {
-                    "id": t.id,
-                    "job_kind": t.job_kind,
-                    "key": t.input_key,
-                    "artifact": t.artifact_id,
-                    "submitted_by": t.submitted_by,
+                    "id": w.task.id,
+                    "job_kind": w.task.job_kind,
+                    "key": w.task.input_key,
+                    "artifact": w.task.artifact_id,
+                    "submitted_by": w.task.submitted_by,
+                    "risk": w.task.risk,
+                    "approvals": w.approvers,
+                    "approvals_required": w.task.approvals_required,
+                    "escalated": w.escalation,
                 }
-                for t in waiting
+                for w in waiting
             ]
         )
         return
@@ -43,19 +47,25 @@ def approvals(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"))
         "task",
         "job kind",
         "key",
-        "artifact",
+        "risk",
+        "approvals",
         "submitted by",
         "waiting since",
+        "escalated",
         title=f"{len(waiting)} waiting for approval",
     )
-    for t in waiting:
+    for w in waiting:
+        t = w.task
+        given = f"{len(w.approvers)}/{max(t.approvals_required, 1)}"
         table.add_row(
             t.id,
             t.job_kind,
             t.input_key,
-            t.artifact_id[:19],
+            t.risk,
+            given + (f" ({', '.join(w.approvers)})" if w.approvers else ""),
             t.submitted_by,
             timestamp(t.updated_at),
+            w.escalation,
         )
     console.print(table)
 
@@ -99,12 +109,13 @@ def _decide(
                     task = approve_task(rt, ref, actor=actor, reason=reason)
                 else:
                     task = reject_task(rt, ref, actor=actor, reason=reason)
-                console.print(f"{task.id} {task.state} by {actor}")
+                still = " (more approvals needed)" if task.state == "waiting_approval" else ""
+                console.print(f"{task.id} {task.state} by {actor}{still}")
             except ShipyardError as exc:
                 failures += 1
-                err_console.print(f"[red]{ref}: {exc.message}[/]", highlight=False)
+                err_console.print(f"{ref}: {exc.message}", style="red", markup=False)
                 if exc.hint:
-                    err_console.print(f"  hint: {exc.hint}")
+                    err_console.print(f"  hint: {exc.hint}", markup=False)
     if all_ and not ids:
         console.print("no task is waiting for approval")
     if failures:

@@ -6,13 +6,20 @@ import os
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shipyard.cli._common import console, err_console, handle_errors, open_runtime
-from shipyard.orchestrator import busy_tasks, count_by_state, launch, shutdown
+from shipyard.orchestrator import (
+    busy_tasks,
+    count_by_state,
+    escalate_overdue,
+    launch,
+    shutdown,
+)
 
 
 @handle_errors
@@ -44,7 +51,12 @@ def worker(
                 disable=not until_idle,
             ) as progress:
                 bar = progress.add_task(", ".join(chosen), total=None)
+                next_sweep = 0.0
                 while not stop.wait(0.25):
+                    if time.monotonic() >= next_sweep:  # overdue approvals, once a minute
+                        for task_id in escalate_overdue(rt):
+                            err_console.print(f"worker: approval of {task_id} escalated")
+                        next_sweep = time.monotonic() + 60
                     busy = busy_tasks(rt, chosen)
                     total = sum(count_by_state(rt).values())
                     progress.update(bar, total=total, completed=total - busy)

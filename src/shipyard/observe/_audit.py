@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from shipyard.store import AuditHeadRow, AuditRow
 
-__all__ = ["GENESIS", "AuditCheck", "append", "entries", "export", "verify"]
+__all__ = ["GENESIS", "AuditCheck", "append", "entries", "export", "head", "verify"]
 
 GENESIS = "0" * 64
 """The hash the first entry chains to."""
@@ -80,6 +80,11 @@ def append(
     session.add(row)
     session.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1).values(hash=row.hash))
     return row
+
+
+def head() -> Select[int, str]:
+    """The query for the chain's head (sequence number and hash of its last entry)."""
+    return select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1)
 
 
 def entries(session: Session, *, task_id: str = "", batch: int = 1000) -> Iterator[AuditRow]:

@@ -125,3 +125,105 @@ def record(
         task_id=task_id,
         detail=detail,
     )
+
+
+CONTEXT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "submit": {"rows": 1},
+    "generate": {"tier": "template", "provider": "template", "attempt": 1, "cost_microusd": 0},
+    "release": {
+        "checks_passed": True,
+        "warnings": 0,
+        "diff_lines": 0,
+        "cost_microusd": 0,
+        "approvals": 0,
+    },
+    "approve": {"is_submitter": False},
+    "provide": {"is_submitter": False},
+    "rollback": {},
+    "call_tool": {},
+}
+"""What a policy test case may leave out of its context (the rest comes from the project)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseResult:
+    name: str
+    request: str
+    expected: str
+    verdict: Verdict
+
+    @property
+    def passed(self) -> bool:
+        return ("allow" if self.verdict.allowed else "deny") == self.expected
+
+
+def evaluate_case(rt: Runtime, case: dict[str, Any], *, where: str) -> CaseResult:
+    """One policy test case (see ``shipyard policy test``), with the project's entities."""
+    from shipyard.errors import InputError
+
+    def need(key: str) -> str:
+        value = case.get(key)
+        if not isinstance(value, str) or not value:
+            raise InputError(f"{where}: key {key!r} is missing or not a string")
+        return value
+
+    action = need("action")
+    if action not in CONTEXT_DEFAULTS:
+        raise InputError(
+            f"{where}: action {action!r} is not one of Shipyard's",
+            hint=f"actions: {', '.join(CONTEXT_DEFAULTS)}",
+        )
+    expected = need("expect")
+    if expected not in ("allow", "deny"):
+        raise InputError(f"{where}: expect must be 'allow' or 'deny', not {expected!r}")
+    context = dict(CONTEXT_DEFAULTS[action])
+    subject: Subject
+    if "job_kind" in case:
+        kind = rt.jobs.get(need("job_kind"))
+        subject = job_kind(kind)
+        name, environment, target_risk = target_of(rt, kind)
+        context |= {"risk": max(kind.risk, target_risk, key=list(Risk).index).value}
+        context |= {"target": name, "environment": environment}
+        if action in ("approve", "provide", "submit", "generate"):
+            context = {k: v for k, v in context.items() if k in _CONTEXT_KEYS[action]}
+    elif "target" in case:
+        subject = target(rt, need("target"))
+    elif "tool" in case:
+        ref, found = entities.tool(need("tool"), capability=str(case.get("capability", "")))
+        subject = Subject(uid=ref, entities=found, label=f"tool {case['tool']}")
+        context |= {"capability": str(case.get("capability", "")), "job_kind": ""}
+    else:
+        raise InputError(f"{where}: name the resource: job_kind, target or tool")
+    context |= dict(case.get("context", {}))
+    if "as" in case:
+        person = need("as")
+        if "roles" in case:
+            ref, found = entities.person(person, [str(r) for r in case["roles"]])
+            request = Request(
+                principal=ref,
+                action=action,
+                resource=subject.uid,
+                context=context,
+                entities=[*found, *subject.entities],
+            )
+        else:
+            request = person_request(rt, person, action, subject, context)
+    elif "agent" in case:
+        request = agent_request(need("agent"), action, subject, context)
+    else:
+        raise InputError(f"{where}: name the principal: as = PERSON or agent = DOMAIN")
+    verdict = rt.policies.authorize(request)
+    return CaseResult(
+        name=str(case.get("name", where)),
+        request=request.describe(),
+        expected=expected,
+        verdict=verdict,
+    )
+
+
+_CONTEXT_KEYS = {
+    "submit": {"rows"},
+    "generate": {"tier", "provider", "attempt", "cost_microusd"},
+    "approve": {"is_submitter", "risk", "environment"},
+    "provide": {"is_submitter"},
+}

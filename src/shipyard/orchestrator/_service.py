@@ -47,6 +47,7 @@ __all__ = [
     "Rejected",
     "SubmitResult",
     "TaskStory",
+    "approval_queue",
     "approve",
     "budget_report",
     "dbos_config",
@@ -433,6 +434,42 @@ def escalate_overdue(rt: Runtime, *, now: datetime | None = None) -> list[str]:
             )
             escalated.append(task.id)
     return escalated
+
+
+@dataclass(frozen=True, kw_only=True)
+class Waiting:
+    """A task at the gate: how many approvals it has, needs, and whether it was escalated."""
+
+    task: TaskRow
+    approvers: list[str]
+    escalation: str
+    """The escalation's reason, '' when it was not escalated."""
+
+
+def approval_queue(rt: Runtime) -> list[Waiting]:
+    """Tasks waiting for approval (after escalating the overdue ones), oldest first."""
+    escalate_overdue(rt)
+    waiting = list_tasks(rt, states=[TaskState.WAITING_APPROVAL.value])
+    with rt.sessions() as session:
+        rows = session.execute(
+            select(DecisionRow.task_id, DecisionRow.decision, DecisionRow.actor, DecisionRow.reason)
+            .where(
+                DecisionRow.task_id.in_([t.id for t in waiting]),
+                DecisionRow.decision.in_(("approved", "escalated")),
+            )
+            .order_by(DecisionRow.id)
+        ).all()
+    approvers: dict[str, list[str]] = {}
+    escalated: dict[str, str] = {}
+    for task_id, decision, actor, reason in rows:
+        if decision == "approved":
+            approvers.setdefault(task_id, []).append(actor)
+        else:
+            escalated[task_id] = reason
+    return [
+        Waiting(task=t, approvers=approvers.get(t.id, []), escalation=escalated.get(t.id, ""))
+        for t in waiting
+    ]
 
 
 def _aware(value: datetime) -> datetime:

@@ -1,0 +1,59 @@
+"""``shipyard audit``: verify the hash chain, export the log."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+
+from shipyard.cli._common import console, err_console, handle_errors, open_runtime
+from shipyard.observe import audit
+
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+@handle_errors
+def verify(ctx: typer.Context) -> None:
+    """Recompute the hash chain; name the first entry that does not fit (exit 1)."""
+    with open_runtime(ctx) as rt, rt.sessions() as session:
+        result = audit.verify(session)
+        head = session.execute(audit.head()).one()
+    if result.ok:
+        console.print(
+            f"audit log intact: {result.entries} entries, head {head.hash}", highlight=False
+        )
+        return
+    err_console.print(
+        f"[red bold]audit log broken at entry {result.first_broken}[/]: {result.problem} "
+        f"({result.entries} entries before it are intact)",
+        highlight=False,
+    )
+    raise typer.Exit(1)
+
+
+@audit_app.command("export")
+@handle_errors
+def export(
+    ctx: typer.Context,
+    output: Path | None = typer.Option(None, "--output", "-o", help="File (default: stdout)."),
+    task: str = typer.Option("", "--task", help="Only this task's entries."),
+) -> None:
+    """Write the log as JSON Lines, each entry with its hash and its predecessor's."""
+    with open_runtime(ctx) as rt, rt.sessions() as session:
+        if output is None:
+            audit.export(session, sys.stdout, task_id=task)
+            return
+        # Written beside the target and renamed into place: never a half-written export.
+        fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                count = audit.export(session, out, task_id=task)
+            os.replace(tmp, output)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    err_console.print(f"{count} entries written to {output}")

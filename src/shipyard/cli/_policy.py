@@ -1,0 +1,72 @@
+"""``shipyard policy``: check the project's policies, print the schema, run policy tests."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from shipyard.cli._common import console, handle_errors, open_runtime, project_from
+from shipyard.errors import InputError
+from shipyard.orchestrator._govern import evaluate_case
+from shipyard.policy import DEFAULT_POLICY, SCHEMA, Policies
+
+policy_app = typer.Typer(
+    help="Cedar policies: who may do what (default deny).", no_args_is_help=True
+)
+
+
+@policy_app.command("check")
+@handle_errors
+def check(ctx: typer.Context) -> None:
+    """Validate the project's policies against Shipyard's schema (as a worker does at start)."""
+    project = project_from(ctx)
+    policies = Policies.load(project.policy_files)
+    files = ", ".join(str(f) for f in policies.files)
+    built_in = " (Shipyard's built-in policy)" if policies.files == [DEFAULT_POLICY] else ""
+    console.print(f"{policies.count} policies valid in {files}{built_in}", highlight=False)
+
+
+@policy_app.command("schema")
+def schema() -> None:
+    """Print Shipyard's Cedar schema: the principals, actions, resources and context."""
+    typer.echo(SCHEMA.read_text(encoding="utf-8"), nl=False)
+
+
+@policy_app.command("test")
+@handle_errors
+def test(
+    ctx: typer.Context,
+    cases: Path = typer.Argument(..., help="A TOML file of [[case]] tables (docs/policies.md)."),
+) -> None:
+    """Evaluate request fixtures against the policies; exit 1 if any is not as expected."""
+    try:
+        data = tomllib.loads(cases.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(f"{cases}: no such file", hint="check the path") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{cases}: not valid TOML: {exc}", hint="fix the syntax") from exc
+    listed = data.get("case")
+    if not isinstance(listed, list) or not listed:
+        raise InputError(f"{cases}: no [[case]] tables", hint="see docs/policies.md for the format")
+    with open_runtime(ctx) as rt:
+        results = [
+            evaluate_case(rt, case, where=f"{cases} case {i}") for i, case in enumerate(listed, 1)
+        ]
+    table = Table("", "case", "request", "expected", "got", "because", title=str(cases))
+    for r in results:
+        table.add_row(
+            "[green]✓[/]" if r.passed else "[red]✗[/]",
+            r.name,
+            r.request,
+            r.expected,
+            "allow" if r.verdict.allowed else "deny",
+            r.verdict.reason(),
+        )
+    console.print(table)
+    failed = [r for r in results if not r.passed]
+    console.print(f"{len(results) - len(failed)} of {len(results)} as expected")
+    if failed:
+        raise typer.Exit(1)
