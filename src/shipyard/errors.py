@@ -12,7 +12,8 @@ problem ``type``) and a ``hint`` that says what to do next. The tree::
     ├── SandboxError                   sandbox      7   the sandbox itself could not run
     ├── ProviderError                  provider     8   a generator failed (infrastructure, retried)
     │   └── MalformedReply        malformed_reply   8   the model answered, but not with the files
-    └── StoreError                     store        9   the database or artifact store failed
+    ├── StoreError                     store        9   the database or artifact store failed
+    └── ToolError                      tool         10  a tool's effect outside Shipyard failed
 
 A failed check is *not* an exception: it is a failed attempt recorded in a CheckReport. The
 same goes for a MalformedReply once the generate stage has caught it: the attempt fails with
@@ -36,6 +37,7 @@ __all__ = [
     "ShipyardError",
     "StateError",
     "StoreError",
+    "ToolError",
     "from_dict",
     "to_dict",
 ]
@@ -122,6 +124,13 @@ class StoreError(ShipyardError):
     exit_status = 9
 
 
+class ToolError(ShipyardError):
+    """A tool could not act on the world outside Shipyard (after its own retries)."""
+
+    code = "tool"
+    exit_status = 10
+
+
 _BY_CODE: dict[str, type[ShipyardError]] = {
     cls.code: cls
     for cls in (
@@ -135,6 +144,7 @@ _BY_CODE: dict[str, type[ShipyardError]] = {
         ProviderError,
         MalformedReply,
         StoreError,
+        ToolError,
     )
 }
 

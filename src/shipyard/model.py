@@ -37,6 +37,7 @@ class TaskState(enum.StrEnum):
     REJECTED = "rejected"  # a person rejected it at the gate
     DENIED = "denied"  # policy refused it at the gate
     ROLLED_BACK = "rolled_back"  # was published, then rolled back
+    COMPENSATED = "compensated"  # a step after the release failed; earlier effects were undone
     ERROR = "error"  # a stage crashed (infrastructure or a bug), not the code's fault
 
     @property
@@ -61,6 +62,7 @@ _TERMINAL = frozenset(
         TaskState.REJECTED,
         TaskState.DENIED,
         TaskState.ROLLED_BACK,
+        TaskState.COMPENSATED,
         TaskState.ERROR,
     }
 )

@@ -76,7 +76,7 @@ def test_high_risk_in_production_needs_two_distinct_approvers(
     assert ("release", "needs_approval") in recorded
     assert ("approve", "deny") in recorded  # the submitter's attempt is on the record too
     assert [d for a, d in recorded if a == "approve"] == ["approved", "deny", "approved"]
-    assert recorded[-2:] == [("publish", "published"), ("close", "published")]
+    assert recorded[-2:] == [("call_tool", "done"), ("close", "published")]
 
 
 def test_someone_without_the_role_may_not_submit_or_approve(
@@ -132,7 +132,7 @@ def test_audit_verify_passes_after_a_run_and_names_the_first_edited_entry(
         ("generate", "template"),
         ("release", "needs_approval"),
         ("approve", "approved"),
-        ("publish", "published"),
+        ("call_tool", "done"),
         ("close", "published"),
     ]
 

@@ -6,13 +6,14 @@ Inputs are validated here, at the door, before any workflow starts.
 from __future__ import annotations
 
 from shipyard.jobs._inputs import BatchRow, inputs_hash, read_batch, validate_inputs
-from shipyard.jobs._kind import CheckSpec, JobKind, ReleaseSpec, load_job_kind
+from shipyard.jobs._kind import CheckSpec, EffectSpec, JobKind, ReleaseSpec, load_job_kind
 from shipyard.jobs._registry import ENTRY_POINT_GROUP, JobRegistry
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BatchRow",
     "CheckSpec",
+    "EffectSpec",
     "JobKind",
     "JobRegistry",
     "ReleaseSpec",

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shipyard.errors import ConfigError
 from shipyard.model import Risk
 
-__all__ = ["CheckSpec", "JobKind", "ReleaseSpec", "load_job_kind"]
+__all__ = ["CheckSpec", "EffectSpec", "JobKind", "ReleaseSpec", "load_job_kind"]
 
 JOB_FILE = "job.toml"
 
@@ -39,6 +39,11 @@ class _ReleaseEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     target: str
     path: str = Field(description="Jinja2 template of the folder the files go to on the target")
+
+
+class _EffectEntry(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    tool: str
 
 
 class _JobFile(BaseModel):
@@ -55,6 +60,9 @@ class _JobFile(BaseModel):
     outputs: dict[str, str] = Field(min_length=1, description="output file -> code template")
     checks: list[_CheckEntry] = Field(min_length=1)
     release: _ReleaseEntry | None = None
+    effects: list[_EffectEntry] = Field(
+        default_factory=list, description="tool calls after the release, in order"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +83,16 @@ class ReleaseSpec:
     """A target named in shipyard.toml's [targets]."""
     path: str
     """Jinja2 template (rendered with the inputs) of the folder on the target."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EffectSpec:
+    """A tool call a job kind makes after its release (a saga step)."""
+
+    tool: str
+    """The tool's registry name (``http`` ...)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Its arguments; strings are Jinja2 templates of the inputs and ``release``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +127,8 @@ class JobKind:
     """What the output must pass, in order."""
     release: ReleaseSpec | None
     """Where it is released, or None for artifacts that are only stored."""
+    effects: tuple[EffectSpec, ...] = ()
+    """Tool calls after the release, in order; undone in reverse if a later one fails."""
 
     @property
     def template_hash(self) -> str:
@@ -185,5 +205,8 @@ def load_job_kind(folder: Path, *, domain: str) -> JobKind:
             ReleaseSpec(target=spec.release.target, path=spec.release.path)
             if spec.release
             else None
+        ),
+        effects=tuple(
+            EffectSpec(tool=e.tool, options=dict(e.model_extra or {})) for e in spec.effects
         ),
     )

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from importlib.metadata import entry_points
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,8 +27,12 @@ from shipyard.policy import Policies
 from shipyard.release import StaticSite
 from shipyard.sandbox import Limits, SandboxBackend, get_backend
 from shipyard.store import make_engine, migrate, schema_status, session_factory
+from shipyard.tools import HttpTool, PublishTool, Tool
 
-__all__ = ["Runtime", "current_runtime", "install_runtime"]
+__all__ = ["TOOLS_ENTRY_POINTS", "Runtime", "current_runtime", "install_runtime"]
+
+TOOLS_ENTRY_POINTS = "shipyard.tools"
+"""Packages add tools as entry points naming a factory that returns a Tool."""
 
 
 @dataclass(kw_only=True)
@@ -92,7 +97,7 @@ class Runtime:
         if provider is not None:
             default = project.settings.generate.tier
             overrides[default if default in project.settings.tiers else "template"] = provider
-        return cls(
+        runtime = cls(
             project=project,
             engine=engine,
             jobs=jobs,
@@ -100,6 +105,16 @@ class Runtime:
             policies=policies,
             provider_overrides=overrides,
         )
+        for kind in jobs:
+            for number, effect in enumerate(kind.effects, start=1):
+                if effect.tool not in runtime.tools:
+                    engine.dispose()
+                    raise ConfigError(
+                        f"{kind.folder / 'job.toml'}: effect {number}: no tool named "
+                        f"{effect.tool!r}",
+                        hint=f"known tools: {', '.join(sorted(runtime.tools))}",
+                    )
+        return runtime
 
     @cached_property
     def router(self) -> Router:
@@ -169,6 +184,33 @@ class Runtime:
                 hint=f"declared targets: {', '.join(self.project.settings.targets) or '(none)'}",
             )
         return StaticSite(name, self.project.sites_dir / name, keep_versions=settings.keep_versions)
+
+    @cached_property
+    def tools(self) -> dict[str, Tool]:
+        """Tools by name: the built-ins, then any that packages register as entry points."""
+        found: dict[str, Tool] = {
+            "publish": PublishTool(
+                self.target, lambda a: self.artifacts.read(self.artifacts.get(a))
+            ),
+            "http": HttpTool(),
+        }
+        for ep in entry_points(group=TOOLS_ENTRY_POINTS):
+            tool = ep.load()()
+            if not isinstance(tool, Tool):
+                raise ConfigError(
+                    f"tool {ep.name!r} ({ep.value}) does not implement the Tool protocol",
+                    hint="it needs name, capability, reversible, call() and compensate()",
+                )
+            found[ep.name] = tool
+        return found
+
+    def tool(self, name: str) -> Tool:
+        try:
+            return self.tools[name]
+        except KeyError:
+            raise ConfigError(
+                f"no tool named {name!r}", hint=f"known tools: {', '.join(sorted(self.tools))}"
+            ) from None
 
     def require_isolation_for(self, kind: JobKind) -> None:
         """Refuse to check a job kind on an unisolated sandbox above the configured risk."""

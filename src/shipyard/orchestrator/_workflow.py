@@ -47,6 +47,7 @@ from shipyard.generate import (
 from shipyard.jobs import JobKind, validate_inputs
 from shipyard.memory import recall, remember
 from shipyard.model import CheckReport, CheckResult, Finding, GateOutcome, TaskState
+from shipyard.orchestrator import _effects as effects
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator._ledger import limits_for, rates_for, spend
 from shipyard.orchestrator._runtime import Runtime, current_runtime
@@ -752,8 +753,8 @@ def record_decision_step(task_id: str, decision: dict[str, Any]) -> None:
 
 
 @DBOS.step(name="shipyard.release")
-def release_step(task_id: str) -> str:
-    """Put the artifact live on its target; a retried step finds it live and writes nothing."""
+def release_step(task_id: str) -> dict[str, Any]:
+    """Put the artifact live through the ``publish`` tool (journalled: a re-run replays it)."""
     rt = current_runtime()
     with stage(rt, task_id, "release") as record:
         with rt.sessions() as session:
@@ -762,37 +763,78 @@ def release_step(task_id: str) -> str:
             inputs, artifact_id = dict(task.inputs), task.artifact_id
         if kind.release is None:
             raise ShipyardError(f"job kind {kind.name!r} has no release target")
-        target = rt.target(kind.release.target)
-        path = render(kind.release.path, inputs, name="path", where=str(kind.folder))
-        files = rt.artifacts.read(rt.artifacts.get(artifact_id))
-        result = target.publish(
-            key=task_id, path=path, files=files, title=str(inputs.get("name", task.input_key))
-        )
+        args = {
+            "target": kind.release.target,
+            "path": render(kind.release.path, inputs, name="path", where=str(kind.folder)),
+            "title": str(inputs.get("name", task.input_key)),
+            "artifact": artifact_id,
+            "release_key": task_id,
+        }
+        outcome = effects.invoke(rt, kind, task_id, 0, "publish", args)
+        if not outcome.ok:
+            raise ShipyardError(f"release failed: {outcome.error}")
+        result = outcome.result
         with transaction(rt.sessions) as session:
             if session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id)) is None:
                 session.add(
                     ReleaseRow(
                         task_id=task_id,
                         artifact_id=artifact_id,
-                        target=target.name,
-                        path=result.url_path,
-                        version=result.version,
+                        target=result["target"],
+                        path=result["url_path"],
+                        version=result["version"],
                         state="live",
                         released_at=_now(),
                     )
                 )
-            govern.record(
-                session,
-                actor=f"agent {kind.domain}",
-                action="publish",
-                subject=f"target {target.name}",
-                decision="already live" if result.already_live else "published",
-                reason=f"{artifact_id} at {result.url_path} (site version {result.version})",
-                task_id=task_id,
-            )
-        record["summary"] = f"live on {target.name} at {result.url_path} (version {result.version})"
-        record["already_live"] = result.already_live
-    return result.url_path
+        record["summary"] = (
+            f"live on {result['target']} at {result['url_path']} (version {result['version']})"
+        )
+        record["already_live"] = bool(result["already_live"]) or outcome.replayed
+    return result
+
+
+@DBOS.step(name="shipyard.effect")
+def effect_step(task_id: str, position: int, release: dict[str, Any]) -> dict[str, Any]:
+    """The job kind's effect at ``position`` (1-based), its options rendered with the inputs."""
+    rt = current_runtime()
+    with stage(rt, task_id, f"effect {position}") as record:
+        with rt.sessions() as session:
+            task = _task(session, task_id)
+            kind = rt.jobs.get(task.job_kind)
+            inputs = dict(task.inputs)
+        spec = kind.effects[position - 1]
+        context = inputs | {"release": release, "task_id": task_id}
+        args = _render_options(spec.options, context, where=f"{kind.folder} effect {position}")
+        outcome = effects.invoke(rt, kind, task_id, position, spec.tool, args)
+        record["summary"] = (
+            f"{spec.tool}: " + ("replayed from the journal" if outcome.replayed else "done")
+            if outcome.ok
+            else f"{spec.tool} failed: {outcome.error}"
+        )
+    return {"ok": outcome.ok, "error": outcome.error}
+
+
+def _render_options(value: Any, context: dict[str, Any], *, where: str) -> Any:
+    if isinstance(value, str):
+        return render(value, context, name="option", where=where)
+    if isinstance(value, dict):
+        return {k: _render_options(v, context, where=where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_options(v, context, where=where) for v in value]
+    return value
+
+
+@DBOS.step(name="shipyard.compensate")
+def compensate_step(task_id: str, reason: str) -> list[str]:
+    """Undo the task's completed effects, newest first (a re-run skips what is undone)."""
+    rt = current_runtime()
+    with stage(rt, task_id, "compensate") as record:
+        with rt.sessions() as session:
+            kind = rt.jobs.get(_task(session, task_id).job_kind)
+        notes = effects.compensate(rt, kind, task_id, reason)
+        record["summary"] = "; ".join(notes) or "nothing to undo"
+    return notes
 
 
 @DBOS.step(name="shipyard.finish")
@@ -925,9 +967,20 @@ def _after_decision(rt: Runtime, task_id: str) -> str:
 
 
 def _release(rt: Runtime, task_id: str, job_kind: str) -> str:
-    if rt.jobs.get(job_kind).release is None:
+    """The saga: release, then the job kind's effects; undo them in reverse if one fails."""
+    kind = rt.jobs.get(job_kind)
+    if kind.release is None and not kind.effects:
         finish_step(task_id, TaskState.DONE.value, "approved")
         return TaskState.DONE.value
-    release_step(task_id)
-    finish_step(task_id, TaskState.PUBLISHED.value, "published")
-    return TaskState.PUBLISHED.value
+    release = release_step(task_id) if kind.release is not None else {}
+    for position in range(1, len(kind.effects) + 1):
+        done = effect_step(task_id, position, release)
+        if not done["ok"]:
+            reason = f"effect {position} failed: {done['error']}"
+            notes = compensate_step(task_id, reason)
+            undone = "; ".join(notes) or "nothing to undo"
+            finish_step(task_id, TaskState.COMPENSATED.value, "compensated", f"{reason}; {undone}")
+            return TaskState.COMPENSATED.value
+    state = TaskState.PUBLISHED if kind.release is not None else TaskState.DONE
+    finish_step(task_id, state.value, "published" if kind.release is not None else "approved")
+    return state.value

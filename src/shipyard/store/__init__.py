@@ -25,6 +25,7 @@ from shipyard.store._schema import (
     ReleaseRow,
     StepRow,
     TaskRow,
+    ToolCallRow,
 )
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "ReleaseRow",
     "StepRow",
     "TaskRow",
+    "ToolCallRow",
     "insert_ignore",
     "make_engine",
     "migrate",

@@ -226,3 +226,29 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ToolCallRow(Base):
+    """One tool call, journalled by its idempotency key: a repeated call replays the result."""
+
+    __tablename__ = "tool_calls"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    """Its place in the task's saga (the release is 0)."""
+    tool: Mapped[str] = mapped_column(String(64))
+    capability: Mapped[str] = mapped_column(String(64))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    """calling, done, failed, compensated, irreversible."""
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    """How many times the tool was actually invoked under this key."""
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    compensation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    compensated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+    __table_args__ = (Index("ix_tool_calls_task", "task_id"),)

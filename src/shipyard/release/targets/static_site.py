@@ -138,7 +138,57 @@ class StaticSite:
                 from_version=live["version"], to_version=parent, removed_keys=removed
             )
 
+    def withdraw(self, key: str) -> PublishResult | None:
+        """Take ``key``'s release off the site (a compensation), restoring what it replaced.
+
+        A new version is built from the live one without the release's folder; if the
+        release had replaced another at the same path, that one's files come back from the
+        version before it. None when ``key`` is not live (already withdrawn, or rolled back).
+        """
+        with self._locked():
+            live = self.manifest()
+            release = live["releases"].get(key)
+            if release is None:
+                return None
+            folder = _clean_path(release["path"])
+            # The version just before the one that introduced the key: what the path held.
+            before, version = None, live["version"]
+            while version:
+                manifest = self.manifest(version) if self._has(version) else None
+                if manifest is None or key not in manifest["releases"]:
+                    before = manifest
+                    break
+                version = manifest.get("parent")
+            releases = {k: v for k, v in live["releases"].items() if k != key}
+            restored: dict[str, bytes] = {}
+            if before is not None:
+                for old_key, old in before["releases"].items():
+                    if old["path"] == release["path"] and old_key not in releases:
+                        source = self.root / "versions" / before["version"] / folder
+                        restored = {
+                            str(p.relative_to(source)): p.read_bytes()
+                            for p in source.rglob("*")
+                            if p.is_file()
+                        }
+                        releases[old_key] = old
+            self._drop_incomplete()
+            new_version = self._next_version()
+            target = self.root / "versions" / new_version
+            self._build(target, self.live_dir(), folder, restored)
+            if not restored and str(folder) != ".":
+                shutil.rmtree(target / folder, ignore_errors=True)
+            self._write_index(target, releases)
+            manifest = {"version": new_version, "parent": live["version"], "releases": releases}
+            (target / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            self._switch(new_version)
+            self._prune()
+            url_path = "/" + (f"{folder}/" if str(folder) != "." else "")
+            return PublishResult(version=new_version, url_path=url_path, already_live=False)
+
     # -- internals ------------------------------------------------------------------------
+
+    def _has(self, version: str) -> bool:
+        return (self.root / "versions" / version / MANIFEST).is_file()
 
     def _next_version(self) -> str:
         versions = self.root / "versions"

@@ -1,0 +1,186 @@
+"""Effects outside Shipyard: tool calls journalled by idempotency key, and the saga.
+
+A task's effects run in order (the release is position 0, then the job kind's ``effects``).
+Each call is authorized by policy (``call_tool``), journalled under the key
+``TASK:POSITION:TOOL`` before it acts and marked done with its result after, so a repeated
+call (a re-run step after a crash) replays the recorded result instead of acting again; the
+key also travels to the tool (e.g. as ``Idempotency-Key``) for the crash between acting and
+recording. When a call fails, ``compensate`` undoes the completed calls in reverse order and
+records each undo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from shipyard._crash import crashpoint
+from shipyard.errors import ShipyardError
+from shipyard.jobs import JobKind
+from shipyard.orchestrator import _govern as govern
+from shipyard.orchestrator._runtime import Runtime
+from shipyard.policy import entities
+from shipyard.store import ReleaseRow, ToolCallRow, transaction
+
+__all__ = ["Outcome", "compensate", "invoke", "tool_key"]
+
+
+def tool_key(task_id: str, position: int, tool: str) -> str:
+    return f"{task_id}:{position}:{tool}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    ok: bool
+    result: dict[str, Any]
+    error: str = ""
+    replayed: bool = False
+    """True when the journal already held the result (nothing was called)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def invoke(
+    rt: Runtime, kind: JobKind, task_id: str, position: int, tool_name: str, args: dict[str, Any]
+) -> Outcome:
+    """Call ``tool_name`` once for this task and position (see the module's docstring)."""
+    key = tool_key(task_id, position, tool_name)
+    tool = rt.tool(tool_name)
+    ref, found = entities.tool(tool.name, capability=tool.capability)
+    subject = govern.Subject(uid=ref, entities=found, label=f"tool {tool.name}")
+    actor = f"agent {kind.domain}"
+    with transaction(rt.sessions) as session:
+        row = session.get(ToolCallRow, key)
+        if row is not None and row.status == "done":
+            return Outcome(ok=True, result=dict(row.result), replayed=True)
+    request = govern.agent_request(
+        kind.domain,
+        "call_tool",
+        subject,
+        {"capability": tool.capability, "job_kind": kind.name},
+    )
+    verdict = rt.policies.authorize(request)
+    with transaction(rt.sessions) as session:
+        row = session.get(ToolCallRow, key)
+        if row is None:
+            row = ToolCallRow(
+                key=key,
+                task_id=task_id,
+                position=position,
+                tool=tool.name,
+                capability=tool.capability,
+                args=args,
+                status="calling",
+                result={},
+                error="",
+                calls=0,
+                started_at=_now(),
+                compensation={},
+            )
+            session.add(row)
+        if not verdict.allowed:
+            row.status, row.error, row.finished_at = "failed", verdict.reason(), _now()
+            govern.record(
+                session,
+                actor=actor,
+                action="call_tool",
+                subject=subject,
+                decision="deny",
+                reason=verdict.reason(),
+                task_id=task_id,
+                detail={"key": key},
+            )
+            return Outcome(ok=False, result={}, error=f"{tool.name}: {verdict.reason()}")
+        row.status, row.calls = "calling", row.calls + 1
+    crashpoint(f"tool.{tool.name}.before")
+    try:
+        result = tool.call(args, key=key)
+    except ShipyardError as exc:
+        with transaction(rt.sessions) as session:
+            row = session.get(ToolCallRow, key)
+            assert row is not None
+            row.status, row.error, row.finished_at = "failed", exc.message, _now()
+            govern.record(
+                session,
+                actor=actor,
+                action="call_tool",
+                subject=subject,
+                decision="failed",
+                reason=exc.message,
+                task_id=task_id,
+                detail={"key": key, "args": args},
+            )
+        return Outcome(ok=False, result={}, error=f"{tool.name}: {exc.message}")
+    crashpoint(f"tool.{tool.name}.called")
+    with transaction(rt.sessions) as session:
+        row = session.get(ToolCallRow, key)
+        assert row is not None
+        row.status, row.result, row.finished_at = "done", result, _now()
+        govern.record(
+            session,
+            actor=actor,
+            action="call_tool",
+            subject=subject,
+            decision="done",
+            reason=verdict.reason(),
+            task_id=task_id,
+            detail={"key": key, "args": args, "result": result},
+        )
+    crashpoint(f"tool.{tool.name}.after")
+    return Outcome(ok=True, result=result)
+
+
+def compensate(rt: Runtime, kind: JobKind, task_id: str, reason: str) -> list[str]:
+    """Undo the task's completed calls, newest first; what happened to each, for the record.
+
+    Safe to run again: calls already compensated (or marked irreversible) are skipped. A
+    compensation that fails is recorded and the others still run.
+    """
+    notes: list[str] = []
+    with rt.sessions() as session:
+        done = session.scalars(
+            select(ToolCallRow)
+            .where(ToolCallRow.task_id == task_id, ToolCallRow.status == "done")
+            .order_by(ToolCallRow.position.desc())
+        ).all()
+    for row in done:
+        tool = rt.tool(row.tool)
+        status, outcome, detail = "compensated", "", {}
+        if not tool.reversible:
+            status, outcome = "irreversible", f"{row.tool}#{row.position}: cannot be undone"
+        else:
+            try:
+                detail = tool.compensate(dict(row.args), dict(row.result), key=row.key)
+                outcome = f"{row.tool}#{row.position}: undone"
+            except ShipyardError as exc:
+                status, outcome = (
+                    "undo_failed",
+                    f"{row.tool}#{row.position}: undo failed: {exc.message}",
+                )
+        with transaction(rt.sessions) as session:
+            current = session.get(ToolCallRow, row.key)
+            if current is None or current.status != "done":
+                continue  # a re-run found it handled already
+            current.status, current.compensation = status, detail
+            current.compensated_at = _now()
+            if row.tool == "publish" and status == "compensated":
+                release = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id))
+                if release is not None:
+                    release.state = "withdrawn"
+            govern.record(
+                session,
+                actor=f"agent {kind.domain}",
+                action="compensate",
+                subject=f"tool {row.tool}",
+                decision=status,
+                reason=f"{outcome} (because {reason})",
+                task_id=task_id,
+                detail={"key": row.key, "compensation": detail},
+            )
+        notes.append(outcome)
+    return notes

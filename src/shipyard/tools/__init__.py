@@ -1,0 +1,10 @@
+"""Tools: actions with effects outside Shipyard, each with a capability policy checks, an
+idempotency key, and (where it can) a compensation. The orchestrator journals every call.
+"""
+
+from __future__ import annotations
+
+from shipyard.tools._builtin import HttpTool, PublishTool
+from shipyard.tools._tool import Tool
+
+__all__ = ["HttpTool", "PublishTool", "Tool"]
