@@ -18,10 +18,12 @@ from shipyard.orchestrator import (
     approval_queue,
     approve,
     escalate_overdue,
+    provide,
     submit,
     task_story,
 )
 from shipyard.store import AuditHeadRow, AuditRow, TaskRow
+from shipyard.testing import ScriptedProvider
 from support import PRODUCT, SETTLED, run_cli, wait_for_state, wait_until_finished
 
 
@@ -168,3 +170,28 @@ def test_removing_entries_from_the_end_is_noticed(
     assert "entry 1 is missing (the next one is 2)" in check.problem
     with rt.sessions() as session:
         assert session.scalar(select(AuditHeadRow.seq)) == last
+
+
+def test_when_repairs_run_out_a_job_kind_can_escalate_to_a_person(
+    project: Project, start_worker: Callable[..., Runtime]
+) -> None:
+    job = project.root / "jobs" / "landing-page" / "job.toml"
+    job.write_text(
+        job.read_text().replace("max_attempts = 3", 'max_attempts = 2\non_exhausted = "person"')
+    )
+    bad = "<!DOCTYPE html><html><body><p>no title</p></body></html>\n"
+    rt = start_worker(load_project(project.root), ScriptedProvider([{"index.html": bad}]))
+    task_id = one(rt)
+    assert wait_for_state(rt, task_id, SETTLED) == "waiting_input"
+    attempts = task_story(rt, task_id).attempts
+    assert [(a.number, a.tier, a.passed) for a in attempts] == [
+        (1, "template", False),
+        (2, "template", False),
+        (3, "human", None),
+    ]
+    assert "on_exhausted = person" in attempts[-1].route
+    assert attempts[-1].feedback  # the person sees what the last attempt got wrong
+
+    provide(rt, task_id, {"index.html": bad}, actor="alice")  # the person's code fails too
+    assert wait_until_finished(rt, task_id) == "failed"
+    assert task_story(rt, task_id).task.error == "checks failed 3×"

@@ -17,7 +17,7 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -55,6 +55,9 @@ class _JobFile(BaseModel):
     input_key: str = Field(description="the input that names the subject (e.g. sku)")
     max_attempts: int = Field(default=3, ge=1, le=10)
     tier: str = Field(default="", description="tier, 'auto' or 'human'; empty: generate.tier")
+    on_exhausted: Literal["fail", "person"] = Field(
+        default="fail", description="when repairs run out: fail, or ask a person for the code"
+    )
     input_schema: str = "input.schema.json"
     prompt: str = "prompt.md.j2"
     outputs: dict[str, str] = Field(min_length=1, description="output file -> code template")
@@ -117,6 +120,9 @@ class JobKind:
     """Bound on the repair loop."""
     tier: str
     """The tier that writes it (``auto``, ``human``, or a [tiers] name); '' for the default."""
+    on_exhausted: str = "fail"
+    """``person``: when every repair failed, a person is asked for the code (one more
+    attempt) instead of the task failing."""
     input_schema: dict[str, Any]
     """JSON Schema of one task's inputs."""
     prompt_template: str
@@ -195,6 +201,7 @@ def load_job_kind(folder: Path, *, domain: str) -> JobKind:
         input_key=spec.input_key,
         max_attempts=spec.max_attempts,
         tier=spec.tier,
+        on_exhausted=spec.on_exhausted,
         input_schema=schema,
         prompt_template=_read(folder, spec.prompt, "prompt template"),
         outputs={out: _read(folder, tpl, "code template") for out, tpl in spec.outputs.items()},

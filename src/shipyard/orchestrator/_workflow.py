@@ -175,6 +175,7 @@ def start_step(task_id: str) -> dict[str, Any]:
     return {
         "job_kind": kind.name,
         "max_attempts": kind.max_attempts,
+        "on_exhausted": kind.on_exhausted,
         "attempt": 1,
         "verify_first": False,
     }
@@ -205,6 +206,7 @@ def resume_step(task_id: str) -> dict[str, Any]:
     return {
         "job_kind": kind.name,
         "max_attempts": kind.max_attempts,
+        "on_exhausted": kind.on_exhausted,
         "attempt": attempt,
         "verify_first": verify_first,
     }
@@ -318,6 +320,21 @@ def _generate_request(
     return govern.agent_request(
         request.kind.domain, "generate", govern.job_kind(request.kind), context
     )
+
+
+@DBOS.step(name="shipyard.escalate")
+def escalate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) -> str:
+    """Every repair failed: ask a person for the code rather than give up or act anyway."""
+    rt = current_runtime()
+    with stage(rt, task_id, "generate", attempt) as record:
+        request = _generation_request(rt, task_id, attempt, recalled)
+        note = (
+            f"{attempt - 1} attempt(s) failed their checks; the job kind escalates "
+            "(on_exhausted = person): a person is asked for the code"
+        )
+        _ask_person(rt, request, [note])
+        record["summary"] = "escalated: waiting for a person to supply the code"
+    return TaskState.WAITING_INPUT.value
 
 
 def _plan(rt: Runtime, request: GenerationRequest) -> tuple[Plan, list[Limit]]:
@@ -932,8 +949,12 @@ def _pipeline(rt: Runtime, task_id: str, *, resuming: bool = False) -> str:
     verify_first = bool(plan["verify_first"])
     recalled = recall_step(task_id, attempt if resuming else 0)
     passed_attempt = 0
-    while attempt <= max_attempts:
+    # A job kind that escalates gets one more attempt, written by a person.
+    limit = max_attempts + (1 if plan["on_exhausted"] == "person" else 0)
+    while attempt <= limit:
         if not verify_first:
+            if attempt > max_attempts:
+                return escalate_step(task_id, attempt, recalled)
             outcome = generate_step(task_id, attempt, recalled)
             if outcome != "generated":
                 return outcome  # waiting for a person, or paused on a budget
@@ -943,7 +964,7 @@ def _pipeline(rt: Runtime, task_id: str, *, resuming: bool = False) -> str:
             break
         attempt += 1
     if not passed_attempt:
-        finish_step(task_id, TaskState.FAILED.value, "failed", f"checks failed {max_attempts}×")
+        finish_step(task_id, TaskState.FAILED.value, "failed", f"checks failed {limit}×")
         return TaskState.FAILED.value
     register_step(task_id, passed_attempt)
     outcome = gate_step(task_id, passed_attempt)
