@@ -113,10 +113,10 @@ def test_an_overdue_approval_is_escalated_once_and_shown(
     assert escalate_overdue(rt, now=now + timedelta(minutes=31)) == [task_id]
     assert escalate_overdue(rt, now=now + timedelta(minutes=90)) == []  # once only
     [waiting] = approval_queue(rt)
-    assert "escalated to shop-owner" in waiting.escalation
+    assert "escalated to demo-operator" in waiting.escalation
     assert ("escalate", "escalated") in actions(rt, task_id)
     shown = run_cli(project.root, "approvals")
-    assert "escalated to shop-owner" in shown.stdout
+    assert "escalated to demo-operator" in shown.stdout
 
 
 def test_audit_verify_passes_after_a_run_and_names_the_first_edited_entry(

@@ -154,7 +154,9 @@ def test_the_storefront_needs_two_approvers_for_high_risk_in_production() -> Non
         report=report(Finding(rule="html.style", message="inline style", severity="warning")),
     )
     assert (warned.risk, warned.approvals) == (Risk.HIGH, 2)
-    assert "high-risk-production-needs-two" not in warned.reason
+    assert (
+        "with 1, forbidden by storefront.cedar:24 (high-risk-production-needs-two)" in warned.reason
+    )
     assert "customer-facing-needs-approval" in warned.reason
     # Outside production one approval is enough even at high risk.
     staging = decide(policies, publish=True, risk="high", environment="staging")
@@ -185,3 +187,19 @@ def test_the_examples_policy_tests_all_hold(tmp_path: Path) -> None:
     cases.write_text(cases.read_text().replace('expect = "deny"', 'expect = "allow"', 1))
     wrong = run_cli(root, "policy", "test", str(root / "policies" / "tests.toml"))
     assert wrong.returncode == 1 and "12 of 13 as expected" in wrong.stdout
+
+
+def test_a_case_that_does_not_fit_the_schema_is_an_error_not_a_deny(tmp_path: Path) -> None:
+    from support import run_cli
+
+    root = tmp_path / "shop"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".shipyard"))
+    cases = root / "cases.toml"
+    cases.write_text(
+        '[[case]]\nname = "typo"\nagent = "storefront"\naction = "release"\n'
+        'job_kind = "landing-page"\ncontext = { aprovals = 1 }\nexpect = "deny"\n'
+    )
+    done = run_cli(root, "policy", "test", str(cases))
+    assert done.returncode == 2
+    assert "case 1: the request does not fit Shipyard's schema" in done.stderr
+    assert "aprovals" in done.stderr

@@ -64,7 +64,7 @@ def approvals(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"))
             t.risk,
             given + (f" ({', '.join(w.approvers)})" if w.approvers else ""),
             t.submitted_by,
-            timestamp(t.updated_at),
+            timestamp(w.since),
             w.escalation,
         )
     console.print(table)

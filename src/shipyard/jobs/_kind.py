@@ -51,7 +51,11 @@ class _JobFile(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
     description: str = ""
     risk: Risk = Risk.MEDIUM
-    publish: bool = Field(default=False, description="a person approves before release")
+    publish: bool = Field(
+        default=False,
+        description="it reaches customers (policies read it; the built-in "
+        "policy holds such work for one approval)",
+    )
     input_key: str = Field(description="the input that names the subject (e.g. sku)")
     max_attempts: int = Field(default=3, ge=1, le=10)
     tier: str = Field(default="", description="tier, 'auto' or 'human'; empty: generate.tier")
@@ -113,7 +117,7 @@ class JobKind:
     risk: Risk
     """How much harm a bad output could do; the gate reads it."""
     publish: bool
-    """True when a person must approve before release."""
+    """True when its output reaches customers; policies read it (``resource.publish``)."""
     input_key: str
     """The input naming the subject, used for recall, lineage and artifact listings."""
     max_attempts: int

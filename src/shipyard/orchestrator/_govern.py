@@ -213,6 +213,12 @@ def evaluate_case(rt: Runtime, case: dict[str, Any], *, where: str) -> CaseResul
     else:
         raise InputError(f"{where}: name the principal: as = PERSON or agent = DOMAIN")
     verdict = rt.policies.authorize(request)
+    malformed = [e for e in verdict.errors if "failed to build request" in e]
+    if malformed:
+        raise InputError(
+            f"{where}: the request does not fit Shipyard's schema: {malformed[0]}",
+            hint="check the action's resource type and context keys (`shipyard policy schema`)",
+        )
     return CaseResult(
         name=str(case.get("name", where)),
         request=request.describe(),

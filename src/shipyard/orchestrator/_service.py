@@ -444,6 +444,8 @@ class Waiting:
     approvers: list[str]
     escalation: str
     """The escalation's reason, '' when it was not escalated."""
+    since: datetime
+    """When the gate stopped it (what escalation measures from)."""
 
 
 def approval_queue(rt: Runtime) -> list[Waiting]:
@@ -455,19 +457,34 @@ def approval_queue(rt: Runtime) -> list[Waiting]:
             select(DecisionRow.task_id, DecisionRow.decision, DecisionRow.actor, DecisionRow.reason)
             .where(
                 DecisionRow.task_id.in_([t.id for t in waiting]),
-                DecisionRow.decision.in_(("approved", "escalated")),
+                DecisionRow.decision.in_(("approved", "escalated", "policy:needs_approval")),
             )
             .order_by(DecisionRow.id)
         ).all()
+        gated = dict(
+            session.execute(
+                select(DecisionRow.task_id, func.max(DecisionRow.decided_at))
+                .where(
+                    DecisionRow.task_id.in_([t.id for t in waiting]),
+                    DecisionRow.decision == "policy:needs_approval",
+                )
+                .group_by(DecisionRow.task_id)
+            ).all()
+        )
     approvers: dict[str, list[str]] = {}
     escalated: dict[str, str] = {}
     for task_id, decision, actor, reason in rows:
         if decision == "approved":
             approvers.setdefault(task_id, []).append(actor)
-        else:
+        elif decision == "escalated":
             escalated[task_id] = reason
     return [
-        Waiting(task=t, approvers=approvers.get(t.id, []), escalation=escalated.get(t.id, ""))
+        Waiting(
+            task=t,
+            approvers=approvers.get(t.id, []),
+            escalation=escalated.get(t.id, ""),
+            since=_aware(gated.get(t.id) or t.updated_at),
+        )
         for t in waiting
     ]
 
@@ -700,6 +717,11 @@ def rollback(rt: Runtime, target_name: str, *, actor: str) -> dict[str, Any]:
     verdict = govern.require(
         rt, govern.person_request(rt, actor, "rollback", subject, {}), actor=actor, subject=subject
     )
+    with transaction(rt.sessions) as session:  # the decision is on the record before the act
+        govern.record(
+            session, actor=actor, action="rollback", subject=subject, decision="allow",
+            reason=verdict.reason(),
+        )  # fmt: skip
     result = target.rollback()
     now = datetime.now(UTC)
     with transaction(rt.sessions) as session:
@@ -708,8 +730,8 @@ def rollback(rt: Runtime, target_name: str, *, actor: str) -> dict[str, Any]:
             actor=actor,
             action="rollback",
             subject=subject,
-            decision="allow",
-            reason=f"version {result.from_version} -> {result.to_version} ({verdict.reason()})",
+            decision="done",
+            reason=f"version {result.from_version} -> {result.to_version}",
             detail={"tasks": list(result.removed_keys)},
         )
         for task_id in result.removed_keys:

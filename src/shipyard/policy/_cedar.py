@@ -200,9 +200,12 @@ def _check_file(path: Path, schema_text: str) -> list[_Statement]:
         try:
             cedarpy.PolicySet.from_str(statement.text)
         except ValueError as exc:
+            last = statement.line + statement.text.strip().count("\n")
+            span = f"lines {statement.line}-{last}" if last > statement.line else "this line"
             raise ConfigError(
-                f"{path}:{statement.line}: {exc}",
-                hint="see docs/policies.md for the syntax and the schema's actions",
+                f"{path}:{statement.line}: {exc} (in the policy on {span})",
+                hint="each policy ends with ';' (a missing one runs into the next policy); "
+                "see docs/policies.md for the syntax",
             ) from exc
     result = cedarpy.validate_policies("\n".join(s.text for s in statements), schema_text)
     if not result.validation_passed:

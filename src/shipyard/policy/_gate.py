@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipyard.model import CheckReport, GateOutcome, Risk
-from shipyard.policy._cedar import Policies, Request, Verdict
+from shipyard.policy._cedar import Policies, Request
 
 __all__ = ["MAX_APPROVALS", "GateDecision", "assess_risk", "gate"]
 
@@ -107,21 +107,19 @@ def gate(
                     reason=f"goes out by itself: {verdict.reason()} ({assessed})",
                     context=context,
                 )
+            fewer = verdicts[needed - 1].reason().removeprefix("denied: ")
             return GateDecision(
                 outcome=GateOutcome.NEEDS_APPROVAL,
                 approvals=needed,
                 risk=risk,
-                reason=f"{needed} distinct approval(s) needed: {verdict.reason()} ({assessed})",
+                reason=f"{needed} distinct approval(s) needed: with {needed - 1}, {fewer}; "
+                f"with {needed}, {verdict.reason()} ({assessed})",
                 context=context,
             )
     return GateDecision(
         outcome=GateOutcome.DENY,
         approvals=0,
         risk=risk,
-        reason=f"{_denial(verdicts[-1])} ({assessed})",
+        reason=f"even with {MAX_APPROVALS} approvals: {verdicts[-1].reason()} ({assessed})",
         context=context,
     )
-
-
-def _denial(verdict: Verdict) -> str:
-    return verdict.reason()
