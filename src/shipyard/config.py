@@ -30,6 +30,7 @@ from shipyard.errors import ConfigError
 
 __all__ = [
     "CONFIG_FILE",
+    "ArtifactSettings",
     "BudgetSettings",
     "DomainSettings",
     "PersonSettings",
@@ -171,6 +172,20 @@ class PolicySettings(_Section):
     )
 
 
+class ArtifactSettings(_Section):
+    """``[artifacts]``: what provenance records, and how long unreleased versions stay."""
+
+    record_inputs: bool = Field(
+        default=True,
+        description="put each task's inputs in its signed provenance (their digest always is)",
+    )
+    keep_days: int = Field(
+        default=30,
+        ge=0,
+        description="`artifacts gc` may remove unreleased versions older than this",
+    )
+
+
 class PersonSettings(_Section):
     roles: list[str] = Field(default_factory=list, description='Cedar roles (Role::"NAME")')
 
@@ -203,6 +218,7 @@ class Settings(_Section):
     tiers: dict[str, TierSettings] = Field(default_factory=dict, validate_default=True)
     budgets: BudgetSettings = BudgetSettings()
     policy: PolicySettings = PolicySettings()
+    artifacts: ArtifactSettings = ArtifactSettings()
     people: dict[str, PersonSettings] = Field(default_factory=dict)
     domains: dict[str, DomainSettings] = Field(default_factory=dict)
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
@@ -274,6 +290,11 @@ class Project:
     @property
     def artifacts_dir(self) -> Path:
         return self.state_dir / "artifacts"
+
+    @property
+    def keys_dir(self) -> Path:
+        """The signing key pair: in the state folder, outside the artifact store."""
+        return self.state_dir / "keys"
 
     @property
     def sites_dir(self) -> Path:

@@ -90,13 +90,27 @@ class ArtifactStore:
             raise NotFound(
                 f"no artifact {artifact_id} in {self.root}", hint="see `shipyard artifacts`"
             )
-        return StoredArtifact(id=artifact_id, manifest=json.loads(path.read_bytes()))
+        data = path.read_bytes()
+        manifest = json.loads(data)
+        if "sha256:" + hashlib.sha256(_canonical(manifest)).hexdigest() != artifact_id:
+            raise StoreError(
+                f"artifact {artifact_id}: its manifest was modified on disk (it no longer "
+                "hashes to the artifact's id)",
+                hint="the artifact store was modified; restore it from a backup",
+            )
+        return StoredArtifact(id=artifact_id, manifest=manifest)
 
     def read(self, artifact: StoredArtifact) -> dict[str, bytes]:
         """Every file of the artifact, each checked against its digest."""
         out = {}
         for name, entry in artifact.manifest.items():
-            data = self._blob(entry["sha256"]).read_bytes()
+            try:
+                data = self._blob(entry["sha256"]).read_bytes()
+            except FileNotFoundError as exc:
+                raise StoreError(
+                    f"artifact {artifact.id}: file {name!r} is missing from the store",
+                    hint="the artifact store was modified on disk; restore it from a backup",
+                ) from exc
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
                 raise StoreError(
                     f"artifact {artifact.id}: file {name!r} does not match its digest",
@@ -107,3 +121,26 @@ class ArtifactStore:
 
     def blob_path(self, digest: str) -> Path:
         return self._blob(digest)
+
+    def remove(self, artifact_ids: list[str], *, keep: list[str]) -> int:
+        """Delete these versions' manifests and every file no kept version uses; bytes freed.
+
+        Files shared with a kept version stay (content addressing shares them).
+        """
+        in_use: set[str] = set()
+        for artifact_id in keep:
+            path = self._manifest_path(artifact_id)
+            if path.is_file():
+                in_use |= {e["sha256"] for e in json.loads(path.read_bytes()).values()}
+        freed = 0
+        for artifact_id in artifact_ids:
+            path = self._manifest_path(artifact_id)
+            if not path.is_file():
+                continue
+            for entry in json.loads(path.read_bytes()).values():
+                blob = self._blob(entry["sha256"])
+                if entry["sha256"] not in in_use and blob.is_file():
+                    freed += blob.stat().st_size
+                    blob.unlink()
+            path.unlink()
+        return freed

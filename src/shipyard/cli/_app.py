@@ -13,6 +13,7 @@ from shipyard.cli import (
     _audit,
     _budget,
     _init,
+    _lineage,
     _policy,
     _provide,
     _release,
@@ -61,7 +62,8 @@ app.command("reject")(_approvals.reject)
 app.command("provide")(_provide.provide)
 app.command("resume")(_provide.resume)
 app.command("budget")(_budget.budget)
-app.command("artifacts")(_artifacts.artifacts)
+app.add_typer(_artifacts.artifacts_app, name="artifacts")
+app.command("lineage")(_lineage.lineage)
 app.command("rollback")(_release.rollback)
 app.command("serve")(_serve.serve)
 app.command("check")(_sandbox.check)

@@ -24,7 +24,9 @@ def verify(ctx: typer.Context) -> None:
         head = session.execute(audit.head()).one()
     if result.ok:
         console.print(
-            f"audit log intact: {result.entries} entries, head {head.hash}", highlight=False
+            f"audit log intact: {result.entries} entries, head {head.hash}",
+            highlight=False,
+            soft_wrap=True,
         )
         return
     err_console.print(

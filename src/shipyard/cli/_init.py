@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from dbos import DBOS
 
+from shipyard.artifacts import SigningKey
 from shipyard.cli._common import console, handle_errors
 from shipyard.config import CONFIG_FILE, load_project
 from shipyard.store import make_engine, migrate, schema_status
@@ -54,6 +55,8 @@ def init(
     finally:
         engine.dispose()
     DBOS.migrate(project.system_database_url)
+    key = SigningKey.load_or_create(project.keys_dir)
+    console.print(f"signing key {key.keyid} in {project.keys_dir}", highlight=False)
     where = (
         "SQLite " + project.database_url.removeprefix("sqlite:///")
         if project.is_sqlite

@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from shipyard.artifacts import ArtifactStore
+from shipyard.artifacts import ArtifactStore, SigningKey
 from shipyard.checks import BUILTIN_CHECKS, Check
 from shipyard.config import Project
 from shipyard.errors import ConfigError, SandboxError, StateError
@@ -184,6 +184,16 @@ class Runtime:
                 hint=f"declared targets: {', '.join(self.project.settings.targets) or '(none)'}",
             )
         return StaticSite(name, self.project.sites_dir / name, keep_versions=settings.keep_versions)
+
+    @cached_property
+    def signing_key(self) -> SigningKey:
+        """The project's ed25519 key pair (``shipyard init`` creates it; so does first use)."""
+        return SigningKey.load_or_create(self.project.keys_dir)
+
+    @cached_property
+    def public_key(self) -> SigningKey:
+        """The public half only: enough to verify."""
+        return SigningKey.load(self.project.keys_dir, private=False)
 
     @cached_property
     def tools(self) -> dict[str, Tool]:

@@ -50,6 +50,7 @@ from shipyard.model import CheckReport, CheckResult, Finding, GateOutcome, TaskS
 from shipyard.orchestrator import _effects as effects
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator._ledger import limits_for, rates_for, spend
+from shipyard.orchestrator._provenance import sign_provenance
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.policy import Request, entities, gate
 from shipyard.store import (
@@ -633,7 +634,9 @@ def register_step(task_id: str, attempt: int) -> str:
                     task_id=task_id, artifact_id=stored.id, record=provenance, created_at=_now()
                 )
             )
+            session.flush()
         task.artifact_id = stored.id
+        sign_provenance(rt, session, task_id)
         record["summary"] = f"artifact {stored.id[:19]} ({len(stored.manifest)} file(s))"
         record["artifact"] = stored.id
     return stored.id
@@ -763,6 +766,8 @@ def record_decision_step(task_id: str, decision: dict[str, Any]) -> None:
             known = list(provenance.record["approvals"])
             added = [d for d in decision["decisions"] if d not in known]
             provenance.record = provenance.record | {"approvals": known + added}
+            if added:
+                sign_provenance(rt, session, task_id)  # the signed statement names them too
         record["summary"] = "; ".join(
             f"{d['decision']} by {d['actor']}" + (f": {d['reason']}" if d["reason"] else "")
             for d in decision["decisions"]

@@ -124,6 +124,8 @@ class ArtifactRow(Base):
     size: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     first_task_id: Mapped[str] = mapped_column(String(40))
+    collected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    """When ``artifacts gc`` removed its files (its records stay for lineage)."""
 
     __table_args__ = (Index("ix_artifacts_kind_key", "job_kind", "input_key"),)
 
@@ -139,6 +141,9 @@ class ProvenanceRow(Base):
     artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"))
     record: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    envelope: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """The signed in-toto statement (DSSE), re-signed when approvals are added."""
+    signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 class DecisionRow(Base):

@@ -1,0 +1,169 @@
+"""Provenance statements: what a task recorded, as in-toto / SLSA, and checks against it.
+
+Built from plain data (the orchestrator reads the store); checked the same way, so this
+module never touches the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shipyard import __version__
+from shipyard.artifacts._attest import BUILD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, digest_of
+
+__all__ = ["Attempt", "build_statement", "check_statement"]
+
+BUILDER_ID = "urn:shipyard:builder:worker"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attempt:
+    """One attempt as provenance records it."""
+
+    number: int
+    tier: str
+    provider: str
+    model: str
+    prompt_hash: str
+    report: dict[str, Any] | None
+    passed: bool | None
+
+
+def _hex(value: str) -> str:
+    return value.removeprefix("sha256:")
+
+
+def build_statement(
+    *,
+    artifact_id: str,
+    manifest: Mapping[str, Mapping[str, Any]],
+    record: Mapping[str, Any],
+    attempts: Sequence[Attempt],
+    inputs: Mapping[str, Any] | None,
+    approvals: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The in-toto Statement v1 (SLSA Provenance v1 predicate) of one task's artifact.
+
+    ``record`` is the task's provenance record (see the register step); ``inputs`` is None
+    when the project keeps inputs out of provenance (their digest is always there).
+    """
+    external: dict[str, Any] = {
+        "jobKind": record["job_kind"],
+        "domain": record["domain"],
+        "inputKey": record["input_key"],
+        "inputsDigest": {"sha256": _hex(record["inputs_hash"])},
+    }
+    if inputs is not None:
+        external["inputs"] = dict(inputs)
+    passing = attempts[-1] if attempts else None
+    dependencies: list[dict[str, Any]] = [
+        {
+            "name": "job-kind-templates",
+            "uri": f"shipyard:job-kind/{record['job_kind']}",
+            "digest": {"sha256": _hex(record["template_hash"])},
+        }
+    ]
+    dependencies += [
+        {
+            "name": f"prompt/attempt-{a.number}",
+            "uri": f"shipyard:task/{record['task']}/attempt/{a.number}/prompt",
+            "digest": {"sha256": _hex(a.prompt_hash)},
+            "annotations": {"tier": a.tier, "provider": a.provider, "model": a.model},
+        }
+        for a in attempts
+    ]
+    dependencies += [
+        {"name": f"memory/{item}", "uri": f"shipyard:memory/{item}"}
+        for item in record.get("recalled", [])
+    ]
+    byproducts: list[dict[str, Any]] = [
+        {
+            "name": f"checks/attempt-{a.number}",
+            "digest": {"sha256": digest_of(a.report)},
+            "annotations": {"passed": a.passed},
+        }
+        for a in attempts
+        if a.report is not None
+    ]
+    byproducts.append(
+        {
+            "name": "approvals",
+            "digest": {"sha256": digest_of(list(approvals))},
+            "annotations": {"approvals": list(approvals)},
+        }
+    )
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [
+            {"name": name, "digest": {"sha256": str(entry["sha256"])}}
+            for name, entry in sorted(manifest.items())
+        ],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": external,
+                "internalParameters": {
+                    "artifact": artifact_id,
+                    "tier": passing.tier if passing else "",
+                    "provider": record["provider"],
+                    "model": record["model"],
+                    "promptTemplateDigest": {"sha256": _hex(record["template_hash"])},
+                    "promptDigest": {"sha256": _hex(record["prompt_hash"])},
+                },
+                "resolvedDependencies": dependencies,
+            },
+            "runDetails": {
+                "builder": {"id": BUILDER_ID, "version": {"shipyard": __version__}},
+                "metadata": {
+                    "invocationId": record["task"],
+                    "startedOn": record["submitted_at"],
+                    "finishedOn": record["registered_at"],
+                },
+                "byproducts": byproducts,
+            },
+        },
+    }
+
+
+def check_statement(
+    statement: Mapping[str, Any],
+    *,
+    artifact_id: str,
+    manifest: Mapping[str, Mapping[str, Any]],
+    reports: Mapping[int, dict[str, Any] | None],
+) -> list[str]:
+    """What in the store disagrees with the signed statement (empty when nothing does).
+
+    ``manifest`` is the artifact's manifest as stored (its files already checked against
+    their digests); ``reports`` maps attempt numbers to the check reports on record.
+    """
+    problems: list[str] = []
+    predicate = statement.get("predicate", {})
+    internal = predicate.get("buildDefinition", {}).get("internalParameters", {})
+    if internal.get("artifact") != artifact_id:
+        problems.append(f"the statement is about artifact {internal.get('artifact')}, not this one")
+    signed = {s["name"]: s["digest"]["sha256"] for s in statement.get("subject", [])}
+    stored = {name: str(entry["sha256"]) for name, entry in manifest.items()}
+    for name in sorted(set(signed) | set(stored)):
+        if name not in stored:
+            problems.append(f"file {name} is in the statement but not in the artifact")
+        elif name not in signed:
+            problems.append(f"file {name} is in the artifact but not in the statement")
+        elif signed[name] != stored[name]:
+            problems.append(
+                f"file {name}: the artifact holds sha256 {stored[name][:16]}…, "
+                f"the statement signed {signed[name][:16]}…"
+            )
+    for product in predicate.get("runDetails", {}).get("byproducts", []):
+        name = str(product.get("name", ""))
+        if not name.startswith("checks/attempt-"):
+            continue
+        number = int(name.removeprefix("checks/attempt-"))
+        if number not in reports or reports[number] is None:
+            problems.append(f"the check report of attempt {number} is missing from the records")
+        elif digest_of(reports[number]) != product["digest"]["sha256"]:
+            problems.append(f"the check report of attempt {number} was changed after signing")
+    return problems

@@ -1,0 +1,124 @@
+"""Signing and verifying a task's provenance, reading what it needs from the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shipyard.artifacts import Attempt, build_statement, check_statement, sign_statement
+from shipyard.artifacts import verify_envelope as verify_signature
+from shipyard.errors import NotFound, ShipyardError, StoreError
+from shipyard.orchestrator._runtime import Runtime
+from shipyard.store import ArtifactRow, AttemptRow, ProvenanceRow, TaskRow
+
+__all__ = ["ArtifactCheck", "sign_provenance", "verify_artifact"]
+
+
+def sign_provenance(rt: Runtime, session: Session, task_id: str) -> None:
+    """(Re-)sign the task's provenance record as an in-toto statement, in ``session``."""
+    row = session.get(ProvenanceRow, task_id)
+    task = session.get(TaskRow, task_id)
+    if row is None or task is None:
+        return
+    artifact = rt.artifacts.get(row.artifact_id)
+    attempts = session.scalars(
+        select(AttemptRow)
+        .where(AttemptRow.task_id == task_id, AttemptRow.number <= int(row.record["attempts"]))
+        .order_by(AttemptRow.number)
+    ).all()
+    statement = build_statement(
+        artifact_id=row.artifact_id,
+        manifest=artifact.manifest,
+        record=row.record,
+        attempts=[
+            Attempt(
+                number=a.number,
+                tier=a.tier,
+                provider=a.provider,
+                model=a.model,
+                prompt_hash=a.prompt_hash,
+                report=a.report,
+                passed=a.passed,
+            )
+            for a in attempts
+        ],
+        inputs=dict(task.inputs) if rt.project.settings.artifacts.record_inputs else None,
+        approvals=list(row.record.get("approvals", [])),
+    )
+    row.envelope = sign_statement(statement, rt.signing_key)
+    row.signed_at = datetime.now(UTC)
+
+
+@dataclass(kw_only=True)
+class ArtifactCheck:
+    """What ``shipyard artifacts verify`` found for one artifact version."""
+
+    artifact_id: str
+    checked: list[str] = field(default_factory=list)
+    """What was checked and held."""
+    problems: list[str] = field(default_factory=list)
+    """What did not hold, each precise enough to act on."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_artifact(rt: Runtime, artifact_id: str) -> ArtifactCheck:
+    """Check the files on disk, every signed statement about the artifact, and its reports."""
+    result = ArtifactCheck(artifact_id=artifact_id)
+    with rt.sessions() as session:
+        artifact = session.get(ArtifactRow, artifact_id)
+        if artifact is None:
+            raise NotFound(f"no artifact {artifact_id}", hint="see `shipyard artifacts`")
+        if artifact.collected_at is not None:
+            result.problems.append(
+                f"its files were collected by `shipyard artifacts gc` at {artifact.collected_at}"
+            )
+            return result
+        rows = session.scalars(
+            select(ProvenanceRow).where(ProvenanceRow.artifact_id == artifact_id)
+        ).all()
+        reports = {
+            row.task_id: {
+                a.number: a.report
+                for a in session.scalars(
+                    select(AttemptRow).where(AttemptRow.task_id == row.task_id)
+                ).all()
+            }
+            for row in rows
+        }
+    try:
+        stored = rt.artifacts.get(artifact_id)
+        rt.artifacts.read(stored)  # every file against its digest, the manifest against the id
+        result.checked.append(f"{len(stored.manifest)} file(s) match their sha256 digests")
+    except ShipyardError as exc:
+        result.problems.append(exc.message)
+        return result
+    if not rows:
+        result.problems.append("no task recorded provenance for this artifact")
+    key = rt.public_key
+    for row in rows:
+        where = f"task {row.task_id}"
+        if row.envelope is None:
+            result.problems.append(f"{where}: the provenance was never signed")
+            continue
+        try:
+            statement = verify_signature(row.envelope, key)
+        except StoreError as exc:
+            result.problems.append(f"{where}: {exc.message}")
+            continue
+        result.checked.append(f"{where}: signature by {key.keyid[:23]}… holds")
+        problems = check_statement(
+            statement,
+            artifact_id=artifact_id,
+            manifest=stored.manifest,
+            reports=reports[row.task_id],
+        )
+        result.problems += [f"{where}: {p}" for p in problems]
+        if not problems:
+            result.checked.append(f"{where}: statement matches the files and the check reports")
+    return result
