@@ -38,7 +38,11 @@ shipyard status
 first=$(shipyard list --state published --job landing-page --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 step "one task's whole story: shipyard show $first"
 shipyard show "$first"
+step "where it came from, and where it went: shipyard lineage $first"
+shipyard lineage "$first"
 shipyard artifacts --job ab-test
+step "every artifact version: signature, file digests and check reports"
+shipyard artifacts verify --all | tail -n 1
 step "the audit log: every decision and effect, hash-chained"
 shipyard audit verify
 echo

@@ -60,6 +60,9 @@ def test_demo_runs_end_to_end_and_serves_the_site(tmp_path: Path) -> None:
     assert done.stderr.count("row 7 (line 8)") == 2, done.stderr
     assert done.stderr.count("row 14 (line 15)") == 2, done.stderr
     assert "approved by demo-operator" in done.stdout
+    assert "38 of 38 version(s) verified" in done.stdout  # every artifact's signed provenance
+    assert "audit log intact" in done.stdout
+    assert "1 attempt(s)" in done.stdout and "release: live on storefront-site" in done.stdout
 
     tasks = json.loads(run_cli(work, "list", "--json").stdout)
     states: dict[str, int] = {}

@@ -80,6 +80,7 @@ def verify(
     ctx: typer.Context,
     refs: list[str] = typer.Argument(None, help="Artifact ids (or prefixes, or task ids)."),
     all_: bool = typer.Option(False, "--all", help="Every stored version."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Say what was checked."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Check the signature, every file's digest and the recorded check reports (exit 1 if any
@@ -110,10 +111,12 @@ def verify(
         for r in results:
             mark = "[green]verified[/]" if r.ok else "[red bold]FAILED[/]"
             console.print(f"{mark} {r.artifact_id}")
-            for line in r.checked:
+            for line in r.checked if verbose or not all_ else []:
                 console.print(f"  ✓ {line}", highlight=False, markup=False)
             for line in r.problems:
                 console.print(f"  ✗ {line}", style="red", highlight=False, markup=False)
+        passed = sum(1 for r in results if r.ok)
+        console.print(f"{passed} of {len(results)} version(s) verified")
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 
