@@ -175,3 +175,11 @@ def test_check_statement_names_each_disagreement() -> None:
         s, artifact_id="sha256:" + "f" * 64, manifest=MANIFEST, reports={2: REPORT}
     )
     assert missing == ["the check report of attempt 1 is missing from the records"]
+
+
+def test_a_lost_private_key_is_not_silently_replaced(tmp_path: Path) -> None:
+    folder = tmp_path / "k"
+    SigningKey.create(folder)
+    (folder / "signing.key").unlink()
+    with pytest.raises(ConfigError, match=r"signing\.key is missing but"):
+        SigningKey.load_or_create(folder)

@@ -148,7 +148,17 @@ def test_tampering_with_a_file_the_statement_or_a_report_is_caught(
     problems = verify_artifact(rt, artifact_id).problems
     assert problems == [f"task {task_id}: the check report of attempt 1 was changed after signing"]
 
-    # The statement edited (a file's digest swapped): the signature no longer holds.
+    # The record lineage reads, edited: it no longer agrees with what was signed.
+    with rt.sessions() as session, session.begin():
+        row = session.get(ProvenanceRow, task_id)
+        assert row is not None
+        row.record = row.record | {"model": "a-better-one"}
+    assert any(
+        "the record's model ('a-better-one') differs from the signed statement's" in p
+        for p in verify_artifact(rt, artifact_id).problems
+    )
+
+    # The statement edited (the model swapped): the signature no longer holds.
     with rt.sessions() as session, session.begin():
         row = session.get(ProvenanceRow, task_id)
         assert row is not None and row.envelope is not None
@@ -226,3 +236,14 @@ def test_gc_keeps_what_releases_use_and_collects_old_unreleased_versions(
     assert "collected" in verify_artifact(rt, old_id).problems[0]
     assert lineage(rt, old_id)["tasks"][0]["task"] == unreleased  # the records stay
     assert verify_artifact(rt, task_story(rt, released).task.artifact_id).ok
+
+    # The same content made again brings the version back: it verifies again.
+    again = submit(
+        rt,
+        rt.jobs.get("landing-page"),
+        [BatchRow(where="t", data={**PRODUCT, "sku": "SKU-300"})],
+        submitted_by="me",
+    ).submitted[0]
+    assert wait_for_state(rt, again, SETTLED) == "waiting_approval"
+    assert task_story(rt, again).task.artifact_id == old_id
+    assert verify_artifact(rt, old_id).ok

@@ -123,8 +123,19 @@ class SigningKey:
 
     @classmethod
     def load_or_create(cls, folder: Path) -> SigningKey:
+        """The key pair in ``folder``, made there if the folder holds neither half.
+
+        A public key without its private key is refused rather than silently replaced:
+        everything signed before would stop verifying.
+        """
         if (folder / "signing.key").exists():
             return cls.load(folder)
+        if (folder / "signing.pub").exists():
+            raise ConfigError(
+                f"{folder / 'signing.key'} is missing but {folder / 'signing.pub'} is there",
+                hint="restore signing.key from your backup; to start a new key instead, remove "
+                "signing.pub (what the old key signed will no longer verify)",
+            )
         return cls.create(folder)
 
 

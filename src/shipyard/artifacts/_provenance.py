@@ -134,13 +134,19 @@ def check_statement(
     artifact_id: str,
     manifest: Mapping[str, Mapping[str, Any]],
     reports: Mapping[int, dict[str, Any] | None],
+    record: Mapping[str, Any] | None = None,
+    attempts: Sequence[Attempt] = (),
 ) -> list[str]:
     """What in the store disagrees with the signed statement (empty when nothing does).
 
     ``manifest`` is the artifact's manifest as stored (its files already checked against
-    their digests); ``reports`` maps attempt numbers to the check reports on record.
+    their digests); ``reports`` maps attempt numbers to the check reports on record;
+    ``record`` and ``attempts``, when given, are the provenance record and attempt rows that
+    lineage reads, compared field by field with what was signed.
     """
     problems: list[str] = []
+    if record is not None:
+        problems += _record_problems(statement, record, attempts)
     predicate = statement.get("predicate", {})
     internal = predicate.get("buildDefinition", {}).get("internalParameters", {})
     if internal.get("artifact") != artifact_id:
@@ -166,4 +172,55 @@ def check_statement(
             problems.append(f"the check report of attempt {number} is missing from the records")
         elif digest_of(reports[number]) != product["digest"]["sha256"]:
             problems.append(f"the check report of attempt {number} was changed after signing")
+    return problems
+
+
+def _record_problems(
+    statement: Mapping[str, Any], record: Mapping[str, Any], attempts: Sequence[Attempt]
+) -> list[str]:
+    predicate = statement.get("predicate", {})
+    build = predicate.get("buildDefinition", {})
+    internal = build.get("internalParameters", {})
+    external = build.get("externalParameters", {})
+    run = predicate.get("runDetails", {})
+    signed = {
+        "task": run.get("metadata", {}).get("invocationId"),
+        "job_kind": external.get("jobKind"),
+        "inputs_hash": external.get("inputsDigest", {}).get("sha256"),
+        "provider": internal.get("provider"),
+        "model": internal.get("model"),
+        "prompt_hash": internal.get("promptDigest", {}).get("sha256"),
+        "template_hash": internal.get("promptTemplateDigest", {}).get("sha256"),
+    }
+    problems = [
+        f"the record's {field} ({_hex(str(record.get(field, '')))!r}) differs from the signed "
+        f"statement's ({value!r})"
+        for field, value in signed.items()
+        if _hex(str(record.get(field, ""))) != value
+    ]
+    product: dict[str, Any] = next(
+        (b for b in run.get("byproducts", []) if b.get("name") == "approvals"), {}
+    )
+    approvals = product.get("annotations", {}).get("approvals")
+    if approvals is not None and list(record.get("approvals", [])) != approvals:
+        problems.append("the record's approvals differ from the signed statement's")
+    prompts = {
+        d["name"]: d
+        for d in build.get("resolvedDependencies", [])
+        if str(d.get("name", "")).startswith("prompt/attempt-")
+    }
+    for a in attempts:
+        dep = prompts.get(f"prompt/attempt-{a.number}")
+        if dep is None:
+            continue
+        seen = (_hex(a.prompt_hash), a.tier, a.provider, a.model)
+        notes = dep.get("annotations", {})
+        wanted = (
+            dep["digest"]["sha256"],
+            notes.get("tier"),
+            notes.get("provider"),
+            notes.get("model"),
+        )
+        if seen != wanted:
+            problems.append(f"attempt {a.number} on record differs from the signed statement")
     return problems

@@ -69,7 +69,7 @@ def artifacts(
             ", ".join(sorted(a.files)),
             str(a.size),
             timestamp(a.created_at),
-            ", ".join(live) or "-",
+            ", ".join(live) or ("collected" if a.collected_at else "-"),
         )
     console.print(table)
 
@@ -86,11 +86,15 @@ def verify(
     """Check the signature, every file's digest and the recorded check reports (exit 1 if any
     version fails, with the exact reason)."""
     with open_runtime(ctx) as rt:
+        listed = list_artifacts(rt)
+        collected = [a.id for a, _ in listed if a.collected_at is not None]
         ids = (
-            [a.id for a, _ in list_artifacts(rt)]
+            [a.id for a, _ in listed if a.collected_at is None]
             if all_
             else [find_artifact(rt, r) for r in refs or []]
         )
+        if all_ and collected:
+            err_console.print(f"{len(collected)} version(s) collected by gc: not verified")
         if not ids:
             err_console.print("name artifacts to verify, or pass --all")
             raise typer.Exit(2)

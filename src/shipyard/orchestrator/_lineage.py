@@ -396,9 +396,8 @@ def collect_garbage(rt: Runtime, *, apply: bool = False, now: datetime | None = 
                 )
             ).all()
         )
-        artifacts = session.scalars(
-            select(ArtifactRow).where(ArtifactRow.collected_at.is_(None))
-        ).all()
+        every = session.scalars(select(ArtifactRow)).all()
+        artifacts = [a for a in every if a.collected_at is None]
     for artifact in artifacts:
         created = (
             artifact.created_at
@@ -417,7 +416,8 @@ def collect_garbage(rt: Runtime, *, apply: bool = False, now: datetime | None = 
             report.expired.append(artifact.id)
             report.freed_bytes += artifact.size
     if apply and report.expired:
-        keep = [a for a in (x.id for x in artifacts) if a not in set(report.expired)]
+        expired = set(report.expired)
+        keep = [a.id for a in every if a.id not in expired]  # collected ones may be back
         report.freed_bytes = rt.artifacts.remove(report.expired, keep=keep)
         with transaction(rt.sessions) as session:
             for artifact_id in report.expired:

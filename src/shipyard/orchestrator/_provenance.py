@@ -17,6 +17,18 @@ from shipyard.store import ArtifactRow, AttemptRow, ProvenanceRow, TaskRow
 __all__ = ["ArtifactCheck", "sign_provenance", "verify_artifact"]
 
 
+def _attempt(a: AttemptRow) -> Attempt:
+    return Attempt(
+        number=a.number,
+        tier=a.tier,
+        provider=a.provider,
+        model=a.model,
+        prompt_hash=a.prompt_hash,
+        report=a.report,
+        passed=a.passed,
+    )
+
+
 def sign_provenance(rt: Runtime, session: Session, task_id: str) -> None:
     """(Re-)sign the task's provenance record as an in-toto statement, in ``session``."""
     row = session.get(ProvenanceRow, task_id)
@@ -33,18 +45,7 @@ def sign_provenance(rt: Runtime, session: Session, task_id: str) -> None:
         artifact_id=row.artifact_id,
         manifest=artifact.manifest,
         record=row.record,
-        attempts=[
-            Attempt(
-                number=a.number,
-                tier=a.tier,
-                provider=a.provider,
-                model=a.model,
-                prompt_hash=a.prompt_hash,
-                report=a.report,
-                passed=a.passed,
-            )
-            for a in attempts
-        ],
+        attempts=[_attempt(a) for a in attempts],
         inputs=dict(task.inputs) if rt.project.settings.artifacts.record_inputs else None,
         approvals=list(row.record.get("approvals", [])),
     )
@@ -75,21 +76,24 @@ def verify_artifact(rt: Runtime, artifact_id: str) -> ArtifactCheck:
         if artifact is None:
             raise NotFound(f"no artifact {artifact_id}", hint="see `shipyard artifacts`")
         if artifact.collected_at is not None:
+            when = artifact.collected_at.replace(tzinfo=artifact.collected_at.tzinfo or UTC)
             result.problems.append(
-                f"its files were collected by `shipyard artifacts gc` at {artifact.collected_at}"
+                f"its files were collected by `shipyard artifacts gc` at {when.isoformat()}"
             )
             return result
         rows = session.scalars(
             select(ProvenanceRow).where(ProvenanceRow.artifact_id == artifact_id)
         ).all()
-        reports = {
-            row.task_id: {
-                a.number: a.report
-                for a in session.scalars(
-                    select(AttemptRow).where(AttemptRow.task_id == row.task_id)
-                ).all()
-            }
+        attempt_rows = {
+            row.task_id: session.scalars(
+                select(AttemptRow)
+                .where(AttemptRow.task_id == row.task_id)
+                .order_by(AttemptRow.number)
+            ).all()
             for row in rows
+        }
+        reports = {
+            task_id: {a.number: a.report for a in found} for task_id, found in attempt_rows.items()
         }
     try:
         stored = rt.artifacts.get(artifact_id)
@@ -117,6 +121,8 @@ def verify_artifact(rt: Runtime, artifact_id: str) -> ArtifactCheck:
             artifact_id=artifact_id,
             manifest=stored.manifest,
             reports=reports[row.task_id],
+            record=row.record,
+            attempts=[_attempt(a) for a in attempt_rows[row.task_id]],
         )
         result.problems += [f"{where}: {p}" for p in problems]
         if not problems:

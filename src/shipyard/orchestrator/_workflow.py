@@ -94,6 +94,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _iso(value: datetime) -> str:
+    """RFC 3339 with its offset (SQLite hands datetimes back without one; they are UTC)."""
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
 def _task(session: Session, task_id: str) -> TaskRow:
     row = session.get(TaskRow, task_id)
     if row is None:
@@ -591,7 +596,12 @@ def register_step(task_id: str, attempt: int) -> str:
         )
         if row is None or not row.passed:
             raise ShipyardError(f"task {task_id}: attempt {attempt} did not pass its checks")
-        stored = rt.artifacts.put(row.files)
+        stored = rt.artifacts.put(row.files)  # rewrites files a gc may have removed
+        session.execute(
+            update(ArtifactRow)
+            .where(ArtifactRow.id == stored.id, ArtifactRow.collected_at.is_not(None))
+            .values(collected_at=None)
+        )
         insert_ignore(
             session,
             ArtifactRow,
@@ -622,9 +632,9 @@ def register_step(task_id: str, attempt: int) -> str:
             "checks": row.report,
             "recalled": row.recalled,
             "submitted_by": task.submitted_by,
-            "submitted_at": task.submitted_at.isoformat(),
-            "generated_at": row.generated_at.isoformat(),
-            "registered_at": _now().isoformat(),
+            "submitted_at": _iso(task.submitted_at),
+            "generated_at": _iso(row.generated_at),
+            "registered_at": _iso(_now()),
             "approvals": [],
         }
         existing = session.get(ProvenanceRow, task_id)
@@ -744,7 +754,7 @@ def read_decision_step(task_id: str) -> dict[str, Any] | None:
                 "decision": r.decision,
                 "actor": r.actor,
                 "reason": r.reason,
-                "at": r.decided_at.isoformat(),
+                "at": _iso(r.decided_at),
             }
             for r in rows
         ]
