@@ -33,6 +33,7 @@ __all__ = [
     "ArtifactSettings",
     "BudgetSettings",
     "DomainSettings",
+    "MemorySettings",
     "PersonSettings",
     "PolicySettings",
     "PriceSettings",
@@ -141,6 +142,9 @@ class DomainSettings(_Section):
     worker_concurrency: int = Field(default=4, ge=1, description="tasks at once per worker")
     day_usd: float | None = Field(default=None, ge=0, description="this domain, per UTC day")
     day_tokens: int | None = Field(default=None, ge=0)
+    memory_reads: list[str] = Field(
+        default_factory=list, description="other domains' memory this domain may recall"
+    )
 
 
 class TargetSettings(_Section):
@@ -186,6 +190,33 @@ class ArtifactSettings(_Section):
     )
 
 
+class NamespaceSettings(_Section):
+    ttl_days: float = Field(default=0, ge=0, description="items expire after this (0: never)")
+
+
+class MemorySettings(_Section):
+    """``[memory]``: the embedder and how recall weighs, cuts and forgets."""
+
+    embedder: Literal["hash", "minilm", "openai"] = Field(
+        default="hash", description="'hash' (built in), 'minilm' (extra) or 'openai'"
+    )
+    model: str = Field(default="", description="the openai embedder's model")
+    base_url: str = Field(default="", description="the openai embedder's server")
+    api_key_env: str = Field(default="", description="the openai embedder's key variable")
+    dim: int = Field(default=0, ge=0, description="vector size (0: the embedder's own)")
+    threshold: float = Field(
+        default=0.3, ge=-1, le=1, description="minimum similarity: below it nothing is recalled"
+    )
+    half_life_days: float = Field(default=30, ge=0, description="freshness: scores halve so often")
+    ttl_days: float = Field(default=0, ge=0, description="default time-to-live (0: forever)")
+    max_context_tokens: int = Field(default=1500, ge=0, description="cap on recalled context")
+    recall_items: int = Field(default=5, ge=0, le=50, description="semantic items per prompt")
+    hnsw_threshold: int = Field(
+        default=20_000, ge=1, description="vectors per namespace before an HNSW index is used"
+    )
+    namespaces: dict[str, NamespaceSettings] = Field(default_factory=dict)
+
+
 class PersonSettings(_Section):
     roles: list[str] = Field(default_factory=list, description='Cedar roles (Role::"NAME")')
 
@@ -219,6 +250,7 @@ class Settings(_Section):
     budgets: BudgetSettings = BudgetSettings()
     policy: PolicySettings = PolicySettings()
     artifacts: ArtifactSettings = ArtifactSettings()
+    memory: MemorySettings = MemorySettings()
     people: dict[str, PersonSettings] = Field(default_factory=dict)
     domains: dict[str, DomainSettings] = Field(default_factory=dict)
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
@@ -260,6 +292,22 @@ class Settings(_Section):
                 f"generate.tier is {self.generate.tier!r}; declare [tiers.{self.generate.tier}] "
                 f"or use one of: {', '.join(sorted(known | RESERVED_TIERS))}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _memory_namespaces(self) -> Settings:
+        known = {*self.domains, "global"}
+        for name, domain in self.domains.items():
+            for other in domain.memory_reads:
+                if other not in known:
+                    raise ValueError(
+                        f"domains.{name}.memory_reads names {other!r}, which is not a domain"
+                    )
+        for name in self.memory.namespaces:
+            if name not in known:
+                raise ValueError(
+                    f"memory.namespaces.{name}: namespaces are the domains' and 'global'"
+                )
         return self
 
     @property

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from shipyard.config import Project
-from shipyard.store import Base, make_engine, migrate, schema_status
+from shipyard.store import Base, include_object, make_engine, migrate, schema_status
 
 
 def test_migrated_schema_matches_the_models(project: Project) -> None:
@@ -17,7 +17,8 @@ def test_migrated_schema_matches_the_models(project: Project) -> None:
         current, head = schema_status(engine)
         assert current == head is not None
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            context = MigrationContext.configure(conn, opts={"include_object": include_object})
+            diff = compare_metadata(context, Base.metadata)
         assert diff == []
     finally:
         engine.dispose()

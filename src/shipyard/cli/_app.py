@@ -14,6 +14,7 @@ from shipyard.cli import (
     _budget,
     _init,
     _lineage,
+    _memory,
     _policy,
     _provide,
     _release,
@@ -70,3 +71,4 @@ app.command("check")(_sandbox.check)
 app.add_typer(_sandbox.sandbox_app, name="sandbox")
 app.add_typer(_policy.policy_app, name="policy")
 app.add_typer(_audit.audit_app, name="audit")
+app.add_typer(_memory.memory_app, name="memory")

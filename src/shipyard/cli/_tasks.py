@@ -188,7 +188,7 @@ def show(
     if story.steps:
         console.print(_steps_table(story))
     for attempt in story.attempts:
-        console.print(_attempt_tree(attempt))
+        console.print(_attempt_tree(attempt, story.memories))
     if story.attempts:
         spent = sum(a.cost_usd for a in story.attempts)
         used = sum(a.input_tokens + a.output_tokens for a in story.attempts)
@@ -229,7 +229,7 @@ def _steps_table(story: TaskStory) -> Table:
     return table
 
 
-def _attempt_tree(attempt: Any) -> Tree:
+def _attempt_tree(attempt: Any, memories: dict[str, Any]) -> Tree:
     verdict = {True: "[green]passed[/]", False: "[red]failed[/]", None: "[dim]not checked[/]"}
     used = attempt.input_tokens or attempt.output_tokens
     tokens = (
@@ -250,7 +250,11 @@ def _attempt_tree(attempt: Any) -> Tree:
         for note in attempt.route.splitlines():
             route.add(escape(note))
     if attempt.recalled:
-        tree.add("recalled: " + ", ".join(attempt.recalled))
+        recalled = tree.add(f"recalled {len(attempt.recalled)} item(s)")
+        for ident in attempt.recalled:
+            row = memories.get(ident)
+            text = f"{row.kind}: {row.text[:110]}" if row is not None else "(purged since)"
+            recalled.add(escape(f"{ident} {text}"))
     if attempt.feedback:
         fed = tree.add(f"{len(attempt.feedback)} finding(s) fed back from the previous attempt")
         for f in [Finding.from_dict(item) for item in attempt.feedback][:10]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from shipyard.memory._semantic import MAX_TEXT, Item, SemanticMemory
 from shipyard.store import MemoryRow
 
 __all__ = ["recall", "remember"]
@@ -22,12 +23,14 @@ def recall(
     session: Session, *, namespace: str, job_kind: str, input_key: str, limit: int = 5
 ) -> list[dict[str, Any]]:
     """Recent memories for this job kind and key (newest first), then the kind's failures."""
+    live = or_(MemoryRow.expires_at.is_(None), MemoryRow.expires_at > datetime.now(UTC))
     same_key = session.scalars(
         select(MemoryRow)
         .where(
             MemoryRow.namespace == namespace,
             MemoryRow.job_kind == job_kind,
             MemoryRow.input_key == input_key,
+            live,
         )
         .order_by(MemoryRow.id.desc())
         .limit(limit)
@@ -39,6 +42,7 @@ def recall(
             MemoryRow.job_kind == job_kind,
             MemoryRow.kind == "failed",
             MemoryRow.input_key != input_key,
+            live,
         )
         .order_by(MemoryRow.id.desc())
         .limit(max(0, limit - len(same_key)))
@@ -51,6 +55,7 @@ def recall(
 
 def remember(
     session: Session,
+    memory: SemanticMemory,
     *,
     namespace: str,
     kind: str,
@@ -59,21 +64,27 @@ def remember(
     task_id: str,
     text: str,
     meta: dict[str, Any] | None = None,
+    tags: tuple[str, ...] = (),
 ) -> None:
-    """Record one outcome; remembering the same (task, kind) twice keeps the first."""
+    """Record one outcome, embedded so semantic recall finds it too; remembering the same
+    (task, kind) twice keeps the first."""
     exists = session.scalar(
         select(MemoryRow.id).where(MemoryRow.task_id == task_id, MemoryRow.kind == kind)
     )
     if exists is None:
-        session.add(
-            MemoryRow(
-                namespace=namespace,
-                kind=kind,
-                job_kind=job_kind,
-                input_key=input_key,
-                task_id=task_id,
-                text=text,
-                meta=meta or {},
-                created_at=datetime.now(UTC),
-            )
+        memory.add(
+            session,
+            [
+                Item(
+                    text=text[:MAX_TEXT],
+                    namespace=namespace,
+                    kind=kind,
+                    job_kind=job_kind,
+                    input_key=input_key,
+                    task_id=task_id,
+                    meta=meta or {},
+                    tags=tags,
+                )
+            ],
+            where=f"memory of task {task_id}",
         )

@@ -101,7 +101,11 @@ def _task_lineage(session: Session, task: TaskRow) -> dict[str, Any]:
     ).all()
     provenance = session.get(ProvenanceRow, task.id)
     record = provenance.record if provenance is not None else {}
-    recalled_ids = [int(i) for i in record.get("recalled", []) if str(i).isdigit()]
+    recalled_ids = [
+        int(str(i).removeprefix("mem-"))
+        for i in record.get("recalled", [])
+        if str(i).removeprefix("mem-").isdigit()
+    ]
     memories = (
         session.scalars(select(MemoryRow).where(MemoryRow.id.in_(recalled_ids))).all()
         if recalled_ids

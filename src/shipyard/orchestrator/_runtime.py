@@ -21,6 +21,7 @@ from shipyard.config import Project
 from shipyard.errors import ConfigError, SandboxError, StateError
 from shipyard.generate import Provider, ReplayProvider, Router, load_provider, read_secrets
 from shipyard.jobs import JobKind, JobRegistry
+from shipyard.memory import SemanticMemory, load_embedder
 from shipyard.model import Risk
 from shipyard.orchestrator._ledger import replay_lookup
 from shipyard.policy import Policies
@@ -184,6 +185,18 @@ class Runtime:
                 hint=f"declared targets: {', '.join(self.project.settings.targets) or '(none)'}",
             )
         return StaticSite(name, self.project.sites_dir / name, keep_versions=settings.keep_versions)
+
+    @cached_property
+    def memory(self) -> SemanticMemory:
+        """Semantic memory with the configured embedder (loaded on first use)."""
+        settings = self.project.settings
+        return SemanticMemory(
+            load_embedder(settings.memory, self.secrets),
+            namespaces=[*settings.domains, "global"],
+            ttl_days={name: ns.ttl_days for name, ns in settings.memory.namespaces.items()},
+            default_ttl_days=settings.memory.ttl_days,
+            hnsw_threshold=settings.memory.hnsw_threshold,
+        )
 
     @cached_property
     def signing_key(self) -> SigningKey:

@@ -15,6 +15,7 @@ from typing import Any
 
 from dbos import DBOS, DBOSClient
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from shipyard import __version__
 from shipyard.config import Project
@@ -36,6 +37,7 @@ from shipyard.store import (
     ArtifactRow,
     AttemptRow,
     DecisionRow,
+    MemoryRow,
     ProvenanceRow,
     ReleaseRow,
     StepRow,
@@ -663,6 +665,8 @@ class TaskStory:
     decisions: list[DecisionRow]
     provenance: ProvenanceRow | None
     release: ReleaseRow | None
+    memories: dict[str, MemoryRow] = field(default_factory=dict)
+    """The recalled memory items named by the attempts, by their ``mem-N`` id."""
 
 
 def task_story(rt: Runtime, ref: str) -> TaskStory:
@@ -691,7 +695,21 @@ def task_story(rt: Runtime, ref: str) -> TaskStory:
             ),
             provenance=session.get(ProvenanceRow, task.id),
             release=session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task.id)),
+            memories=_recalled(session, task.id),
         )
+
+
+def _recalled(session: Session, task_id: str) -> dict[str, MemoryRow]:
+    named = {
+        str(ident)
+        for recalled in session.scalars(
+            select(AttemptRow.recalled).where(AttemptRow.task_id == task_id)
+        ).all()
+        for ident in recalled or []
+    }
+    ids = [int(n.removeprefix("mem-")) for n in named if n.removeprefix("mem-").isdigit()]
+    rows = session.scalars(select(MemoryRow).where(MemoryRow.id.in_(ids))).all() if ids else []
+    return {f"mem-{row.id}": row for row in rows}
 
 
 def list_artifacts(rt: Runtime, *, job_kind: str = "") -> list[tuple[ArtifactRow, list[str]]]:

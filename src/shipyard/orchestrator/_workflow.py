@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,11 +46,12 @@ from shipyard.generate import (
     render_prompt,
 )
 from shipyard.jobs import JobKind, validate_inputs
-from shipyard.memory import recall, remember
+from shipyard.memory import remember
 from shipyard.model import CheckReport, CheckResult, Finding, GateOutcome, TaskState
 from shipyard.orchestrator import _effects as effects
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator._ledger import limits_for, rates_for, spend
+from shipyard.orchestrator._memory import recall_for_task
 from shipyard.orchestrator._provenance import sign_provenance
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.policy import Request, entities, gate
@@ -221,12 +223,13 @@ def resume_step(task_id: str) -> dict[str, Any]:
 @DBOS.step(name="shipyard.recall")
 def recall_step(task_id: str, at: int = 0) -> list[dict[str, Any]]:
     rt = current_runtime()
-    with stage(rt, task_id, "recall", at) as record, transaction(rt.sessions) as session:
-        task = _task(session, task_id)
-        items = recall(
-            session, namespace=task.domain, job_kind=task.job_kind, input_key=task.input_key
+    with stage(rt, task_id, "recall", at) as record:
+        items = recall_for_task(rt, task_id)
+        semantic = sum(1 for item in items if "similarity" in item)
+        record["summary"] = (
+            f"{len(items)} item(s) recalled ({semantic} by meaning and words, "
+            f"{len(items) - semantic} from the records)"
         )
-        record["summary"] = f"{len(items)} item(s) recalled"
         record["items"] = [item["id"] for item in items]
     return items
 
@@ -875,16 +878,19 @@ def finish_step(task_id: str, state: str, outcome: str, error: str = "") -> None
     rt = current_runtime()
     with stage(rt, task_id, "remember") as record, transaction(rt.sessions) as session:
         task = _task(session, task_id)
-        remember(
-            session,
-            namespace=task.domain,
-            kind=outcome,
-            job_kind=task.job_kind,
-            input_key=task.input_key,
-            task_id=task_id,
-            text=_memory_text(session, task, outcome, error),
-            meta={"artifact": task.artifact_id, "state": state},
-        )
+        for kind, text in _memories(rt, session, task, outcome, error):
+            remember(
+                session,
+                rt.memory,
+                namespace=task.domain,
+                kind=kind,
+                job_kind=task.job_kind,
+                input_key=task.input_key,
+                task_id=task_id,
+                text=text,
+                meta={"artifact": task.artifact_id, "state": state},
+                tags=(task.job_kind, kind),
+            )
         set_state(session, task_id, TaskState(state), error=error)
         govern.record(
             session,
@@ -898,20 +904,46 @@ def finish_step(task_id: str, state: str, outcome: str, error: str = "") -> None
         record["summary"] = f"remembered as {outcome}; task {state}"
 
 
-def _memory_text(session: Session, task: TaskRow, outcome: str, error: str) -> str:
+_EXCERPT = 800
+"""Characters of an approved output kept in memory (enough to recall its style and facts)."""
+
+
+def _memories(
+    rt: Runtime, session: Session, task: TaskRow, outcome: str, error: str
+) -> list[tuple[str, str]]:
+    """(kind, text) to remember of a finished task: the outcome, and a repair that worked."""
+    attempts = session.scalars(
+        select(AttemptRow).where(AttemptRow.task_id == task.id).order_by(AttemptRow.number)
+    ).all()
+    subject = f"{task.job_kind} for {task.input_key}"
+    found: list[tuple[str, str]] = []
     if outcome == "failed":
-        last = session.scalar(
-            select(AttemptRow)
-            .where(AttemptRow.task_id == task.id)
-            .order_by(AttemptRow.number.desc())
-            .limit(1)
-        )
-        findings = CheckReport.from_dict(last.report or {}).findings if last else []
+        findings = CheckReport.from_dict(attempts[-1].report or {}).findings if attempts else []
         listed = "; ".join(f"{f.rule}: {f.message}" for f in findings[:5])
-        return f"{task.job_kind} for {task.input_key} failed its checks: {listed or error}"
-    if outcome == "rejected":
-        return f"{task.job_kind} for {task.input_key} was rejected: {error}"
-    return f"{task.job_kind} for {task.input_key} {outcome} as artifact {task.artifact_id}"
+        found.append((outcome, f"{subject} failed its checks: {listed or error}"))
+    elif outcome == "rejected":
+        found.append((outcome, f"{subject} was rejected: {error}"))
+    elif outcome in ("published", "approved") and task.artifact_id:
+        spec = ", ".join(f"{k}={v}" for k, v in task.inputs.items())
+        files = rt.artifacts.read(rt.artifacts.get(task.artifact_id))
+        prose = [n for n in sorted(files) if n.endswith((".md", ".html", ".txt"))]
+        excerpt = " ".join(files[n].decode("utf-8", "replace") for n in prose or sorted(files))
+        excerpt = re.sub(r"<[^>]+>|\s+", " ", excerpt).strip()[:_EXCERPT]
+        found.append(
+            (outcome, f"{subject} {outcome} as artifact {task.artifact_id[:19]}. "
+             f"Spec: {spec}. Output: {excerpt}")
+        )  # fmt: skip
+    else:
+        found.append((outcome, f"{subject} ended {outcome}: {error}".rstrip(": ")))
+    passing = [a for a in attempts if a.passed]
+    if passing and passing[-1].number > 1:
+        failed = CheckReport.from_dict(attempts[-2].report or {}).findings
+        fixed = "; ".join(f"{f.rule}: {f.message}" for f in failed[:5])
+        found.append(
+            ("repair", f"{subject}: attempt {passing[-1].number - 1} failed ({fixed}); "
+             f"attempt {passing[-1].number} fixed it and passed")
+        )  # fmt: skip
+    return found
 
 
 # -- the workflow -------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from shipyard.store._schema import (
     StepRow,
     TaskRow,
     ToolCallRow,
+    include_object,
 )
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "StepRow",
     "TaskRow",
     "ToolCallRow",
+    "include_object",
     "insert_ignore",
     "make_engine",
     "migrate",

@@ -12,12 +12,19 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def include_object(obj: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
+    """For schema comparisons: skip the full-text search objects migrations make by hand
+    (SQLite's FTS5 table and its shadow tables; PostgreSQL's tsvector column and index)."""
+    return not (name or "").startswith(("memory_fts", "text_tsv", "ix_memory_text_tsv"))
 
 
 class Base(DeclarativeBase):
@@ -191,10 +198,19 @@ class MemoryRow(Base):
     text: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    embedder: Mapped[str] = mapped_column(String(64), default="")
+    """The embedder that made ``vector`` (searching with another one is refused)."""
+    dim: Mapped[int] = mapped_column(Integer, default=0)
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    """float32, ``dim`` values, unit length."""
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
     __table_args__ = (
-        UniqueConstraint("task_id", "kind", name="uq_memory_task_kind"),
         Index("ix_memory_lookup", "namespace", "job_kind", "input_key"),
+        Index("ix_memory_task_kind", "task_id", "kind"),
+        Index("ix_memory_vectors", "namespace", "embedder", "id"),
+        Index("ix_memory_expires_at", "expires_at"),
     )
 
 
