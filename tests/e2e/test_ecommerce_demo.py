@@ -60,7 +60,7 @@ def test_demo_runs_end_to_end_and_serves_the_site(tmp_path: Path) -> None:
     assert done.stderr.count("row 7 (line 8)") == 2, done.stderr
     assert done.stderr.count("row 14 (line 15)") == 2, done.stderr
     assert "approved by demo-operator" in done.stdout
-    assert "38 of 38 version(s) verified" in done.stdout  # every artifact's signed provenance
+    assert "39 of 39 version(s) verified" in done.stdout  # every artifact's signed provenance
     assert "audit log intact" in done.stdout
     assert "1 attempt(s)" in done.stdout and "release: live on storefront-site" in done.stdout
 
@@ -68,7 +68,16 @@ def test_demo_runs_end_to_end_and_serves_the_site(tmp_path: Path) -> None:
     states: dict[str, int] = {}
     for task in tasks:
         states[task["state"]] = states.get(task["state"], 0) + 1
-    assert states == {"published": 18 + 18 + 2, "invalid": 4}, states
+    assert states == {"published": 18 + 18 + 2, "invalid": 4, "waiting_approval": 1}, states
+    # The price change recalled the copy approved for the same product before.
+    [changed] = [t for t in tasks if t["state"] == "waiting_approval"]
+    shown = json.loads(run_cli(work, "show", changed["id"], "--json").stdout)
+    recalled = shown["attempts"][0]["recalled"]
+    assert (
+        recalled
+        and "recalled" in done.stdout
+        and "published: product-copy for SKU-001" in done.stdout
+    )
 
     published = [t for t in tasks if t["state"] == "published" and t["job_kind"] == "landing-page"]
     story = json.loads(run_cli(work, "show", published[0]["id"], "--json").stdout)
@@ -77,8 +86,9 @@ def test_demo_runs_end_to_end_and_serves_the_site(tmp_path: Path) -> None:
 
     listing = run_cli(work, "artifacts", "--json")
     artifacts = json.loads(listing.stdout)
-    assert len({a["id"] for a in artifacts}) == len(artifacts) == 18 + 18 + 2
-    assert all(a["id"].startswith("sha256:") and a["live_on"] for a in artifacts)
+    assert len({a["id"] for a in artifacts}) == len(artifacts) == 18 + 18 + 2 + 1
+    assert all(a["id"].startswith("sha256:") for a in artifacts)
+    assert sum(1 for a in artifacts if a["live_on"]) == 18 + 18 + 2
 
     server, url = _serve(work)
     try:
