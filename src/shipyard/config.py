@@ -34,6 +34,7 @@ __all__ = [
     "BudgetSettings",
     "DomainSettings",
     "MemorySettings",
+    "ObserveSettings",
     "PersonSettings",
     "PolicySettings",
     "PriceSettings",
@@ -191,7 +192,9 @@ class ArtifactSettings(_Section):
 
 
 class NamespaceSettings(_Section):
-    ttl_days: float = Field(default=0, ge=0, description="items expire after this (0: never)")
+    ttl_days: float | None = Field(
+        default=None, ge=0, description="items expire after this (0: never; unset: memory.ttl_days)"
+    )
 
 
 class MemorySettings(_Section):
@@ -215,6 +218,21 @@ class MemorySettings(_Section):
         default=20_000, ge=1, description="vectors per namespace before an HNSW index is used"
     )
     namespaces: dict[str, NamespaceSettings] = Field(default_factory=dict)
+
+
+class ObserveSettings(_Section):
+    """``[observe]``: traces and the operating figures."""
+
+    tracing: bool = Field(default=True, description="record spans of every task")
+    record_content: bool = Field(
+        default=True, description="keep prompts and replies (redacted) as span events"
+    )
+    retention_days: int = Field(
+        default=30, ge=1, description="spans older than this are removed by `shipyard gc`"
+    )
+    sla_minutes: dict[str, float] = Field(
+        default_factory=dict, description="per job kind: submit-to-end target for SLA adherence"
+    )
 
 
 class PersonSettings(_Section):
@@ -251,6 +269,7 @@ class Settings(_Section):
     policy: PolicySettings = PolicySettings()
     artifacts: ArtifactSettings = ArtifactSettings()
     memory: MemorySettings = MemorySettings()
+    observe: ObserveSettings = ObserveSettings()
     people: dict[str, PersonSettings] = Field(default_factory=dict)
     domains: dict[str, DomainSettings] = Field(default_factory=dict)
     targets: dict[str, TargetSettings] = Field(default_factory=dict)

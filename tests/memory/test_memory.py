@@ -115,7 +115,9 @@ def test_another_embedders_vectors_are_refused_until_reindexed(project: Project)
     add(first, NOTES)
     first.close()
     config = project.config_path
-    config.write_text(config.read_text() + "\n[memory]\ndim = 256\n")
+    config.write_text(
+        config.read_text().replace('embedder = "hash"', 'embedder = "hash"\ndim = 256')
+    )
     other = Runtime.open(load_project(project.root))
     try:
         with pytest.raises(ConfigError, match=r"another embedder .*5 by hash-384"):
@@ -135,7 +137,16 @@ def test_export_then_import_round_trips_and_a_corrupt_line_writes_nothing(
     assert (first["embedder"], first["dim"], first["tags"]) == ("hash-384", 384, ["style"])
     dump = tmp_path / "memory.jsonl"
     dump.write_text("\n".join(lines) + "\n")
-    assert memory.import_lines(rt, dump) == 3
+
+    def no_embedding(texts: object) -> object:
+        raise AssertionError("vectors of this embedder are reused, not made again")
+
+    real = rt.memory.embedder.embed
+    rt.memory.embedder.embed = no_embedding  # type: ignore[method-assign]
+    try:
+        assert memory.import_lines(rt, dump) == 3
+    finally:
+        rt.memory.embedder.embed = real  # type: ignore[method-assign]
     with rt.sessions() as session:
         assert session.scalar(select(func.count()).select_from(MemoryRow)) == 6
 
@@ -143,6 +154,10 @@ def test_export_then_import_round_trips_and_a_corrupt_line_writes_nothing(
     broken.write_text(lines[0] + "\n{not json\n")
     with pytest.raises(InputError, match=r"broken.jsonl:2: not a memory item"):
         memory.import_lines(rt, broken)
+    bad_time = tmp_path / "bad-time.jsonl"
+    bad_time.write_text(json.dumps(first | {"created_at": "last tuesday"}) + "\n")
+    with pytest.raises(InputError, match=r"bad-time.jsonl:1: not a memory item"):
+        memory.import_lines(rt, bad_time)
     foreign = tmp_path / "foreign.jsonl"
     foreign.write_text(json.dumps(first | {"embedder": "minilm-l6"}) + "\n")
     with pytest.raises(InputError, match="embedded by minilm-l6"):

@@ -150,14 +150,29 @@ class SemanticMemory:
             )
 
     def add(
-        self, session: Session, items: Sequence[Item], *, where: str = "item"
+        self,
+        session: Session,
+        items: Sequence[Item],
+        *,
+        where: str = "item",
+        vectors: Sequence[Any] | None = None,
     ) -> list[MemoryRow]:
-        """Embed and insert ``items`` in the caller's transaction (all or nothing)."""
+        """Embed and insert ``items`` in the caller's transaction (all or nothing).
+
+        ``vectors``, when given, holds this embedder's vector per item (None where one must
+        be made), as an import of this embedder's own export provides.
+        """
         for number, item in enumerate(items, start=1):
             self._check(item, f"{where} {number}" if len(items) > 1 else where)
         if not items:
             return []
-        vectors = self.embedder.embed([i.text for i in items])
+        given = list(vectors) if vectors is not None else [None] * len(items)
+        missing = [n for n, v in enumerate(given) if v is None]
+        if missing:
+            made = self.embedder.embed([items[n].text for n in missing])
+            for n, vector in zip(missing, made, strict=True):
+                given[n] = vector
+        vectors = given
         now = datetime.now(UTC)
         rows = []
         for item, vector in zip(items, vectors, strict=True):
@@ -375,9 +390,11 @@ class SemanticMemory:
         hits.sort(key=lambda h: (-h.score, -h.similarity, -h.id))
         kept: list[Hit] = []
         budget = policy.max_tokens * 4
-        for hit in hits[:k]:
-            if len(hit.text) > budget:
+        for hit in hits:
+            if len(kept) == k:
                 break
+            if len(hit.text) > budget:
+                continue  # too long for what is left: a shorter one may still fit
             budget -= len(hit.text)
             kept.append(hit)
         return kept

@@ -1,8 +1,18 @@
-"""Observability: the audit log (tracing, metrics and the cost ledger's views come next)."""
+"""Observability: traces (OpenTelemetry, stored in the database, exported over OTLP),
+metrics (Prometheus) and the audit log."""
 
 from __future__ import annotations
 
 from shipyard.observe import _audit as audit
 from shipyard.observe._audit import AuditCheck
+from shipyard.observe._tracing import TASK_ATTRIBUTE, Tracing, redact, root_span_id, trace_id_for
 
-__all__ = ["AuditCheck", "audit"]
+__all__ = [
+    "TASK_ATTRIBUTE",
+    "AuditCheck",
+    "Tracing",
+    "audit",
+    "redact",
+    "root_span_id",
+    "trace_id_for",
+]

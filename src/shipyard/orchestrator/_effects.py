@@ -99,7 +99,17 @@ def invoke(
         row.status, row.calls = "calling", row.calls + 1
     crashpoint(f"tool.{tool.name}.before")
     try:
-        result = tool.call(args, key=key)
+        with rt.tracing.span(
+            task_id,
+            f"execute_tool {tool.name}",
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": tool.name,
+                "shipyard.tool.key": key,
+                "shipyard.tool.capability": tool.capability,
+            },
+        ):
+            result = tool.call(args, key=key)
     except ShipyardError as exc:
         with transaction(rt.sessions) as session:
             row = session.get(ToolCallRow, key)

@@ -5,6 +5,7 @@ the workflow keeps; semantic and structured memory live in ``memory_items``."""
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -45,7 +46,8 @@ def policy(rt: Runtime) -> SearchPolicy:
 
 def readable_namespaces(rt: Runtime, domain: str) -> list[str]:
     """A domain reads its own namespace, the global one, and those its config allows."""
-    reads = rt.project.settings.domains[domain].memory_reads
+    settings = rt.project.settings.domains.get(domain)
+    reads = settings.memory_reads if settings is not None else []
     return list(dict.fromkeys([domain, "global", *reads]))
 
 
@@ -111,9 +113,13 @@ def recall_for_task(rt: Runtime, task_id: str) -> list[dict[str, Any]]:
             k=settings.recall_items,
             policy=policy(rt),
         )
-    items = list(exact)
+    budget = settings.max_context_tokens * 4
+    items: list[dict[str, Any]] = []
+    for item in exact:  # the records first: this subject's own history
+        if len(item["text"]) <= budget:
+            budget -= len(item["text"])
+            items.append(item)
     seen = {item["id"] for item in items}
-    budget = settings.max_context_tokens * 4 - sum(len(i["text"]) for i in items)
     for hit in hits:
         ident = f"mem-{hit.id}"
         if ident in seen or len(hit.text) > budget:
@@ -176,19 +182,36 @@ def _iso(value: datetime) -> str:
 
 
 def import_lines(rt: Runtime, source: Path, *, reembed: bool = False) -> int:
-    """Import an export: every line is checked first, then all are written in one transaction."""
+    """Import an export: every line is checked first, then all are written in one transaction.
+
+    Vectors made by this project's embedder are kept; others are refused unless ``reembed``.
+    """
     try:
         lines = source.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError as exc:
         raise InputError(f"{source}: no such file", hint="check the path") from exc
     embedder = rt.memory.embedder
-    parsed: list[tuple[Item, dict[str, Any]]] = []
+    items: list[Item] = []
+    vectors: list[Any] = []
+    extras: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
         where = f"{source}:{number}"
         if not line.strip():
             continue
         try:
             data = json.loads(line)
+            if data.get("version", EXPORT_VERSION) != EXPORT_VERSION:
+                raise ValueError(f"export version {data.get('version')!r} is not {EXPORT_VERSION}")
+            theirs = (str(data.get("embedder", "")), int(data.get("dim", 0) or 0))
+            created = datetime.fromisoformat(data["created_at"]) if data.get("created_at") else None
+            expires = datetime.fromisoformat(data["expires_at"]) if data.get("expires_at") else None
+            vector = None
+            if data.get("vector") and theirs == (embedder.name, embedder.dim):
+                vector = np.frombuffer(
+                    base64.b64decode(data["vector"], validate=True), dtype=np.float32
+                )
+                if vector.shape != (embedder.dim,):
+                    raise ValueError(f"the vector has {vector.shape[0]} values, not {embedder.dim}")
             item = Item(
                 text=str(data["text"]),
                 namespace=str(data["namespace"]),
@@ -198,44 +221,30 @@ def import_lines(rt: Runtime, source: Path, *, reembed: bool = False) -> int:
                 task_id=str(data.get("task_id", "")),
                 tags=tuple(str(t) for t in data.get("tags", [])),
                 meta=dict(data.get("meta", {})),
+                ttl_days=0,  # its own expiry (or none) comes with it, below
             )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise InputError(
                 f"{where}: not a memory item: {type(exc).__name__}: {exc}",
                 hint="each line is one JSON object as `shipyard memory export` writes it",
             ) from exc
-        theirs = (str(data.get("embedder", "")), int(data.get("dim", 0) or 0))
         if theirs != (embedder.name, embedder.dim) and not reembed:
             raise InputError(
                 f"{where}: embedded by {theirs[0] or 'nothing'} ({theirs[1]} dimensions); this "
                 f"project embeds with {embedder.name} ({embedder.dim})",
                 hint="pass --reembed to embed the texts again with this project's embedder",
             )
-        parsed.append((item, data))
+        items.append(item)
+        vectors.append(vector)
+        extras.append({"created": created, "expires": expires, "id": data.get("id")})
     with transaction(rt.sessions) as session:
-        rows = rt.memory.add(session, [item for item, _ in parsed], where=str(source))
-        for row, (_, data) in zip(rows, parsed, strict=True):
-            if data.get("vector") and (data.get("embedder"), data.get("dim")) == (
-                embedder.name,
-                embedder.dim,
-            ):
-                vector = np.frombuffer(base64.b64decode(data["vector"]), dtype=np.float32)
-                if vector.shape != (embedder.dim,):
-                    raise InputError(
-                        f"{source}: item {data.get('id')}: the vector has {vector.shape[0]} "
-                        f"values, not {embedder.dim}",
-                        hint="the export is damaged; pass --reembed to embed the texts again",
-                    )
-                row.vector = vector.tobytes()
-            if data.get("created_at"):
-                row.created_at = datetime.fromisoformat(data["created_at"])
-            if data.get("expires_at"):
-                row.expires_at = datetime.fromisoformat(data["expires_at"])
-            row.meta = (row.meta or {}) | {
-                "imported_from": str(source),
-                "original_id": data.get("id"),
-            }
-    return len(parsed)
+        rows = rt.memory.add(session, items, where=str(source), vectors=vectors)
+        for row, extra in zip(rows, extras, strict=True):
+            if extra["created"] is not None:
+                row.created_at = extra["created"]
+            row.expires_at = extra["expires"]
+            row.meta = (row.meta or {}) | {"imported_from": str(source), "original_id": extra["id"]}
+    return len(items)
 
 
 def session_state(rt: Runtime, ref: str) -> dict[str, Any]:

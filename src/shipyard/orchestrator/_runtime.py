@@ -23,6 +23,7 @@ from shipyard.generate import Provider, ReplayProvider, Router, load_provider, r
 from shipyard.jobs import JobKind, JobRegistry
 from shipyard.memory import SemanticMemory, load_embedder
 from shipyard.model import Risk
+from shipyard.observe import Tracing
 from shipyard.orchestrator._ledger import replay_lookup
 from shipyard.policy import Policies
 from shipyard.release import StaticSite
@@ -187,13 +188,28 @@ class Runtime:
         return StaticSite(name, self.project.sites_dir / name, keep_versions=settings.keep_versions)
 
     @cached_property
+    def tracing(self) -> Tracing:
+        """The project's tracer (spans to the database, and over OTLP when configured)."""
+        settings = self.project.settings.observe
+        return Tracing(
+            self.sessions,
+            project=self.project.settings.project.name,
+            record_content=settings.record_content,
+            enabled=settings.tracing,
+        )
+
+    @cached_property
     def memory(self) -> SemanticMemory:
         """Semantic memory with the configured embedder (loaded on first use)."""
         settings = self.project.settings
         return SemanticMemory(
             load_embedder(settings.memory, self.secrets),
             namespaces=[*settings.domains, "global"],
-            ttl_days={name: ns.ttl_days for name, ns in settings.memory.namespaces.items()},
+            ttl_days={
+                name: ns.ttl_days
+                for name, ns in settings.memory.namespaces.items()
+                if ns.ttl_days is not None
+            },
             default_ttl_days=settings.memory.ttl_days,
             hnsw_threshold=settings.memory.hnsw_threshold,
         )
@@ -250,6 +266,8 @@ class Runtime:
             )
 
     def close(self) -> None:
+        if "tracing" in self.__dict__:
+            self.tracing.shutdown()  # flushes what is still batched
         if "sandbox" in self.__dict__:
             self.sandbox.close()
         self.engine.dispose()

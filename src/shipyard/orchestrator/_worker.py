@@ -7,15 +7,16 @@ this from its checkpoints), then runs queued tasks until it is stopped, or, with
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 
 from dbos import DBOS
 from sqlalchemy import func, select
 
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, StateError
 from shipyard.model import TaskState
-from shipyard.orchestrator._runtime import Runtime, install_runtime
+from shipyard.orchestrator._runtime import Runtime, current_runtime, install_runtime
 from shipyard.orchestrator._service import dbos_config, enqueue_pending, queue_name
 from shipyard.store import TaskRow
 
@@ -70,6 +71,8 @@ def shutdown(*, drain_seconds: float = 10.0) -> None:
     while time.monotonic() < deadline and _running_workflows():
         time.sleep(0.05)
     DBOS.destroy(workflow_completion_timeout_sec=0)
+    with contextlib.suppress(StateError):  # no runtime installed: nothing to flush
+        current_runtime().tracing.flush()
     install_runtime(None)
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from dbos import DBOS
 from dbos import error as dbos_errors
+from opentelemetry.trace import SpanKind
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -35,6 +36,7 @@ from shipyard._crash import crashpoint
 from shipyard.checks import run_checks
 from shipyard.errors import ConfigError, MalformedReply, ProviderError, ShipyardError
 from shipyard.generate import (
+    FREE_PROVIDERS,
     Generation,
     GenerationRequest,
     Limit,
@@ -96,6 +98,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def _iso(value: datetime) -> str:
     """RFC 3339 with its offset (SQLite hands datetimes back without one; they are UTC)."""
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
@@ -147,22 +153,28 @@ def stage(rt: Runtime, task_id: str, name: str, attempt: int = 0) -> Iterator[di
     crashpoint(f"{name}.before")
     record: dict[str, Any] = {}
     status = "failed"
-    try:
-        yield record
-        status = "done"
-    except Exception as exc:
-        record["summary"] = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        summary = str(record.pop("summary", ""))
-        with transaction(rt.sessions) as session:
-            session.execute(
-                update(StepRow)
-                .where(
-                    StepRow.task_id == task_id, StepRow.stage == name, StepRow.attempt == attempt
+    attributes = {"shipyard.stage": name, "shipyard.attempt": attempt}
+    label = f"{name} {attempt}" if attempt else name
+    with rt.tracing.span(task_id, label, attributes=attributes) as span:
+        try:
+            yield record
+            status = "done"
+        except Exception as exc:
+            record["summary"] = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            summary = str(record.pop("summary", ""))
+            span.set_attribute("shipyard.summary", summary[:500])
+            with transaction(rt.sessions) as session:
+                session.execute(
+                    update(StepRow)
+                    .where(
+                        StepRow.task_id == task_id,
+                        StepRow.stage == name,
+                        StepRow.attempt == attempt,
+                    )
+                    .values(status=status, finished_at=_now(), summary=summary, detail=record)
                 )
-                .values(status=status, finished_at=_now(), summary=summary, detail=record)
-            )
     crashpoint(f"{name}.after")
 
 
@@ -376,16 +388,42 @@ def _generate_on(
     rt: Runtime, tier: str, request: GenerationRequest
 ) -> tuple[Generation, CheckReport | None]:
     """The tier's generation, or a failed one with a report when the reply was malformed."""
-    try:
-        generation = _call_provider(rt, rt.provider(tier), request)
-        _check_outputs(request.kind, generation.files)
-        return generation, None
-    except MalformedReply as exc:
-        finding = Finding(rule="generate.malformed", message=exc.message)
-        report = CheckReport(
-            results=(CheckResult(check="reply", passed=False, findings=(finding,)),)
-        )
-        return _failed_generation(exc), report
+    settings = rt.project.settings.tiers[tier]
+    model_call = settings.provider not in FREE_PROVIDERS
+    attributes: dict[str, Any] = {"shipyard.tier": tier, "shipyard.provider": settings.provider}
+    if model_call:
+        attributes |= {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": settings.provider,
+            "gen_ai.system": settings.provider,
+            "gen_ai.request.model": settings.model,
+            "gen_ai.request.max_tokens": settings.max_tokens,
+            "gen_ai.request.temperature": settings.temperature,
+        }
+    name = f"chat {settings.model}" if model_call else f"{settings.provider} {tier}"
+    with rt.tracing.span(
+        request.task_id, name, attributes=attributes, kind=SpanKind.CLIENT
+    ) as span:
+        rt.tracing.content(span, "gen_ai.content.prompt", request.prompt)
+        try:
+            generation = _call_provider(rt, rt.provider(tier), request)
+            _check_outputs(request.kind, generation.files)
+            report = None
+        except MalformedReply as exc:
+            finding = Finding(rule="generate.malformed", message=exc.message)
+            report = CheckReport(
+                results=(CheckResult(check="reply", passed=False, findings=(finding,)),)
+            )
+            generation = _failed_generation(exc)
+            span.set_attribute("error.type", "malformed_reply")
+        if model_call:
+            span.set_attribute("gen_ai.response.model", generation.model)
+            span.set_attribute("gen_ai.usage.input_tokens", generation.input_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", generation.output_tokens)
+            if generation.finish_reason:
+                span.set_attribute("gen_ai.response.finish_reasons", [generation.finish_reason])
+            rt.tracing.content(span, "gen_ai.content.completion", generation.reply)
+        return generation, report
 
 
 def _pause(rt: Runtime, request: GenerationRequest, notes: list[str]) -> None:
@@ -571,6 +609,23 @@ def verify_step(task_id: str, attempt: int) -> bool:
             files = dict(row.files)
         rt.require_isolation_for(kind)
         report = run_checks(kind, files, backend=rt.sandbox, limits=rt.limits, registry=rt.checks)
+        end = time.time_ns()
+        for result in reversed(report.results):  # the checks ran one after another
+            start = end - int(result.duration_ms * 1e6)
+            rt.tracing.finished_span(
+                task_id,
+                f"check {result.check}",
+                start_ns=start,
+                end_ns=end,
+                attributes={
+                    "shipyard.check": result.check,
+                    "shipyard.check.passed": result.passed,
+                    "shipyard.check.findings": len(result.findings),
+                    "shipyard.sandbox": report.sandbox,
+                },
+                error="" if result.passed else f"{len(result.findings)} finding(s)",
+            )
+            end = start
         with transaction(rt.sessions) as session:
             session.execute(
                 update(AttemptRow)
@@ -892,6 +947,13 @@ def finish_step(task_id: str, state: str, outcome: str, error: str = "") -> None
                 tags=(task.job_kind, kind),
             )
         set_state(session, task_id, TaskState(state), error=error)
+        rt.tracing.task_root(
+            task_id,
+            job_kind=task.job_kind,
+            domain=task.domain,
+            state=state,
+            started=_aware(task.submitted_at),
+        )
         govern.record(
             session,
             actor=f"agent {task.domain}",
@@ -924,7 +986,10 @@ def _memories(
     elif outcome == "rejected":
         found.append((outcome, f"{subject} was rejected: {error}"))
     elif outcome in ("published", "approved") and task.artifact_id:
-        spec = ", ".join(f"{k}={v}" for k, v in task.inputs.items())
+        spec = ", ".join(
+            f"{k}={'; '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in task.inputs.items()
+        )
         files = rt.artifacts.read(rt.artifacts.get(task.artifact_id))
         prose = [n for n in sorted(files) if n.endswith((".md", ".html", ".txt"))]
         excerpt = " ".join(files[n].decode("utf-8", "replace") for n in prose or sorted(files))
@@ -936,8 +1001,9 @@ def _memories(
     else:
         found.append((outcome, f"{subject} ended {outcome}: {error}".rstrip(": ")))
     passing = [a for a in attempts if a.passed]
-    if passing and passing[-1].number > 1:
-        failed = CheckReport.from_dict(attempts[-2].report or {}).findings
+    before = {a.number: a for a in attempts}.get(passing[-1].number - 1) if passing else None
+    if passing and before is not None:
+        failed = CheckReport.from_dict(before.report or {}).findings
         fixed = "; ".join(f"{f.rule}: {f.message}" for f in failed[:5])
         found.append(
             ("repair", f"{subject}: attempt {passing[-1].number - 1} failed ({fixed}); "

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -273,3 +274,28 @@ class ToolCallRow(Base):
     compensated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
     __table_args__ = (Index("ix_tool_calls_task", "task_id"),)
+
+
+class SpanRow(Base):
+    """One finished trace span (OpenTelemetry), kept for ``shipyard trace`` and ``stats``."""
+
+    __tablename__ = "spans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trace_id: Mapped[str] = mapped_column(String(32))
+    span_id: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[str] = mapped_column(String(16), default="")
+    task_id: Mapped[str] = mapped_column(String(40), default="")
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    start_ns: Mapped[int] = mapped_column(BigInteger)
+    end_ns: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(8))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    events: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+    __table_args__ = (
+        Index("ix_spans_task", "task_id"),
+        Index("ix_spans_trace", "trace_id"),
+        Index("ix_spans_start", "start_ns"),
+    )
