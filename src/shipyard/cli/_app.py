@@ -20,8 +20,10 @@ from shipyard.cli import (
     _release,
     _sandbox,
     _serve,
+    _stats,
     _submit,
     _tasks,
+    _trace,
     _worker,
 )
 
@@ -65,6 +67,9 @@ app.command("resume")(_provide.resume)
 app.command("budget")(_budget.budget)
 app.add_typer(_artifacts.artifacts_app, name="artifacts")
 app.command("lineage")(_lineage.lineage)
+app.command("trace")(_trace.trace)
+app.command("stats")(_stats.stats)
+app.command("gc")(_stats.gc)
 app.command("rollback")(_release.rollback)
 app.command("serve")(_serve.serve)
 app.command("check")(_sandbox.check)

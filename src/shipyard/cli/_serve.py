@@ -10,7 +10,9 @@ import uvicorn
 from shipyard.cli._common import console, handle_errors, open_runtime
 from shipyard.cli._release import default_target
 from shipyard.errors import ConfigError
+from shipyard.observe import registry_for
 from shipyard.server import create_site_app
+from shipyard.store import make_engine, session_factory
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -31,10 +33,13 @@ def serve(
     port: int = typer.Option(-1, "--port", help="Port (0 picks a free one)."),
     target: str = typer.Option("", "--target", help="Static-site target to serve."),
 ) -> None:
-    """Serve the live version of a static-site target; switches and rollbacks show at once."""
+    """Serve the live version of a static-site target (switches and rollbacks show at once),
+    with Prometheus metrics at /metrics."""
     with open_runtime(ctx) as rt:
         settings = rt.project.settings.serve
         site = rt.target(default_target(rt, target))
+        url = rt.project.database_url
+    metrics = registry_for(session_factory(make_engine(url)))
     bind_host = host or settings.host
     bind_port = settings.port if port < 0 else port
     try:
@@ -54,5 +59,5 @@ def serve(
         "  (Ctrl-C to stop)",
         highlight=False,
     )
-    config = uvicorn.Config(create_site_app(site), log_level="warning")
+    config = uvicorn.Config(create_site_app(site, metrics=metrics), log_level="warning")
     uvicorn.Server(config).run(sockets=[sock])

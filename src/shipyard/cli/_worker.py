@@ -10,9 +10,11 @@ import time
 from types import FrameType
 
 import typer
+from prometheus_client import start_http_server
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shipyard.cli._common import console, err_console, handle_errors, open_runtime
+from shipyard.observe import registry_for
 from shipyard.orchestrator import (
     busy_tasks,
     count_by_state,
@@ -29,6 +31,9 @@ def worker(
     until_idle: bool = typer.Option(
         False, "--until-idle", help="Exit once every task is finished or waiting for a person."
     ),
+    metrics_port: int = typer.Option(
+        -1, "--metrics-port", help="Serve Prometheus /metrics on this port (0: a free one)."
+    ),
 ) -> None:
     """Run tasks until stopped (SIGINT / SIGTERM), or with --until-idle until nothing is busy."""
     stop = threading.Event()
@@ -41,6 +46,11 @@ def worker(
     signal.signal(signal.SIGINT, _stop)
     with open_runtime(ctx) as rt:
         chosen = launch(rt, domains=[d for d in domains.split(",") if d])
+        if metrics_port >= 0:
+            server, _ = start_http_server(
+                metrics_port, addr="127.0.0.1", registry=registry_for(rt.sessions)
+            )
+            err_console.print(f"worker: metrics at http://127.0.0.1:{server.server_port}/metrics")
         try:
             with Progress(
                 TextColumn("[bold]worker[/] {task.description}"),

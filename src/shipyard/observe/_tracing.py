@@ -295,3 +295,69 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, int, int]:
     start = time.time_ns()
     result = fn()
     return result, start, time.time_ns()
+
+
+_KINDS = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
+_STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
+
+
+def _otlp_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, list):
+        return {"arrayValue": {"values": [_otlp_value(v) for v in value]}}
+    return {"stringValue": str(value)}
+
+
+def _otlp_attributes(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"key": k, "value": _otlp_value(v)} for k, v in values.items()]
+
+
+def otlp_json(spans: Sequence[Any], *, project: str) -> dict[str, Any]:
+    """Stored spans as an OTLP/JSON ``ExportTraceServiceRequest`` (what collectors accept)."""
+    return {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": _otlp_attributes(
+                        {
+                            "service.name": "shipyard",
+                            "service.version": __version__,
+                            "shipyard.project": project,
+                        }
+                    )
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "shipyard", "version": __version__},
+                        "spans": [
+                            {
+                                "traceId": s.trace_id,
+                                "spanId": s.span_id,
+                                "parentSpanId": s.parent_id,
+                                "name": s.name,
+                                "kind": _KINDS.get(s.kind, 1),
+                                "startTimeUnixNano": str(s.start_ns),
+                                "endTimeUnixNano": str(s.end_ns),
+                                "attributes": _otlp_attributes(s.attributes),
+                                "events": [
+                                    {
+                                        "timeUnixNano": str(e["time_ns"]),
+                                        "name": e["name"],
+                                        "attributes": _otlp_attributes(e["attributes"]),
+                                    }
+                                    for e in s.events
+                                ],
+                                "status": {"code": _STATUS.get(s.status, 0)},
+                            }
+                            for s in spans
+                        ],
+                    }
+                ],
+            }
+        ]
+    }

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from shipyard.release import StaticSite
 
@@ -25,8 +26,15 @@ def _resolve(site: StaticSite, path: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def create_site_app(site: StaticSite) -> FastAPI:
+def create_site_app(site: StaticSite, *, metrics: CollectorRegistry | None = None) -> FastAPI:
+    """The live site at ``/``, ``/healthz``, and Prometheus ``/metrics`` when given a registry."""
     app = FastAPI(title=f"Shipyard site: {site.name}", docs_url=None, redoc_url=None)
+
+    if metrics is not None:
+
+        @app.get("/metrics")
+        def scrape() -> Response:
+            return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     def health() -> JSONResponse:

@@ -1,0 +1,233 @@
+"""The operating figures: whether the system earns its keep, computed from its records.
+
+For a time window (tasks submitted in it) and optionally one job kind or domain:
+
+- end-to-end latency p50/p95 (submit to the task's end, waits for people included);
+- success rate: tasks released (or done, for kinds without a target) over tasks submitted;
+- first-attempt pass rate: tasks whose first generation passed its checks, over tasks checked;
+- mean time to recover: from a release that was rolled back, the time until the rollback;
+- safety-check false positives: artifacts the checks flagged (a warning) that a person
+  approved anyway, over flagged artifacts a person decided on;
+- safety-check false negatives: releases rolled back although their checks passed, over
+  releases;
+- per-task cost: mean and p95 of model spend;
+- SLA adherence: tasks that ended within their job kind's ``[observe] sla_minutes``, over
+  ended tasks that have a target;
+- audit completeness: effects (tool calls that acted, rollbacks) with a matching audit entry
+  that carries a policy decision, over effects.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shipyard.model import CheckReport
+from shipyard.store import (
+    AttemptRow,
+    AuditRow,
+    DecisionRow,
+    ReleaseRow,
+    TaskRow,
+    ToolCallRow,
+)
+
+__all__ = ["Figure", "operating_figures"]
+
+_RELEASED = {"published", "done", "rolled_back"}
+_ENDED = {
+    "published",
+    "done",
+    "failed",
+    "rejected",
+    "denied",
+    "error",
+    "compensated",
+    "rolled_back",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Figure:
+    name: str
+    value: float | None
+    """None when the window holds nothing to compute it from."""
+    unit: str
+    basis: str
+    """What it was computed from (counts), so a reader can judge it."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "unit": self.unit, "basis": self.basis}
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _took(task: TaskRow) -> float:
+    """Seconds from submit to the task's end."""
+    end = task.finished_at or task.updated_at
+    return (_aware(end) - _aware(task.submitted_at)).total_seconds()
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def operating_figures(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    job_kind: str = "",
+    domain: str = "",
+    sla_minutes: dict[str, float] | None = None,
+) -> list[Figure]:
+    query = select(TaskRow).where(TaskRow.submitted_at >= since, TaskRow.submitted_at < until)
+    if job_kind:
+        query = query.where(TaskRow.job_kind == job_kind)
+    if domain:
+        query = query.where(TaskRow.domain == domain)
+    tasks = [t for t in session.scalars(query).all() if t.state != "invalid"]
+    ids = [t.id for t in tasks]
+    attempts = (
+        session.scalars(select(AttemptRow).where(AttemptRow.task_id.in_(ids))).all() if ids else []
+    )
+    releases = (
+        session.scalars(select(ReleaseRow).where(ReleaseRow.task_id.in_(ids))).all() if ids else []
+    )
+    decisions = (
+        session.scalars(
+            select(DecisionRow).where(
+                DecisionRow.task_id.in_(ids), DecisionRow.decision.in_(("approved", "rejected"))
+            )
+        ).all()
+        if ids
+        else []
+    )
+
+    ended = [t for t in tasks if t.state in _ENDED and t.finished_at is not None]
+    latencies = sorted(_took(t) for t in ended)
+    released = [t for t in tasks if t.state in _RELEASED]
+
+    by_task: dict[str, list[AttemptRow]] = {}
+    for a in attempts:
+        by_task.setdefault(a.task_id, []).append(a)
+    checked = [
+        sorted(v, key=lambda a: a.number)
+        for v in by_task.values()
+        if any(a.passed is not None for a in v)
+    ]
+    first_pass = sum(1 for v in checked if v[0].passed is True)
+
+    rolled = [r for r in releases if r.state == "rolled_back" and r.rolled_back_at is not None]
+    recover = [
+        (_aware(r.rolled_back_at) - _aware(r.released_at)).total_seconds()  # type: ignore[arg-type]
+        for r in rolled
+    ]
+
+    decided: dict[str, str] = {}
+    for d in decisions:
+        decided.setdefault(d.task_id, d.decision)
+    flagged = []
+    for task_id, rows in by_task.items():
+        passing = [a for a in rows if a.passed]
+        if passing and task_id in decided:
+            report = CheckReport.from_dict(passing[-1].report or {})
+            if any(f.severity == "warning" for f in report.findings):
+                flagged.append(task_id)
+    approved_flagged = sum(1 for t in flagged if decided[t] == "approved")
+
+    costs = sorted(
+        float(sum((a.cost_usd for a in by_task.get(t.id, [])), Decimal(0))) for t in tasks
+    )
+
+    targets = sla_minutes or {}
+    with_target = [t for t in ended if t.job_kind in targets]
+    on_time = len([t for t in with_target if _took(t) <= targets[t.job_kind] * 60])
+
+    effects = (
+        session.scalars(
+            select(ToolCallRow).where(
+                ToolCallRow.task_id.in_(ids),
+                ToolCallRow.status.in_(("done", "compensated", "irreversible", "undo_failed")),
+            )
+        ).all()
+        if ids
+        else []
+    )
+    audited_keys = (
+        {
+            str((row.detail or {}).get("key"))
+            for row in session.scalars(
+                select(AuditRow).where(
+                    AuditRow.task_id.in_(ids),
+                    AuditRow.action == "call_tool",
+                    AuditRow.decision == "done",
+                )
+            ).all()
+            if "allowed by" in row.reason
+        }
+        if ids
+        else set()
+    )
+    complete = sum(1 for e in effects if e.key in audited_keys)
+
+    n = len(tasks)
+    mttr = statistics.fmean(recover) if recover else None
+    mean_cost = statistics.fmean(costs) if costs else None
+    figures = [
+        ("tasks submitted", float(n), "tasks", f"{n} valid task(s) in the window"),
+        ("end-to-end latency p50", _percentile(latencies, 50), "s", f"{len(latencies)} ended"),
+        ("end-to-end latency p95", _percentile(latencies, 95), "s", f"{len(latencies)} ended"),
+        ("success rate", _ratio(len(released), n), "ratio", f"{len(released)} released of {n}"),
+        (
+            "first-attempt pass rate",
+            _ratio(first_pass, len(checked)),
+            "ratio",
+            f"{first_pass} of {len(checked)} checked task(s)",
+        ),
+        ("mean time to recover", mttr, "s", f"{len(recover)} rollback(s)"),
+        (
+            "safety-check false positive rate",
+            _ratio(approved_flagged, len(flagged)),
+            "ratio",
+            f"{approved_flagged} of {len(flagged)} flagged artifact(s) approved by a person",
+        ),
+        (
+            "safety-check false negative rate",
+            _ratio(len(rolled), len(releases)),
+            "ratio",
+            f"{len(rolled)} of {len(releases)} release(s) rolled back after passing checks",
+        ),
+        ("cost per task (mean)", mean_cost, "USD", f"{len(costs)} task(s)"),
+        ("cost per task p95", _percentile(costs, 95), "USD", f"{len(costs)} task(s)"),
+        (
+            "SLA adherence",
+            _ratio(on_time, len(with_target)),
+            "ratio",
+            f"{on_time} of {len(with_target)} ended task(s) with a target",
+        ),
+        (
+            "audit completeness",
+            _ratio(complete, len(effects)),
+            "ratio",
+            f"{complete} of {len(effects)} effect(s) audited with a policy decision",
+        ),
+    ]
+    return [Figure(name=a, value=b, unit=c, basis=d) for a, b, c, d in figures]
