@@ -40,11 +40,15 @@ step "one task's whole story: shipyard show $first"
 shipyard show "$first"
 step "where it came from, and where it went: shipyard lineage $first"
 shipyard lineage "$first"
+step "its trace: stages, model calls, checks and tool calls (shipyard trace)"
+shipyard trace "$first"
 shipyard artifacts --job ab-test
 step "a price change: the new copy recalls what was approved before (memory)"
 changed=$(shipyard submit product-copy --batch price-change.csv --as shop-owner --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["submitted"][0])')
 shipyard worker --until-idle
 shipyard show "$changed" | sed -n '/recalled/,/checks/p'
+step "the operating figures, from the records (shipyard stats)"
+shipyard stats
 step "every artifact version: signature, file digests and check reports"
 shipyard artifacts verify --all | tail -n 1
 step "the audit log: every decision and effect, hash-chained"

@@ -62,6 +62,8 @@ def test_demo_runs_end_to_end_and_serves_the_site(tmp_path: Path) -> None:
     assert "approved by demo-operator" in done.stdout
     assert "39 of 39 version(s) verified" in done.stdout  # every artifact's signed provenance
     assert "audit log intact" in done.stdout
+    assert "first-attempt pass rate" in done.stdout and "audit completeness" in done.stdout
+    assert "execute_tool publish" in done.stdout  # the trace
     assert "1 attempt(s)" in done.stdout and "release: live on storefront-site" in done.stdout
 
     tasks = json.loads(run_cli(work, "list", "--json").stdout)
@@ -98,6 +100,11 @@ def test_demo_runs_end_to_end_and_serves_the_site(tmp_path: Path) -> None:
         assert _get(f"{url}products/sku-007/")[0] == 404  # the bad row was never published
         status, index = _get(url)
         assert status == 200 and f"/products/{sku}/" in index
+        status, metrics = _get(f"{url}metrics")
+        assert (
+            status == 200
+            and 'shipyard_tasks{job_kind="landing-page",state="published"} 18.0' in metrics
+        )
     finally:
         server.terminate()
         server.wait(timeout=10)
