@@ -1,0 +1,113 @@
+"""Benchmark what tracing costs: the pipeline's throughput with tracing on vs off, one run.
+
+The e-commerce example's landing-page job kind (template tier, html and JSON-LD checks in
+the bubblewrap sandbox, register, gate) runs N tasks through an in-process worker, in
+alternating rounds with ``[observe] tracing = true`` and ``false`` (on, off, on, off, ...),
+each round in a fresh copy of the project, so both settings see the same machine state. The
+figure is tasks per second from the first submit until every task is settled; the ratio is
+the median "on" round over the median "off" round.
+
+Target: tracing costs at most 5 % of throughput (on / off >= 0.95).
+
+    .venv/bin/python benchmarks/tracing_overhead.py [--tasks N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from shipyard.config import load_project
+from shipyard.jobs import BatchRow
+from shipyard.orchestrator import Runtime, busy_tasks, launch, shutdown, submit
+from shipyard.store import SpanRow
+
+REPO = Path(__file__).resolve().parents[1]
+
+EXAMPLE = REPO / "examples" / "ecommerce"
+DOMAIN = "storefront"
+
+
+def product(n: int) -> dict[str, str]:
+    return {
+        "sku": f"SKU-{n:03d}",
+        "name": f"Trail Mug {n}",
+        "price": f"{10 + n % 30}.50",
+        "currency": "USD",
+        "shipping_weight_kg": "0.4",
+        "category": "Kitchen",
+        "features": "Enamel|Holds 350 ml",
+        "image": f"/images/sku-{n:03d}.jpg",
+        "image_alt": "A blue enamel mug on a rock",
+        "brand": "Northbound",
+    }
+
+
+def one_round(tasks: int, tracing: bool) -> tuple[float, int]:
+    """(tasks per second, spans stored) for one round in a fresh project copy."""
+    with tempfile.TemporaryDirectory(prefix="shipyard-tracing-") as folder:
+        root = Path(folder) / "shop"
+        shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".shipyard"))
+        config = root / "shipyard.toml"
+        config.write_text(
+            config.read_text() + f"\n[observe]\ntracing = {'true' if tracing else 'false'}\n"
+        )
+        os.environ.pop("SHIPYARD_DATABASE_URL", None)
+        rt = Runtime.open(load_project(root))
+        try:
+            launch(rt)
+            try:
+                kind = rt.jobs.get("landing-page")
+                started = time.perf_counter()
+                rows = [BatchRow(where=f"row {n}", data=product(n)) for n in range(1, tasks + 1)]
+                submit(rt, kind, rows, submitted_by="shop-owner")
+                while busy_tasks(rt, [DOMAIN]):
+                    time.sleep(0.05)
+                elapsed = time.perf_counter() - started
+            finally:
+                shutdown()
+            rt.tracing.flush()
+            with rt.sessions() as session:
+                spans = session.query(SpanRow).count()
+        finally:
+            rt.close()
+    return tasks / elapsed, spans
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=30, help="tasks per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per setting")
+    args = parser.parse_args()
+    print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    one_round(3, True)  # warm the sandbox pool's files and imports once
+    on: list[float] = []
+    off: list[float] = []
+    spans_on = 0
+    for round_number in range(1, args.rounds + 1):
+        for tracing in (True, False) if round_number % 2 else (False, True):
+            rate, spans = one_round(args.tasks, tracing)
+            (on if tracing else off).append(rate)
+            spans_on = max(spans_on, spans if tracing else 0)
+            print(
+                f"round {round_number}, tracing {'on ' if tracing else 'off'}: "
+                f"{rate:.2f} tasks/s ({spans} spans stored)"
+            )
+    median_on, median_off = statistics.median(on), statistics.median(off)
+    ratio = median_on / median_off
+    print()
+    print(f"{'':32}{'tracing on':>14}{'tracing off':>14}")
+    print(f"{'median tasks/s':32}{median_on:>14.2f}{median_off:>14.2f}")
+    print(f"{'spans per task':32}{spans_on / args.tasks:>14.1f}{0:>14.1f}")
+    verdict = "met" if ratio >= 0.95 else "NOT met"
+    print(f"{'throughput on / off':32}{ratio:>14.3f}   target >= 0.95: {verdict}")
+    print(f"{'cost of tracing':32}{(1 - ratio) * 100:>13.1f}%")
+
+
+if __name__ == "__main__":
+    main()
