@@ -355,6 +355,8 @@ class Result:
     build_seconds: float = 0.0
     first_search_seconds: float = 0.0
     index_kind: str = ""
+    statistics: str = ""
+    """Whether the planner had statistics when the queries ran."""
     index_size: int = 0
     latencies: list[float] = field(default_factory=list)
     hits: list[int] = field(default_factory=list)
@@ -394,8 +396,32 @@ def environment(url: str | None) -> Iterator[None]:
             os.environ["SHIPYARD_DATABASE_URL"] = before
 
 
+def planner_statistics(session: Session) -> str:
+    """Whether the planner has statistics on memory_items (Shipyard never runs ANALYZE)."""
+    if session.get_bind().dialect.name == "sqlite":
+        found = session.scalar(
+            text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
+        )
+        return "yes" if found else "none (no ANALYZE)"
+    analysed = session.execute(
+        text(
+            "SELECT coalesce(last_analyze, last_autoanalyze) FROM pg_stat_user_tables "
+            "WHERE relname = 'memory_items'"
+        )
+    ).scalar()
+    autovacuum = session.scalar(text("SHOW autovacuum"))
+    return f"{'yes' if analysed else 'none'} (autovacuum {autovacuum})"
+
+
 def run_database(
-    name: str, root: Path, url: str | None, corpus: Corpus, batch: int, say: Callable[[str], None]
+    name: str,
+    root: Path,
+    url: str | None,
+    corpus: Corpus,
+    *,
+    batch: int,
+    analyze: bool,
+    say: Callable[[str], None],
 ) -> Result:
     root.mkdir(parents=True)
     (root / "shipyard.toml").write_text(SHIPYARD_TOML, encoding="utf-8")
@@ -423,6 +449,13 @@ def run_database(
         result.insert_seconds = time.perf_counter() - started
         result.insert_embed_seconds = embedder.seconds
         result.items = len(corpus.texts)
+
+        if analyze:
+            say(f"{name}: ANALYZE")
+            with transaction(rt.sessions) as session:
+                session.execute(text("ANALYZE"))
+        with rt.sessions() as session:
+            result.statistics = planner_statistics(session)
 
         say(f"{name}: first search (index load + build)")
         stages = Stages(memory, embedder)
@@ -519,6 +552,7 @@ def print_table(results: Sequence[Result]) -> None:
             "  items/s, SQL only",
             [f"{r.items / (r.insert_seconds - r.insert_embed_seconds):,.0f}" for r in results],
         ),
+        ("planner statistics", [r.statistics for r in results]),
         ("index kind (vectors)", [f"{r.index_kind} ({r.index_size:,})" for r in results]),
         ("index load from DB, s", [f"{r.load_seconds:.2f}" for r in results]),
         ("index build, s", [f"{r.build_seconds:.2f}" for r in results]),
@@ -585,6 +619,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--postgres", default=DEFAULT_POSTGRES, metavar="URL", help=f"({DEFAULT_POSTGRES})"
     )
     parser.add_argument("--skip-postgres", action="store_true", help="SQLite only")
+    parser.add_argument(
+        "--analyze", action="store_true", help="run ANALYZE after the inserts (steady state)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the SQLite project folder")
     args = parser.parse_args(argv)
     if args.items < K or args.queries < 1 or args.batch < 1:
@@ -619,12 +656,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Result] = []
     root = Path(tempfile.mkdtemp(prefix="shipyard-memory-bench-"))
     try:
-        results.append(run_database("SQLite", root / "sqlite", None, corpus, args.batch, say))
+        options: dict[str, Any] = {"batch": args.batch, "analyze": args.analyze, "say": say}
+        results.append(run_database("SQLite", root / "sqlite", None, corpus, **options))
         if not args.skip_postgres:
             with postgres_database(args.postgres) as url:
-                results.append(
-                    run_database("PostgreSQL", root / "pg", url, corpus, args.batch, say)
-                )
+                results.append(run_database("PostgreSQL", root / "pg", url, corpus, **options))
     except ShipyardError as exc:
         print(f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""))
         return 2

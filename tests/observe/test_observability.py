@@ -338,7 +338,7 @@ def test_each_operating_figure_on_a_fixture_history_with_known_answers(project: 
     assert figures["safety-check false positive rate"] == pytest.approx(1 / 2)  # 2 of 2 and 5
     assert figures["safety-check false negative rate"] == pytest.approx(1 / 3)
     assert figures["cost per task (mean)"] == pytest.approx(0.7 / 6)
-    assert figures["SLA adherence"] == pytest.approx(3 / 5)  # 10, 20, 30 of the five ended
+    assert figures["SLA adherence"] == pytest.approx(2 / 3)  # 10 and 30 of 10, 50, 30 released
     assert figures["audit completeness"] == pytest.approx(2 / 3)
 
 

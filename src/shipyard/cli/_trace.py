@@ -42,6 +42,7 @@ def trace(
                 for a in session.scalars(select(AttemptRow).where(AttemptRow.task_id == row.id))
             }
         project = rt.project.settings.project.name
+    spans = list({s.span_id: s for s in spans}.values())  # a re-run step may store one twice
     if not spans:
         raise NotFound(
             f"task {row.id} has no spans",

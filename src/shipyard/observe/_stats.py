@@ -11,10 +11,11 @@ For a time window (tasks submitted in it) and optionally one job kind or domain:
 - safety-check false negatives: releases rolled back although their checks passed, over
   releases;
 - per-task cost: mean and p95 of model spend;
-- SLA adherence: tasks that ended within their job kind's ``[observe] sla_minutes``, over
-  ended tasks that have a target;
-- audit completeness: effects (tool calls that acted, rollbacks) with a matching audit entry
-  that carries a policy decision, over effects.
+- SLA adherence: released tasks that ended within their job kind's ``[observe]
+  sla_minutes``, over released tasks that have a target (a task that failed fast is not
+  on time);
+- audit completeness: effects (tool calls that acted) with a matching audit entry that
+  carries a policy decision, over effects.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def operating_figures(
     )
 
     targets = sla_minutes or {}
-    with_target = [t for t in ended if t.job_kind in targets]
+    with_target = [t for t in ended if t.job_kind in targets and t.state in _RELEASED]
     on_time = len([t for t in with_target if _took(t) <= targets[t.job_kind] * 60])
 
     effects = (
@@ -221,7 +222,7 @@ def operating_figures(
             "SLA adherence",
             _ratio(on_time, len(with_target)),
             "ratio",
-            f"{on_time} of {len(with_target)} ended task(s) with a target",
+            f"{on_time} of {len(with_target)} released task(s) with a target",
         ),
         (
             "audit completeness",

@@ -54,7 +54,10 @@ _SECRETS = [
     re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
     re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/=-]{16,}"),
-    re.compile(r"(?i)\b(api[_-]?key|secret|token|password)(\s*[:=]\s*)[\"']?[^\s\"']{8,}"),
+    re.compile(
+        r"(?i)\b([\w-]*(?:api[_-]?key|secret|token|passw(?:or)?d|access[_-]?key)[\w-]*)"
+        r"(\s*[:=]\s*)[\"']?[^\s\"']{8,}"
+    ),
 ]
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from dbos import DBOS
 from dbos import error as dbos_errors
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -50,6 +50,7 @@ from shipyard.generate import (
 from shipyard.jobs import JobKind, validate_inputs
 from shipyard.memory import remember
 from shipyard.model import CheckReport, CheckResult, Finding, GateOutcome, TaskState
+from shipyard.observe import redact
 from shipyard.orchestrator import _effects as effects
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator._ledger import limits_for, rates_for, spend
@@ -164,7 +165,7 @@ def stage(rt: Runtime, task_id: str, name: str, attempt: int = 0) -> Iterator[di
             raise
         finally:
             summary = str(record.pop("summary", ""))
-            span.set_attribute("shipyard.summary", summary[:500])
+            span.set_attribute("shipyard.summary", redact(summary[:500]))
             with transaction(rt.sessions) as session:
                 session.execute(
                     update(StepRow)
@@ -416,6 +417,7 @@ def _generate_on(
             )
             generation = _failed_generation(exc)
             span.set_attribute("error.type", "malformed_reply")
+            span.set_status(Status(StatusCode.ERROR, exc.message[:200]))
         if model_call:
             span.set_attribute("gen_ai.response.model", generation.model)
             span.set_attribute("gen_ai.usage.input_tokens", generation.input_tokens)
@@ -947,13 +949,7 @@ def finish_step(task_id: str, state: str, outcome: str, error: str = "") -> None
                 tags=(task.job_kind, kind),
             )
         set_state(session, task_id, TaskState(state), error=error)
-        rt.tracing.task_root(
-            task_id,
-            job_kind=task.job_kind,
-            domain=task.domain,
-            state=state,
-            started=_aware(task.submitted_at),
-        )
+        started, job_kind, domain = _aware(task.submitted_at), task.job_kind, task.domain
         govern.record(
             session,
             actor=f"agent {task.domain}",
@@ -964,6 +960,9 @@ def finish_step(task_id: str, state: str, outcome: str, error: str = "") -> None
             task_id=task_id,
         )
         record["summary"] = f"remembered as {outcome}; task {state}"
+    # The root span closes the trace once the task is closed (a re-run stores it again with
+    # the same ids; `shipyard trace` shows each span id once).
+    rt.tracing.task_root(task_id, job_kind=job_kind, domain=domain, state=state, started=started)
 
 
 _EXCERPT = 800
