@@ -28,8 +28,12 @@ half the time a word the corpus never uses.
 
 Usage::
 
-    .venv/bin/python benchmarks/memory_recall.py [--items N] [--queries Q]
-        [--postgres URL | --skip-postgres] [--seed S] [--keep]
+    .venv/bin/python benchmarks/memory_recall.py [--items N] [--queries Q] [--batch B]
+        [--postgres URL | --skip-postgres] [--seed S] [--analyze] [--keep]
+
+``--analyze`` runs ``ANALYZE`` after the inserts (Shipyard never does; a PostgreSQL with
+autovacuum on gets there by itself, SQLite never does); the table says whether the planner had
+statistics either way.
 
 PostgreSQL: a fresh database ``shipyard_bench_<random>`` is created through the server's
 ``postgres`` database and dropped at the end (``--postgres``, default

@@ -215,7 +215,9 @@ class MemorySettings(_Section):
     max_context_tokens: int = Field(default=1500, ge=0, description="cap on recalled context")
     recall_items: int = Field(default=5, ge=0, le=50, description="semantic items per prompt")
     hnsw_threshold: int = Field(
-        default=20_000, ge=1, description="vectors per namespace before an HNSW index is used"
+        default=250_000,
+        ge=1,
+        description="vectors per namespace before an HNSW graph replaces exact search",
     )
     namespaces: dict[str, NamespaceSettings] = Field(default_factory=dict)
 

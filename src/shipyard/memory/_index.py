@@ -24,7 +24,7 @@ Vectors = npt.NDArray[np.float32]
 class VectorIndex:
     """Vectors of one namespace and one embedder; thread-safe."""
 
-    def __init__(self, dim: int, *, hnsw_threshold: int = 20_000) -> None:
+    def __init__(self, dim: int, *, hnsw_threshold: int = 250_000) -> None:
         self.dim = dim
         self.hnsw_threshold = hnsw_threshold
         self.last_id = 0
@@ -67,7 +67,14 @@ class VectorIndex:
         elif len(self._ids) >= self.hnsw_threshold:
             from usearch.index import Index
 
-            index = Index(ndim=self.dim, metric="cos", dtype="f32", expansion_search=128)
+            index = Index(
+                ndim=self.dim,
+                metric="cos",
+                dtype="f32",
+                connectivity=32,
+                expansion_add=256,
+                expansion_search=512,
+            )
             index.add(self._ids, self._matrix)
             self._hnsw = index
 

@@ -123,7 +123,7 @@ class SemanticMemory:
         namespaces: Iterable[str],
         ttl_days: dict[str, float] | None = None,
         default_ttl_days: float = 0.0,
-        hnsw_threshold: int = 20_000,
+        hnsw_threshold: int = 250_000,
     ) -> None:
         self.embedder = embedder
         self.namespaces = set(namespaces)
@@ -238,6 +238,13 @@ class SemanticMemory:
             if index is None:
                 index = VectorIndex(self.embedder.dim, hnsw_threshold=self.hnsw_threshold)
                 self._indexes[namespace] = index
+        newest = session.scalar(
+            select(func.max(MemoryRow.id)).where(
+                MemoryRow.namespace == namespace, MemoryRow.embedder == self.embedder.name
+            )
+        )
+        if newest is None or newest <= index.last_id:
+            return index
         rows = [
             (row_id, vector)
             for row_id, vector in session.execute(
@@ -263,7 +270,13 @@ class SemanticMemory:
     def _refuse_other_embedders(self, session: Session, namespaces: Sequence[str]) -> None:
         others = session.execute(
             select(MemoryRow.embedder, func.count())
-            .where(MemoryRow.namespace.in_(namespaces), MemoryRow.embedder != self.embedder.name)
+            .where(
+                MemoryRow.namespace.in_(namespaces),
+                # (< or >) rather than != so the (namespace, embedder) index is used
+                or_(
+                    MemoryRow.embedder < self.embedder.name, MemoryRow.embedder > self.embedder.name
+                ),
+            )
             .group_by(MemoryRow.embedder)
         ).all()
         if others:
@@ -280,31 +293,25 @@ class SemanticMemory:
         terms = [w.lower() for w in _WORD.findall(query)][:32]
         if not terms:
             return []
+        cap = max(4 * k, 50)
         if session.get_bind().dialect.name == "sqlite":
+            # Rank inside FTS5 first (bm25, capped), then keep the allowed namespaces.
             match = " OR ".join(f'"{t}"' for t in terms)
             statement = text(
-                "SELECT f.rowid FROM memory_fts f JOIN memory_items m ON m.id = f.rowid "
-                "WHERE memory_fts MATCH :match AND m.namespace IN :namespaces "
-                "ORDER BY bm25(memory_fts) LIMIT :k"
+                "SELECT f.rowid FROM (SELECT rowid, bm25(memory_fts) AS rank FROM memory_fts "
+                "WHERE memory_fts MATCH :match ORDER BY rank LIMIT :cap) f "
+                "JOIN memory_items m ON m.id = f.rowid "
+                "WHERE m.namespace IN :namespaces ORDER BY f.rank LIMIT :k"
             ).bindparams(bindparam("namespaces", expanding=True))
-            return [
-                int(r)
-                for (r,) in session.execute(
-                    statement, {"match": match, "namespaces": list(namespaces), "k": k}
-                )
-            ]
+            params = {"match": match, "namespaces": list(namespaces), "k": k, "cap": cap}
+            return [int(r) for (r,) in session.execute(statement, params)]
         statement = text(
             "SELECT id FROM memory_items, to_tsquery('english', :match) q "
             "WHERE text_tsv @@ q AND namespace IN :namespaces "
-            "ORDER BY ts_rank_cd(text_tsv, q) DESC LIMIT :k"
+            "ORDER BY ts_rank(text_tsv, q) DESC LIMIT :k"
         ).bindparams(bindparam("namespaces", expanding=True))
-        match = " | ".join(terms)
-        return [
-            int(r)
-            for (r,) in session.execute(
-                statement, {"match": match, "namespaces": list(namespaces), "k": k}
-            )
-        ]
+        params = {"match": " | ".join(terms), "namespaces": list(namespaces), "k": k}
+        return [int(r) for (r,) in session.execute(statement, params)]
 
     def search(
         self,
@@ -349,8 +356,7 @@ class SemanticMemory:
         if not fused:
             return []
         conditions = [
-            MemoryRow.id.in_(list(fused)),
-            MemoryRow.namespace.in_(namespaces),
+            MemoryRow.id.in_(list(fused)),  # by primary key; the rest is checked per row
             or_(MemoryRow.expires_at.is_(None), MemoryRow.expires_at > now),
         ]
         if job_kind:
@@ -359,7 +365,10 @@ class SemanticMemory:
             conditions.append(MemoryRow.created_at >= now - timedelta(days=max_age_days))
         rows = session.scalars(select(MemoryRow).where(*conditions)).all()
         hits: list[Hit] = []
+        allowed = set(namespaces)
         for row in rows:
+            if row.namespace not in allowed:
+                continue
             if tags and not set(tags) <= set(row.tags or []):
                 continue
             if row.vector is None:
