@@ -131,6 +131,8 @@ class SemanticMemory:
         self.default_ttl_days = default_ttl_days
         self.hnsw_threshold = hnsw_threshold
         self._indexes: dict[str, VectorIndex] = {}
+        self._checked: dict[str, int] = {}
+        """Per namespace: rows up to this id hold only this embedder's vectors."""
         self._lock = threading.Lock()
 
     # -- writing ----------------------------------------------------------------------------
@@ -228,6 +230,7 @@ class SemanticMemory:
             done += len(rows)
         with self._lock:
             self._indexes.clear()  # ids were re-embedded in place: rebuild from the database
+            self._checked.clear()
         return done
 
     # -- searching --------------------------------------------------------------------------
@@ -268,19 +271,50 @@ class SemanticMemory:
         return index
 
     def _refuse_other_embedders(self, session: Session, namespaces: Sequence[str]) -> None:
-        others = session.execute(
-            select(MemoryRow.embedder, func.count())
-            .where(
-                MemoryRow.namespace.in_(namespaces),
-                # (< or >) rather than != so the (namespace, embedder) index is used
-                or_(
-                    MemoryRow.embedder < self.embedder.name, MemoryRow.embedder > self.embedder.name
-                ),
+        """Refuse namespaces holding vectors of another embedder.
+
+        Each process checks a namespace's rows once, then only the rows added since (a range
+        on the primary key), so the check costs nothing once the namespace is known.
+        """
+        others: dict[str, int] = {}
+        for namespace in namespaces:
+            with self._lock:
+                checked = self._checked.get(namespace, 0)
+            newest = (
+                session.scalar(
+                    select(func.max(MemoryRow.id)).where(MemoryRow.namespace == namespace)
+                )
+                if not checked
+                else None
             )
-            .group_by(MemoryRow.embedder)
-        ).all()
+            rows = session.execute(
+                select(MemoryRow.embedder, func.count(), func.max(MemoryRow.id))
+                .where(
+                    MemoryRow.namespace == namespace,
+                    MemoryRow.id > checked,
+                    or_(
+                        MemoryRow.embedder < self.embedder.name,
+                        MemoryRow.embedder > self.embedder.name,
+                    ),
+                )
+                .group_by(MemoryRow.embedder)
+            ).all()
+            for name, count, _ in rows:
+                others[name] = others.get(name, 0) + count
+            if not rows:
+                high = (
+                    newest
+                    if newest is not None
+                    else session.scalar(
+                        select(func.max(MemoryRow.id)).where(MemoryRow.id > checked)
+                    )
+                )
+                with self._lock:
+                    self._checked[namespace] = max(checked, int(high or 0))
         if others:
-            found = ", ".join(f"{count} by {name or 'none'}" for name, count in others)
+            found = ", ".join(
+                f"{count} by {name or 'none'}" for name, count in sorted(others.items())
+            )
             raise ConfigError(
                 f"memory in {', '.join(namespaces)} holds vectors of another embedder ({found}); "
                 f"this project embeds with {self.embedder.name}",
