@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import typer
 
-from shipyard.cli._common import console, err_console, handle_errors, open_runtime
+from shipyard.cli._common import atomic_text, console, err_console, handle_errors, open_runtime
 from shipyard.observe import audit
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
@@ -49,13 +47,6 @@ def export(
         if output is None:
             audit.export(session, sys.stdout, task_id=task)
             return
-        # Written beside the target and renamed into place: never a half-written export.
-        fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                count = audit.export(session, out, task_id=task)
-            os.replace(tmp, output)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_text(output) as out:
+            count = audit.export(session, out, task_id=task)
     err_console.print(f"{count} entries written to {output}")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from shipyard.cli._common import console, err_console, handle_errors, open_runtime, print_json
+from shipyard.cli._common import (
+    atomic_text,
+    console,
+    err_console,
+    handle_errors,
+    open_runtime,
+    print_json,
+)
 from shipyard.orchestrator import _memory as memory
 
 memory_app = typer.Typer(help="What the pipeline remembers and recalls.", no_args_is_help=True)
@@ -79,17 +84,11 @@ def export(
             for line in lines:
                 sys.stdout.write(line + "\n")
             return
-        fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
         count = 0
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                for line in lines:
-                    out.write(line + "\n")
-                    count += 1
-            os.replace(tmp, output)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_text(output) as out:
+            for line in lines:
+                out.write(line + "\n")
+                count += 1
     err_console.print(f"{count} item(s) written to {output}")
 
 

@@ -109,10 +109,6 @@ class SearchPolicy:
     """Tokens of context (estimated at 4 characters each) handed to the generator."""
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 class SemanticMemory:
     """Add, search, purge and re-embed memory items for one project and one embedder."""
 
@@ -411,7 +407,7 @@ class SemanticMemory:
             similarity = float(stored @ vector)
             if similarity < policy.threshold:
                 continue
-            age = max(0.0, (now - _aware(row.created_at)).total_seconds() / 86400)
+            age = max(0.0, (now - row.created_at).total_seconds() / 86400)
             decay = 0.5 ** (age / policy.half_life_days) if policy.half_life_days else 1.0
             hits.append(
                 Hit(
@@ -424,7 +420,7 @@ class SemanticMemory:
                     task_id=row.task_id,
                     tags=list(row.tags or []),
                     meta=dict(row.meta or {}),
-                    created_at=_aware(row.created_at),
+                    created_at=row.created_at,
                     similarity=similarity,
                     score=fused[row.id] * decay,
                     found_by=tuple(sources[row.id]),

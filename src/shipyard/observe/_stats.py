@@ -23,7 +23,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -68,14 +68,10 @@ class Figure:
         return {"name": self.name, "value": self.value, "unit": self.unit, "basis": self.basis}
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _took(task: TaskRow) -> float:
     """Seconds from submit to the task's end."""
     end = task.finished_at or task.updated_at
-    return (_aware(end) - _aware(task.submitted_at)).total_seconds()
+    return (end - task.submitted_at).total_seconds()
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -138,7 +134,7 @@ def operating_figures(
 
     rolled = [r for r in releases if r.state == "rolled_back" and r.rolled_back_at is not None]
     recover = [
-        (_aware(r.rolled_back_at) - _aware(r.released_at)).total_seconds()  # type: ignore[arg-type]
+        (r.rolled_back_at - r.released_at).total_seconds()  # type: ignore[operator]
         for r in rolled
     ]
 

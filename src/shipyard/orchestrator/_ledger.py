@@ -219,7 +219,7 @@ def rollups(session: Session, *, by: str, days: int = 7) -> list[Rollup]:
 
 def _day(at: datetime) -> date:
     # SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones.
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).date()
+    return at.astimezone(UTC).date()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -70,9 +70,7 @@ def find_artifact(rt: Runtime, ref: str) -> str:
 
 
 def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return value.isoformat() if value is not None else None
 
 
 def _attempt(a: AttemptRow) -> dict[str, Any]:
@@ -403,11 +401,7 @@ def collect_garbage(rt: Runtime, *, apply: bool = False, now: datetime | None = 
         every = session.scalars(select(ArtifactRow)).all()
         artifacts = [a for a in every if a.collected_at is None]
     for artifact in artifacts:
-        created = (
-            artifact.created_at
-            if artifact.created_at.tzinfo
-            else artifact.created_at.replace(tzinfo=UTC)
-        )
+        created = artifact.created_at
         if artifact.id in released:
             report.kept[artifact.id] = "referenced by a release"
         elif artifact.id in pending:

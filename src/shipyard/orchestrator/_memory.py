@@ -8,7 +8,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,18 +167,14 @@ def export_lines(rt: Runtime, *, namespaces: Sequence[str] = ()) -> Iterator[str
                     "text": row.text,
                     "tags": row.tags or [],
                     "meta": row.meta or {},
-                    "created_at": _iso(row.created_at),
-                    "expires_at": _iso(row.expires_at) if row.expires_at else None,
+                    "created_at": row.created_at.isoformat(),
+                    "expires_at": row.expires_at.isoformat() if row.expires_at else None,
                     "embedder": row.embedder,
                     "dim": row.dim,
                     "vector": base64.b64encode(row.vector).decode() if row.vector else None,
                 },
                 ensure_ascii=False,
             )
-
-
-def _iso(value: datetime) -> str:
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def import_lines(rt: Runtime, source: Path, *, reembed: bool = False) -> int:

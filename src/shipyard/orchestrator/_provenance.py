@@ -76,7 +76,7 @@ def verify_artifact(rt: Runtime, artifact_id: str) -> ArtifactCheck:
         if artifact is None:
             raise NotFound(f"no artifact {artifact_id}", hint="see `shipyard artifacts`")
         if artifact.collected_at is not None:
-            when = artifact.collected_at.replace(tzinfo=artifact.collected_at.tzinfo or UTC)
+            when = artifact.collected_at
             result.problems.append(
                 f"its files were collected by `shipyard artifacts gc` at {when.isoformat()}"
             )

@@ -410,9 +410,9 @@ def escalate_overdue(rt: Runtime, *, now: datetime | None = None) -> list[str]:
                 )
                 or task.updated_at
             )
-            if _aware(waiting_since) > cutoff:
+            if waiting_since > cutoff:
                 continue
-            minutes = (now - _aware(waiting_since)).total_seconds() / 60
+            minutes = (now - waiting_since).total_seconds() / 60
             limit = f"{settings.escalate_after_minutes:g}"
             reason = f"waiting {minutes:.0f} min for approval (limit {limit}): escalated to {to}"
             session.add(
@@ -485,14 +485,10 @@ def approval_queue(rt: Runtime) -> list[Waiting]:
             task=t,
             approvers=approvers.get(t.id, []),
             escalation=escalated.get(t.id, ""),
-            since=_aware(gated.get(t.id) or t.updated_at),
+            since=gated.get(t.id) or t.updated_at,
         )
         for t in waiting
     ]
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 RESUMPTIONS = ("provided", "resumed")

@@ -99,15 +99,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _iso(value: datetime) -> str:
-    """RFC 3339 with its offset (SQLite hands datetimes back without one; they are UTC)."""
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
 def _task(session: Session, task_id: str) -> TaskRow:
     row = session.get(TaskRow, task_id)
     if row is None:
@@ -692,9 +683,9 @@ def register_step(task_id: str, attempt: int) -> str:
             "checks": row.report,
             "recalled": row.recalled,
             "submitted_by": task.submitted_by,
-            "submitted_at": _iso(task.submitted_at),
-            "generated_at": _iso(row.generated_at),
-            "registered_at": _iso(_now()),
+            "submitted_at": task.submitted_at.isoformat(),
+            "generated_at": row.generated_at.isoformat(),
+            "registered_at": _now().isoformat(),
             "approvals": [],
         }
         existing = session.get(ProvenanceRow, task_id)
@@ -814,7 +805,7 @@ def read_decision_step(task_id: str) -> dict[str, Any] | None:
                 "decision": r.decision,
                 "actor": r.actor,
                 "reason": r.reason,
-                "at": _iso(r.decided_at),
+                "at": r.decided_at.isoformat(),
             }
             for r in rows
         ]
@@ -949,7 +940,7 @@ def finish_step(task_id: str, state: str, outcome: str, error: str = "") -> None
                 tags=(task.job_kind, kind),
             )
         set_state(session, task_id, TaskState(state), error=error)
-        started, job_kind, domain = _aware(task.submitted_at), task.job_kind, task.domain
+        started, job_kind, domain = task.submitted_at, task.job_kind, task.domain
         govern.record(
             session,
             actor=f"agent {task.domain}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -17,9 +17,27 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database.
+
+    PostgreSQL keeps the offset; SQLite stores text and hands back naive values, which are
+    UTC by construction here. Reading through this type makes both aware, so no caller has
+    to guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 def include_object(obj: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
@@ -47,9 +65,9 @@ class TaskRow(Base):
     batch_id: Mapped[str] = mapped_column(String(40), default="")
     state: Mapped[str] = mapped_column(String(24))
     submitted_by: Mapped[str] = mapped_column(String(120))
-    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    submitted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     error: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     artifact_id: Mapped[str] = mapped_column(String(71), default="")
@@ -76,8 +94,8 @@ class StepRow(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16))
     runs: Mapped[int] = mapped_column(Integer, default=1)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     summary: Mapped[str] = mapped_column(Text, default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -111,8 +129,8 @@ class AttemptRow(Base):
     cost_source: Mapped[str] = mapped_column(String(16), default="")
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     passed: Mapped[bool | None] = mapped_column(default=None)
-    generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    generated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
     __table_args__ = (
         UniqueConstraint("task_id", "number", name="uq_attempt"),
@@ -130,9 +148,9 @@ class ArtifactRow(Base):
     input_key: Mapped[str] = mapped_column(String(200), default="")
     files: Mapped[dict[str, Any]] = mapped_column(JSON)
     size: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     first_task_id: Mapped[str] = mapped_column(String(40))
-    collected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    collected_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     """When ``artifacts gc`` removed its files (its records stay for lineage)."""
 
     __table_args__ = (Index("ix_artifacts_kind_key", "job_kind", "input_key"),)
@@ -148,10 +166,10 @@ class ProvenanceRow(Base):
     )
     artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"))
     record: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     envelope: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     """The signed in-toto statement (DSSE), re-signed when approvals are added."""
-    signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    signed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
 
 class DecisionRow(Base):
@@ -164,7 +182,7 @@ class DecisionRow(Base):
     decision: Mapped[str] = mapped_column(String(40))
     actor: Mapped[str] = mapped_column(String(120))
     reason: Mapped[str] = mapped_column(Text, default="")
-    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (Index("ix_decisions_task", "task_id"),)
 
@@ -181,8 +199,8 @@ class ReleaseRow(Base):
     path: Mapped[str] = mapped_column(String(300))
     version: Mapped[str] = mapped_column(String(40))
     state: Mapped[str] = mapped_column(String(16))
-    released_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    rolled_back_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    released_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    rolled_back_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
 
 class MemoryRow(Base):
@@ -198,14 +216,14 @@ class MemoryRow(Base):
     task_id: Mapped[str] = mapped_column(String(40))
     text: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     embedder: Mapped[str] = mapped_column(String(64), default="")
     """The embedder that made ``vector`` (searching with another one is refused)."""
     dim: Mapped[int] = mapped_column(Integer, default=0)
     vector: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     """float32, ``dim`` values, unit length."""
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
     __table_args__ = (
         Index("ix_memory_lookup", "namespace", "job_kind", "input_key"),
@@ -268,10 +286,10 @@ class ToolCallRow(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     calls: Mapped[int] = mapped_column(Integer, default=0)
     """How many times the tool was actually invoked under this key."""
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     compensation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    compensated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    compensated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
     __table_args__ = (Index("ix_tool_calls_task", "task_id"),)
 
