@@ -10,6 +10,7 @@ allowed, before anything runs.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import tomllib
@@ -40,6 +41,7 @@ __all__ = [
     "PriceSettings",
     "Project",
     "ProjectSettings",
+    "RolloutSettings",
     "RouterSettings",
     "SandboxSettings",
     "ServeSettings",
@@ -148,8 +150,57 @@ class DomainSettings(_Section):
     )
 
 
+class RolloutSettings(_Section):
+    """``[targets.NAME.rollout]``: how a release reaches all of a served target's traffic."""
+
+    stages: list[float] = Field(
+        default=[5, 25, 50, 100],
+        min_length=1,
+        description="percent of traffic on the candidate at each stage; the last is 100",
+    )
+    bake_seconds: float = Field(
+        default=300, ge=0, description="time on each stage before its verdict"
+    )
+    interval_seconds: float = Field(
+        default=10, gt=0, description="how often a stage is analysed while it bakes"
+    )
+    min_requests: int = Field(
+        default=100, ge=1, description="requests per version per stage before traffic counts"
+    )
+    max_error_rate_increase: float = Field(
+        default=0.01, ge=0, le=1, description="candidate minus baseline 5xx rate that fails"
+    )
+    max_p95_ratio: float = Field(
+        default=1.5, ge=1, description="candidate p95 latency over baseline's that fails"
+    )
+    confidence: float = Field(
+        default=0.95, ge=0.5, le=0.9999, description="how sure the analysis is before a verdict"
+    )
+    max_bake_seconds: float | None = Field(
+        default=None, ge=0, description="a stage short of traffic waits this long (3× bake)"
+    )
+    low_traffic: Literal["proceed", "rollback"] = Field(
+        default="proceed",
+        description="a stage still short of traffic: go on if the probes pass, or roll back",
+    )
+    probe_failures: int = Field(
+        default=2, ge=1, description="consecutive failures of a probe that fail the stage"
+    )
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, value: list[float]) -> list[float]:
+        if any(not 0 < w <= 100 for w in value):
+            raise ValueError("each stage is a percentage above 0 and at most 100")
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError("stages must rise (e.g. [5, 25, 50, 100])")
+        if value[-1] != 100:
+            raise ValueError("the last stage must be 100 (the candidate takes all traffic)")
+        return value
+
+
 class TargetSettings(_Section):
-    kind: Literal["static-site"] = "static-site"
+    kind: Literal["static-site", "http-handler", "git"] = "static-site"
     keep_versions: int = Field(default=20, ge=2, description="site versions kept for rollback")
     environment: str = Field(
         default="production", description="the environment it serves (policies read it)"
@@ -157,6 +208,35 @@ class TargetSettings(_Section):
     risk: Literal["low", "medium", "high"] = Field(
         default="low", description="how much harm a bad release here does (raises the gate's risk)"
     )
+    rollout: RolloutSettings | None = Field(
+        default=None, description="canary stages and health rules (absent: switch at once)"
+    )
+    mount: str = Field(
+        default="/api", description="http-handler: URL prefix its handlers are served under"
+    )
+    repository: str = Field(default="", description="git: the repository, relative to this file")
+    branch: str = Field(default="main", description="git: the branch a promotion merges into")
+    merge: Literal["fast-forward", "merge-commit"] = Field(
+        default="fast-forward", description="git: how a promotion merges"
+    )
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> TargetSettings:
+        if self.kind == "git":
+            if not self.repository:
+                raise ValueError('a git target needs repository = "PATH" (a bare repository)')
+            if self.rollout is not None:
+                raise ValueError(
+                    "a git target has no traffic to shift: remove its rollout table "
+                    "(a git release is a branch, then a merge)"
+                )
+        mount = re.fullmatch(r"(/[a-z0-9][a-z0-9._-]*)+", self.mount)
+        if self.kind == "http-handler" and not mount:
+            raise ValueError(
+                f'mount {self.mount!r} must be a URL prefix like "/api" '
+                "(lowercase letters, digits, '.', '_' and '-' between slashes)"
+            )
+        return self
 
 
 class PolicySettings(_Section):

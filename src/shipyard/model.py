@@ -31,6 +31,7 @@ class TaskState(enum.StrEnum):
     RESUMING = "resuming"  # a person supplied code or resumed it; a worker picks it up
     WAITING_APPROVAL = "waiting_approval"
     APPROVED = "approved"
+    RELEASING = "releasing"  # a canary rollout is under way
     PUBLISHED = "published"  # released to its target
     DONE = "done"  # finished; its job kind has no release target
     FAILED = "failed"  # checks still failed when attempts ran out

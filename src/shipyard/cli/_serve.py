@@ -1,17 +1,19 @@
-"""``shipyard serve``: serve the published site on localhost."""
+"""``shipyard serve``: the gateway serving released targets on localhost."""
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import socket
 
 import typer
 import uvicorn
 
 from shipyard.cli._common import console, handle_errors, open_runtime
-from shipyard.cli._release import default_target
 from shipyard.errors import ConfigError
 from shipyard.observe import registry_for
-from shipyard.server import create_site_app
+from shipyard.release import HttpHandler, StaticSite
+from shipyard.server import Gateway, write_gateway_file
 from shipyard.store import make_engine, session_factory
 
 
@@ -31,17 +33,39 @@ def serve(
     ctx: typer.Context,
     host: str = typer.Option("", "--host", help="Address to bind (default from shipyard.toml)."),
     port: int = typer.Option(-1, "--port", help="Port (0 picks a free one)."),
-    target: str = typer.Option("", "--target", help="Static-site target to serve."),
+    target: str = typer.Option("", "--target", help="Static-site target to serve at /."),
 ) -> None:
-    """Serve the live version of a static-site target (switches and rollbacks show at once),
-    with Prometheus metrics at /metrics."""
+    """Serve released targets: a static site at /, http handlers under their mounts, canary
+    traffic split by weight, and Prometheus metrics at /metrics."""
     with open_runtime(ctx) as rt:
-        settings = rt.project.settings.serve
-        site = rt.target(default_target(rt, target))
+        settings = rt.project.settings
+        statics = [n for n, t in settings.targets.items() if t.kind == "static-site"]
+        name = target or settings.serve.target or (statics[0] if len(statics) == 1 else "")
+        if target and settings.targets.get(target) is None:
+            rt.target(target)  # names the declared targets
+        if name and settings.targets[name].kind != "static-site":
+            raise ConfigError(
+                f"target {name!r} is a {settings.targets[name].kind} target, not a static site",
+                hint=f"static-site targets: {', '.join(statics) or '(none)'}",
+            )
+        site = rt.target(name) if name else None
+        handlers = [rt.target(n) for n, t in settings.targets.items() if t.kind == "http-handler"]
         url = rt.project.database_url
-    metrics = registry_for(session_factory(make_engine(url)))
-    bind_host = host or settings.host
-    bind_port = settings.port if port < 0 else port
+        gateway_file = rt.project.state_dir / "gateway.json"
+        isolate = settings.sandbox.backend != "process"
+    assert site is None or isinstance(site, StaticSite)
+    sessions = session_factory(make_engine(url))
+    token = secrets.token_urlsafe(24)
+    app = Gateway(
+        site=site,
+        handlers=[h for h in handlers if isinstance(h, HttpHandler)],
+        sessions=sessions,
+        metrics=registry_for(sessions),
+        probe_token=token,
+        isolate=None if isolate else False,  # None: bubblewrap when the machine has it
+    )
+    bind_host = host or settings.serve.host
+    bind_port = settings.serve.port if port < 0 else port
     try:
         sock = _listen(bind_host, bind_port)
     except OSError as exc:
@@ -53,11 +77,17 @@ def serve(
         console.print(f"port {bind_port} is busy ({exc.strerror}); using a free port instead")
         sock = _listen(bind_host, 0)
     actual = sock.getsockname()[1]
-    version = site.live_version() or "nothing published yet"
+    base = f"http://{bind_host}:{actual}"
+    served = [f"{site.name} ({site.live_version() or 'nothing live yet'}) at /"] if site else []
+    served += [f"{h.name} at {h.mount}/" for h in app.handlers]
     console.print(
-        f"serving [bold]{site.name}[/] ({version}) at [bold]http://{bind_host}:{actual}/[/]"
-        "  (Ctrl-C to stop)",
+        f"serving {', '.join(served) or 'nothing'} on [bold]{base}/[/]  (Ctrl-C to stop)",
         highlight=False,
     )
-    config = uvicorn.Config(create_site_app(site, metrics=metrics), log_level="warning")
-    uvicorn.Server(config).run(sockets=[sock])
+    write_gateway_file(gateway_file, url=base, token=token)
+    try:
+        config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            gateway_file.unlink()

@@ -6,7 +6,14 @@ Inputs are validated here, at the door, before any workflow starts.
 from __future__ import annotations
 
 from shipyard.jobs._inputs import BatchRow, inputs_hash, read_batch, validate_inputs
-from shipyard.jobs._kind import CheckSpec, EffectSpec, JobKind, ReleaseSpec, load_job_kind
+from shipyard.jobs._kind import (
+    CheckSpec,
+    EffectSpec,
+    JobKind,
+    ProbeSpec,
+    ReleaseSpec,
+    load_job_kind,
+)
 from shipyard.jobs._registry import ENTRY_POINT_GROUP, JobRegistry
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "EffectSpec",
     "JobKind",
     "JobRegistry",
+    "ProbeSpec",
     "ReleaseSpec",
     "inputs_hash",
     "load_job_kind",

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shipyard.errors import ConfigError
 from shipyard.model import Risk
 
-__all__ = ["CheckSpec", "EffectSpec", "JobKind", "ReleaseSpec", "load_job_kind"]
+__all__ = ["CheckSpec", "EffectSpec", "JobKind", "ProbeSpec", "ReleaseSpec", "load_job_kind"]
 
 JOB_FILE = "job.toml"
 
@@ -35,10 +35,23 @@ class _CheckEntry(BaseModel):
     name: str
 
 
+class _ProbeEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str = Field(default="", description="under the release's URL; Jinja2 of the inputs")
+    method: Literal["GET", "POST", "HEAD"] = "GET"
+    body: Any = Field(default=None, description="JSON sent with a POST")
+    status: int = Field(default=200, ge=100, le=599, description="the status that passes")
+    contains: str = Field(default="", description="text the body must hold; Jinja2 of the inputs")
+    max_ms: float = Field(default=2000, gt=0, description="slower than this fails")
+
+
 class _ReleaseEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     target: str
     path: str = Field(description="Jinja2 template of the folder the files go to on the target")
+    probes: list[_ProbeEntry] = Field(
+        default_factory=list, description="HTTP checks sent to the candidate while it bakes"
+    )
 
 
 class _EffectEntry(BaseModel):
@@ -90,6 +103,20 @@ class ReleaseSpec:
     """A target named in shipyard.toml's [targets]."""
     path: str
     """Jinja2 template (rendered with the inputs) of the folder on the target."""
+    probes: tuple[ProbeSpec, ...] = ()
+    """Synthetic HTTP checks of the candidate during a canary."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeSpec:
+    """One synthetic HTTP check of a release candidate (strings are templates of the inputs)."""
+
+    path: str = ""
+    method: str = "GET"
+    body: Any = None
+    status: int = 200
+    contains: str = ""
+    max_ms: float = 2000.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,7 +240,11 @@ def load_job_kind(folder: Path, *, domain: str) -> JobKind:
             CheckSpec(name=c.name, options=dict(c.model_extra or {})) for c in spec.checks
         ),
         release=(
-            ReleaseSpec(target=spec.release.target, path=spec.release.path)
+            ReleaseSpec(
+                target=spec.release.target,
+                path=spec.release.path,
+                probes=tuple(ProbeSpec(**p.model_dump()) for p in spec.release.probes),
+            )
             if spec.release
             else None
         ),

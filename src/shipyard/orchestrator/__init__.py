@@ -6,6 +6,7 @@ release); the stages never import it.
 
 from __future__ import annotations
 
+from shipyard.orchestrator._rollout import gateway_info, releases, steer
 from shipyard.orchestrator._runtime import Runtime, current_runtime, install_runtime
 from shipyard.orchestrator._service import (
     Rejected,
@@ -58,6 +59,7 @@ __all__ = [
     "enqueue_pending",
     "escalate_overdue",
     "find_task",
+    "gateway_info",
     "install_runtime",
     "launch",
     "list_artifacts",
@@ -65,10 +67,12 @@ __all__ = [
     "provide",
     "queue_name",
     "reject",
+    "releases",
     "resume",
     "resume_workflow",
     "rollback",
     "shutdown",
+    "steer",
     "submit",
     "task_story",
     "task_workflow",

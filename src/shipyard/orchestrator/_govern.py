@@ -140,6 +140,7 @@ CONTEXT_DEFAULTS: dict[str, dict[str, Any]] = {
     "approve": {"is_submitter": False},
     "provide": {"is_submitter": False},
     "rollback": {},
+    "steer": {"command": "pause"},
     "call_tool": {},
 }
 """What a policy test case may leave out of its context (the rest comes from the project)."""

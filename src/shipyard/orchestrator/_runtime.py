@@ -26,7 +26,7 @@ from shipyard.model import Risk
 from shipyard.observe import Tracing
 from shipyard.orchestrator._ledger import replay_lookup
 from shipyard.policy import Policies
-from shipyard.release import StaticSite
+from shipyard.release import GitTarget, HttpHandler, StaticSite, Target
 from shipyard.sandbox import Limits, SandboxBackend, get_backend
 from shipyard.store import make_engine, migrate, schema_status, session_factory
 from shipyard.tools import HttpTool, PublishTool, Tool
@@ -178,14 +178,20 @@ class Runtime:
             max_output_bytes=s.max_output_bytes,
         )
 
-    def target(self, name: str) -> StaticSite:
+    def target(self, name: str) -> Target:
         settings = self.project.settings.targets.get(name)
         if settings is None:
             raise ConfigError(
                 f"{self.project.config_path}: no target named {name!r}",
                 hint=f"declared targets: {', '.join(self.project.settings.targets) or '(none)'}",
             )
-        return StaticSite(name, self.project.sites_dir / name, keep_versions=settings.keep_versions)
+        root = self.project.sites_dir / name
+        if settings.kind == "http-handler":
+            return HttpHandler(name, root, mount=settings.mount)
+        if settings.kind == "git":
+            repository = self.project.root / settings.repository
+            return GitTarget(name, repository, branch=settings.branch, merge=settings.merge)
+        return StaticSite(name, root, keep_versions=settings.keep_versions)
 
     @cached_property
     def tracing(self) -> Tracing:

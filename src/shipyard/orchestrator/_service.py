@@ -33,6 +33,7 @@ from shipyard.orchestrator._workflow import (
     decision_workflow_id,
     resume_workflow_id,
 )
+from shipyard.release import StaticSite
 from shipyard.store import (
     ArtifactRow,
     AttemptRow,
@@ -727,6 +728,12 @@ def list_artifacts(rt: Runtime, *, job_kind: str = "") -> list[tuple[ArtifactRow
 def rollback(rt: Runtime, target_name: str, *, actor: str) -> dict[str, Any]:
     """Switch ``target_name`` back to its previous version; mark what left as rolled back."""
     target = rt.target(target_name)
+    if not isinstance(target, StaticSite):
+        raise StateError(
+            f"target {target_name!r} is a {target.kind} target: it has no site version to go "
+            "back to",
+            hint="roll back one release instead: `shipyard release rollback TASK`",
+        )
     subject = govern.target(rt, target_name)
     verdict = govern.require(
         rt, govern.person_request(rt, actor, "rollback", subject, {}), actor=actor, subject=subject

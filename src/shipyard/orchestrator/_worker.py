@@ -27,6 +27,7 @@ _BUSY = (
     TaskState.RUNNING.value,
     TaskState.APPROVED.value,
     TaskState.RESUMING.value,
+    TaskState.RELEASING.value,
 )
 
 

@@ -21,9 +21,7 @@ import difflib
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 from dbos import DBOS
@@ -32,7 +30,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shipyard._crash import crashpoint
 from shipyard.checks import run_checks
 from shipyard.errors import ConfigError, MalformedReply, ProviderError, ShipyardError
 from shipyard.generate import (
@@ -50,13 +47,14 @@ from shipyard.generate import (
 from shipyard.jobs import JobKind, validate_inputs
 from shipyard.memory import remember
 from shipyard.model import CheckReport, CheckResult, Finding, GateOutcome, TaskState
-from shipyard.observe import redact
 from shipyard.orchestrator import _effects as effects
 from shipyard.orchestrator import _govern as govern
+from shipyard.orchestrator import _rollout as rollout
 from shipyard.orchestrator._ledger import limits_for, rates_for, spend
 from shipyard.orchestrator._memory import recall_for_task
 from shipyard.orchestrator._provenance import sign_provenance
 from shipyard.orchestrator._runtime import Runtime, current_runtime
+from shipyard.orchestrator._stage import _now, _task, set_state, stage
 from shipyard.policy import Request, entities, gate
 from shipyard.store import (
     ArtifactRow,
@@ -64,7 +62,6 @@ from shipyard.store import (
     DecisionRow,
     ProvenanceRow,
     ReleaseRow,
-    StepRow,
     TaskRow,
     insert_ignore,
     transaction,
@@ -93,81 +90,6 @@ def decision_workflow_id(task_id: str) -> str:
 def resume_workflow_id(task_id: str, resumption: int) -> str:
     """The id of the ``resumption``-th resume of a task (each provide or resume is one)."""
     return f"{task_id}.resume{resumption}"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _task(session: Session, task_id: str) -> TaskRow:
-    row = session.get(TaskRow, task_id)
-    if row is None:
-        raise ShipyardError(f"task {task_id} vanished from the database")
-    return row
-
-
-def set_state(session: Session, task_id: str, state: TaskState, *, error: str = "") -> None:
-    values: dict[str, Any] = {"state": state.value, "updated_at": _now()}
-    if error:
-        values["error"] = error
-    if state.terminal:
-        values["finished_at"] = _now()
-    session.execute(update(TaskRow).where(TaskRow.id == task_id).values(**values))
-
-
-@contextmanager
-def stage(rt: Runtime, task_id: str, name: str, attempt: int = 0) -> Iterator[dict[str, Any]]:
-    """Record one stage's run: started (counting re-runs), then done or failed with a summary.
-
-    The body fills the yielded dict: ``summary`` (one line) and anything else for ``detail``.
-    """
-    with transaction(rt.sessions) as session:
-        row = session.scalar(
-            select(StepRow).where(
-                StepRow.task_id == task_id, StepRow.stage == name, StepRow.attempt == attempt
-            )
-        )
-        if row is None:
-            session.add(
-                StepRow(
-                    task_id=task_id,
-                    stage=name,
-                    attempt=attempt,
-                    status="running",
-                    runs=1,
-                    started_at=_now(),
-                    detail={},
-                )
-            )
-        else:
-            row.runs += 1
-            row.status, row.started_at, row.finished_at = "running", _now(), None
-    crashpoint(f"{name}.before")
-    record: dict[str, Any] = {}
-    status = "failed"
-    attributes = {"shipyard.stage": name, "shipyard.attempt": attempt}
-    label = f"{name} {attempt}" if attempt else name
-    with rt.tracing.span(task_id, label, attributes=attributes) as span:
-        try:
-            yield record
-            status = "done"
-        except Exception as exc:
-            record["summary"] = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            summary = str(record.pop("summary", ""))
-            span.set_attribute("shipyard.summary", redact(summary[:500]))
-            with transaction(rt.sessions) as session:
-                session.execute(
-                    update(StepRow)
-                    .where(
-                        StepRow.task_id == task_id,
-                        StepRow.stage == name,
-                        StepRow.attempt == attempt,
-                    )
-                    .values(status=status, finished_at=_now(), summary=summary, detail=record)
-                )
-    crashpoint(f"{name}.after")
 
 
 # -- steps --------------------------------------------------------------------------------
@@ -858,16 +780,22 @@ def release_step(task_id: str) -> dict[str, Any]:
             raise ShipyardError(f"release failed: {outcome.error}")
         result = outcome.result
         with transaction(rt.sessions) as session:
-            if session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id)) is None:
+            row = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id))
+            if row is not None and row.state in ("canary", "paused"):  # a canary promoted
+                row.state, row.version, row.weight = "live", result["version"][:40], 100.0
+                row.finished_at, row.command = _now(), ""
+            if row is None:
                 session.add(
                     ReleaseRow(
                         task_id=task_id,
                         artifact_id=artifact_id,
                         target=result["target"],
                         path=result["url_path"],
-                        version=result["version"],
+                        version=result["version"][:40],
                         state="live",
                         released_at=_now(),
+                        weight=100.0,
+                        finished_at=_now(),
                     )
                 )
         record["summary"] = (
@@ -1096,6 +1024,14 @@ def _release(rt: Runtime, task_id: str, job_kind: str) -> str:
     if kind.release is None and not kind.effects:
         finish_step(task_id, TaskState.DONE.value, "approved")
         return TaskState.DONE.value
+    outcome, reason = ("promote", "")
+    if rollout.plan_of(rt, kind) is not None:
+        outcome, reason = rollout.canary(task_id)
+    if outcome == "rollback":
+        notes = compensate_step(task_id, reason)
+        undone = "; ".join(notes) or "nothing to undo"
+        finish_step(task_id, TaskState.ROLLED_BACK.value, "rolled_back", f"{reason}; {undone}")
+        return TaskState.ROLLED_BACK.value
     release = release_step(task_id) if kind.release is not None else {}
     for position in range(1, len(kind.effects) + 1):
         done = effect_step(task_id, position, release)

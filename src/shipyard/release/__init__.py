@@ -1,7 +1,25 @@
-"""Releases: targets that put artifacts live, with a switch that can be undone."""
+"""Releases: targets that put artifacts live, canary analysis, and undoable switches."""
 
 from __future__ import annotations
 
+from shipyard.release._analysis import Arm, ProbeTally, Rules, Verdict, analyse
+from shipyard.release._target import Deployed, Promoted, Target
+from shipyard.release.targets.git import GitTarget
+from shipyard.release.targets.http_handler import HttpHandler
 from shipyard.release.targets.static_site import PublishResult, RollbackResult, StaticSite
 
-__all__ = ["PublishResult", "RollbackResult", "StaticSite"]
+__all__ = [
+    "Arm",
+    "Deployed",
+    "GitTarget",
+    "HttpHandler",
+    "ProbeTally",
+    "Promoted",
+    "PublishResult",
+    "RollbackResult",
+    "Rules",
+    "StaticSite",
+    "Target",
+    "Verdict",
+    "analyse",
+]

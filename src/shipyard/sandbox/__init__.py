@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from shipyard.errors import ConfigError
-from shipyard.sandbox._bwrap import BwrapBackend, bwrap_available
+from shipyard.sandbox._bwrap import BwrapBackend, bwrap_available, confine
 from shipyard.sandbox._process import ProcessBackend
 from shipyard.sandbox._protocol import Limits, RunResult, SandboxBackend, run_environment
 
@@ -19,6 +19,7 @@ __all__ = [
     "RunResult",
     "SandboxBackend",
     "bwrap_available",
+    "confine",
     "get_backend",
     "run_environment",
 ]

@@ -37,7 +37,7 @@ from shipyard.sandbox._cgroup import PidsCgroup
 from shipyard.sandbox._protocol import Limits, RunResult, run_environment
 from shipyard.sandbox._zygote import SPOOL, WORK
 
-__all__ = ["DEFAULT_PRELOAD", "BwrapBackend", "bwrap_available"]
+__all__ = ["DEFAULT_PRELOAD", "BwrapBackend", "bwrap_available", "confine"]
 
 DEFAULT_PRELOAD = (
     "pytest",
@@ -109,6 +109,24 @@ def bwrap_command(spool: Path, cgroup: PidsCgroup | None) -> list[str]:
     if cgroup is not None:
         args += ["--ro-bind", str(cgroup.events_file), _PIDS_EVENTS]
     return args
+
+
+def confine(
+    command: Sequence[str], *, read_only: Sequence[Path] = (), writable: Sequence[Path] = ()
+) -> list[str]:
+    """``command`` under bubblewrap for a long-lived process (a served handler): no network,
+    new namespaces, the system and the Python runtime read-only, and only these folders."""
+    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+    args += ["--setenv", "PATH", "/usr/bin:/bin", "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
+    args += _system_mounts()
+    for path in _runtime_paths():
+        args += ["--ro-bind", path, path]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for folder in read_only:
+        args += ["--ro-bind", str(folder), str(folder)]
+    for folder in writable:
+        args += ["--bind", str(folder), str(folder)]
+    return [*args, "--", *command]
 
 
 @cache

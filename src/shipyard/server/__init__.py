@@ -1,7 +1,8 @@
-"""The HTTP face of Shipyard: today the published sites (the REST API and console follow)."""
+"""The HTTP face of Shipyard: the gateway serving released targets (the REST API and console
+follow)."""
 
 from __future__ import annotations
 
-from shipyard.server._site import create_site_app
+from shipyard.server._gateway import Gateway, Recorder, write_gateway_file
 
-__all__ = ["create_site_app"]
+__all__ = ["Gateway", "Recorder", "write_gateway_file"]

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -199,8 +200,46 @@ class ReleaseRow(Base):
     path: Mapped[str] = mapped_column(String(300))
     version: Mapped[str] = mapped_column(String(40))
     state: Mapped[str] = mapped_column(String(16))
+    """canary (stages running), paused, live, rolled_back."""
     released_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    """When the candidate was deployed (the release began)."""
     rolled_back_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    stage: Mapped[int] = mapped_column(Integer, default=-1)
+    """Index into the plan's stages being baked (-1: deployed, no traffic yet)."""
+    weight: Mapped[float] = mapped_column(Float, default=0.0)
+    """Percent of the path's traffic on the candidate now."""
+    stage_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    plan: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The rollout plan and rendered probes it runs under (fixed at deploy)."""
+    verdicts: Mapped[list[Any]] = mapped_column(default=list)
+    """One record per analysed stage: the verdict and the numbers behind it."""
+    reason: Mapped[str] = mapped_column(Text, default="")
+    command: Mapped[str] = mapped_column(String(16), default="")
+    """A person's pending instruction: pause, resume, promote or rollback."""
+    command_by: Mapped[str] = mapped_column(String(100), default="")
+    detected_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    """When the analysis (or a person) called for the rollback."""
+    restored_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    """When all traffic was back on the baseline; minus detected_at is the time to recover."""
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+
+class ReleaseSampleRow(Base):
+    """What the gateway measured for one release arm over a short window (about a second)."""
+
+    __tablename__ = "release_samples"
+    __table_args__ = (Index("ix_release_samples_task", "task_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(String(40))
+    arm: Mapped[str] = mapped_column(String(10))
+    """candidate or baseline."""
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    requests: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    """Responses with a 5xx status (or no response at all)."""
+    latencies: Mapped[list[Any]] = mapped_column()
+    """Milliseconds, a uniform sample of at most a thousand of the window's requests."""
 
 
 class MemoryRow(Base):

@@ -10,13 +10,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from shipyard.errors import ToolError
-from shipyard.release import StaticSite
+from shipyard.release import StaticSite, Target
 
 __all__ = ["HttpTool", "PublishTool"]
 
 
 class PublishTool:
-    """Put an artifact's files live on a static-site target; undone by withdrawing them."""
+    """Put an artifact's files live on a target; undone by withdrawing them.
+
+    A release that baked as a canary is promoted; one that did not is deployed and promoted
+    in one go (on a static site, a single atomic switch).
+    """
 
     name = "publish"
     capability = "publish"
@@ -24,36 +28,43 @@ class PublishTool:
 
     def __init__(
         self,
-        target: Callable[[str], StaticSite],
+        target: Callable[[str], Target],
         artifact_files: Callable[[str], Mapping[str, bytes]],
     ) -> None:
         self._target, self._files = target, artifact_files
 
     def call(self, args: dict[str, Any], *, key: str) -> dict[str, Any]:
         """args: target, path, title, artifact (its files are read from the store), release_key."""
-        site = self._target(str(args["target"]))
-        files = self._files(str(args["artifact"]))
-        result = site.publish(
-            key=str(args["release_key"]),
-            path=str(args["path"]),
-            files=files,
-            title=str(args["title"]),
-        )
+        target = self._target(str(args["target"]))
+        key = str(args["release_key"])
+        if target.health(key) is not None:  # not deployed as a candidate: deploy it now
+            files = self._files(str(args["artifact"]))
+            if isinstance(target, StaticSite):
+                result = target.publish(
+                    key=key, path=str(args["path"]), files=files, title=str(args["title"])
+                )
+                return {
+                    "target": target.name,
+                    "version": result.version,
+                    "url_path": result.url_path,
+                    "already_live": result.already_live,
+                }
+            target.deploy(key=key, path=str(args["path"]), files=files, title=str(args["title"]))
+        promoted = target.promote(key)
         return {
-            "target": site.name,
-            "version": result.version,
-            "url_path": result.url_path,
-            "already_live": result.already_live,
+            "target": target.name,
+            "version": promoted.version,
+            "url_path": promoted.url_path,
+            "already_live": promoted.already,
         }
 
     def compensate(
         self, args: dict[str, Any], result: dict[str, Any], *, key: str
     ) -> dict[str, Any]:
-        site = self._target(str(args["target"]))
-        withdrawn = site.withdraw(str(args["release_key"]))
-        if withdrawn is None:
+        version = self._target(str(args["target"])).withdraw(str(args["release_key"]))
+        if version is None:
             return {"withdrawn": False, "note": "not live any more"}
-        return {"withdrawn": True, "version": withdrawn.version}
+        return {"withdrawn": True, "version": version}
 
 
 _TRANSIENT = {408, 409, 425, 429, 500, 502, 503, 504}

@@ -5,27 +5,34 @@ are hard links, so a version costs only what changed), then switches the ``curre
 atomically. Earlier versions stay for rollback. A publish is keyed: a key already live is
 never published again, which is what makes a retried release step harmless.
 
+A canary deploys the release's files as a *candidate* beside the site, under
+``candidates/KEY/``, and a route in ``routes.json`` (see :mod:`shipyard.release._routes`)
+sends a share of the path's visitors to it; promotion publishes the files as above, so
+several pages can bake at once and each promotes onto whatever the site is by then.
+
 Layout::
 
     versions/000007/...          a complete site; .shipyard-version.json says what is in it
     current -> versions/000007   what is served
+    candidates/KEY/...           a release's files while it bakes
+    routes.json                  which candidate takes which share of which path
 """
 
 from __future__ import annotations
 
-import fcntl
 import html
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shipyard._crash import crashpoint
 from shipyard.errors import InputError, StateError
+from shipyard.release._routes import locked, read_routes, write_routes
+from shipyard.release._target import Deployed, Promoted
 
 __all__ = ["PublishResult", "RollbackResult", "StaticSite"]
 
@@ -59,7 +66,14 @@ def _clean_path(path: str) -> PurePosixPath:
     return clean
 
 
+def route_prefix(folder: PurePosixPath) -> str:
+    return "/" + (f"{folder}/" if str(folder) != "." else "")
+
+
 class StaticSite:
+    kind = "static-site"
+    served = True
+
     def __init__(self, name: str, root: Path, *, keep_versions: int = 20) -> None:
         self.name, self.root, self.keep_versions = name, root, keep_versions
 
@@ -81,15 +95,8 @@ class StaticSite:
             return {"version": None, "parent": None, "releases": {}}
         return dict(json.loads((folder / MANIFEST).read_text()))
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _locked(self) -> Any:
+        return locked(self.root)
 
     def publish(
         self, *, key: str, path: str, files: Mapping[str, bytes], title: str = ""
@@ -138,7 +145,12 @@ class StaticSite:
                 from_version=live["version"], to_version=parent, removed_keys=removed
             )
 
-    def withdraw(self, key: str) -> PublishResult | None:
+    def withdraw(self, key: str) -> str | None:
+        """Take ``key``'s release off the site; the version live after, None if it was not."""
+        result = self.withdraw_release(key)
+        return result.version if result else None
+
+    def withdraw_release(self, key: str) -> PublishResult | None:
         """Take ``key``'s release off the site (a compensation), restoring what it replaced.
 
         A new version is built from the live one without the release's folder; if the
@@ -184,6 +196,109 @@ class StaticSite:
             self._prune()
             url_path = "/" + (f"{folder}/" if str(folder) != "." else "")
             return PublishResult(version=new_version, url_path=url_path, already_live=False)
+
+    # -- canary ---------------------------------------------------------------------------
+
+    def deploy(
+        self, *, key: str, path: str, files: Mapping[str, bytes], title: str = ""
+    ) -> Deployed:
+        """Stage ``files`` as a candidate for ``path``, taking no traffic yet."""
+        folder = _clean_path(path)
+        prefix = route_prefix(folder)
+        with self._locked():
+            if key in self.manifest()["releases"]:
+                return Deployed(key=key, url_path=prefix, version=key, already=True)
+            routes = read_routes(self.root)
+            route = routes.get(prefix)
+            if route is not None and route["candidate"] != key:
+                raise StateError(
+                    f"target {self.name!r}: {prefix} is busy with release {route['candidate']}",
+                    hint="one candidate per path at a time; this one waits for it to finish",
+                    details={"busy_with": route["candidate"]},
+                )
+            if route is not None:
+                return Deployed(key=key, url_path=prefix, version=key, already=True)
+            staging = self.root / "candidates" / f".{key}.tmp"
+            shutil.rmtree(staging, ignore_errors=True)
+            for name, data in files.items():
+                out = staging / _clean_path(name)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(data)
+            staging.mkdir(parents=True, exist_ok=True)
+            final = self.root / "candidates" / key
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(staging, final)
+            routes[prefix] = {
+                "path": str(folder),
+                "candidate": key,
+                "weight": 0.0,
+                "title": title,
+                "dir": f"candidates/{key}",
+            }
+            write_routes(self.root, routes)
+            return Deployed(key=key, url_path=prefix, version=key)
+
+    def _route_of(self, key: str, routes: dict[str, dict[str, Any]]) -> str | None:
+        return next((p for p, r in routes.items() if r["candidate"] == key), None)
+
+    def shift(self, key: str, weight: float) -> None:
+        with self._locked():
+            routes = read_routes(self.root)
+            prefix = self._route_of(key, routes)
+            if prefix is None:
+                raise StateError(
+                    f"target {self.name!r}: release {key} has no candidate deployed",
+                    hint="deploy it first (a promoted or aborted release takes no weight)",
+                )
+            routes[prefix]["weight"] = float(weight)
+            write_routes(self.root, routes)
+
+    def promote(self, key: str) -> Promoted:
+        """Publish the candidate's files as the live version of its path; drop its route."""
+        with self._locked():
+            routes = read_routes(self.root)
+            prefix = self._route_of(key, routes)
+            live = self.manifest()
+        if prefix is None:
+            if key in live["releases"]:
+                url = route_prefix(_clean_path(live["releases"][key]["path"]))
+                return Promoted(key=key, url_path=url, version=live["version"], already=True)
+            raise StateError(
+                f"target {self.name!r}: release {key} is neither a candidate nor live",
+                hint="it was aborted; deploy it again to release it",
+            )
+        route = routes[prefix]
+        source = self.root / route["dir"]
+        files = {
+            str(p.relative_to(source)): p.read_bytes() for p in source.rglob("*") if p.is_file()
+        }
+        result = self.publish(key=key, path=route["path"], files=files, title=route["title"])
+        self.abort(key)  # the route and the staged files are no longer needed
+        return Promoted(
+            key=key, url_path=result.url_path, version=result.version, already=result.already_live
+        )
+
+    def abort(self, key: str) -> bool:
+        """Send the path's traffic back to the live version and drop the candidate."""
+        with self._locked():
+            routes = read_routes(self.root)
+            prefix = self._route_of(key, routes)
+            if prefix is not None:
+                del routes[prefix]
+                write_routes(self.root, routes)  # from here on no visitor reaches it
+            shutil.rmtree(self.root / "candidates" / key, ignore_errors=True)
+            return prefix is not None
+
+    def health(self, key: str) -> str | None:
+        with self._locked():
+            if key in self.manifest()["releases"]:
+                return None
+            prefix = self._route_of(key, read_routes(self.root))
+        if prefix is None:
+            return f"release {key} is not deployed on {self.name}"
+        if not (self.root / "candidates" / key).is_dir():
+            return f"release {key}: its staged files are missing from {self.root / 'candidates'}"
+        return None
 
     # -- internals ------------------------------------------------------------------------
 

@@ -1,0 +1,533 @@
+"""The canary controller: a release's stages as durable workflow steps.
+
+For a job kind whose target has a ``rollout`` plan, the release is::
+
+    deploy (candidate beside the live version, no traffic)
+    for each stage below 100 %: shift the weight, then every interval until the bake is
+        over: run the probes, read both arms' traffic, analyse (release.analyse), and act
+        on a person's pause / resume / promote / rollback
+    -> promote (the publish tool, journalled)   or   -> roll back, compensate, close
+
+Waiting is ``DBOS.sleep``, so a rollout survives a worker's restart mid-bake (it goes on
+with the step it was at), and a paused rollout stays paused. The stage records, verdicts
+and the numbers behind them are kept on the release row; a rollback records when the
+failure was detected and when traffic was all back on the baseline (the time to recover).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from dbos import DBOS
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shipyard.config import RolloutSettings
+from shipyard.errors import NotFound, ShipyardError, StateError
+from shipyard.generate import render
+from shipyard.jobs import JobKind
+from shipyard.model import TaskState
+from shipyard.orchestrator import _govern as govern
+from shipyard.orchestrator._runtime import Runtime, current_runtime
+from shipyard.orchestrator._stage import _task, set_state, stage
+from shipyard.release import Arm, ProbeTally, Rules, analyse
+from shipyard.store import ReleaseRow, ReleaseSampleRow, StepRow, TaskRow, transaction
+
+__all__ = [
+    "COMMANDS",
+    "canary",
+    "gateway_info",
+    "plan_of",
+    "releases",
+    "steer",
+]
+
+COMMANDS = ("pause", "resume", "promote", "rollback")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def plan_of(rt: Runtime, kind: JobKind) -> RolloutSettings | None:
+    """The rollout plan of a job kind's release, or None to release at once."""
+    if kind.release is None:
+        return None
+    return rt.project.settings.targets[kind.release.target].rollout
+
+
+def gateway_info(rt: Runtime) -> dict[str, Any] | None:
+    """Where ``shipyard serve`` listens and its probe token, if it is up."""
+    path = rt.project.state_dir / "gateway.json"
+    try:
+        info = dict(json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    try:
+        reply = httpx.get(f"{info['url']}/healthz", timeout=2)
+    except httpx.HTTPError:
+        return None
+    return info if reply.status_code == 200 else None
+
+
+def _release_row(session: Session, task_id: str) -> ReleaseRow:
+    row = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id))
+    if row is None:
+        raise ShipyardError(f"task {task_id} has no release record")
+    return row
+
+
+# -- steps --------------------------------------------------------------------------------
+
+
+@DBOS.step(name="shipyard.deploy")
+def deploy_step(task_id: str) -> dict[str, Any]:
+    """Put the candidate beside the live version; ``busy`` when its path has another."""
+    rt = current_runtime()
+    with rt.sessions() as session:
+        task = _task(session, task_id)
+        kind = rt.jobs.get(task.job_kind)
+        inputs, artifact_id = dict(task.inputs), str(task.artifact_id)
+    plan = plan_of(rt, kind)
+    if kind.release is None or plan is None:
+        raise ShipyardError(f"job kind {kind.name!r} has no rollout plan")
+    where = str(kind.folder)
+    path = render(kind.release.path, inputs, name="path", where=where)
+    target = rt.target(kind.release.target)
+    try:
+        deployed = target.deploy(
+            key=task_id,
+            path=path,
+            files=rt.artifacts.read(rt.artifacts.get(artifact_id)),
+            title=str(inputs.get("name", task.input_key)),
+        )
+    except StateError as exc:
+        if "busy_with" in exc.details:
+            return {"busy": exc.details["busy_with"], "interval": plan.interval_seconds}
+        raise
+    probes = [
+        {
+            "name": f"{p.method} {url}",
+            "url": url,
+            "method": p.method,
+            "body": p.body,
+            "status": p.status,
+            "contains": render(p.contains, inputs, name="probe", where=where),
+            "max_ms": p.max_ms,
+        }
+        for p in kind.release.probes
+        for url in [deployed.url_path + render(p.path, inputs, name="probe", where=where)]
+    ]
+    with stage(rt, task_id, "deploy") as record, transaction(rt.sessions) as session:
+        row = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id))
+        if row is None:
+            session.add(
+                ReleaseRow(
+                    task_id=task_id,
+                    artifact_id=artifact_id,
+                    target=target.name,
+                    path=deployed.url_path,
+                    version=deployed.version[:40],
+                    state="canary",
+                    released_at=_now(),
+                    plan={**plan.model_dump(), "probes": probes},
+                    verdicts=[],
+                )
+            )
+            govern.record(
+                session,
+                actor=f"agent {kind.domain}",
+                action="deploy",
+                subject=f"target {target.name}",
+                decision="done",
+                reason=f"candidate at {deployed.url_path}, no traffic yet",
+                task_id=task_id,
+            )
+        set_state(session, task_id, TaskState.RELEASING)
+        record["summary"] = (
+            f"candidate on {target.name} at {deployed.url_path}; stages "
+            + " → ".join(f"{w:g}%" for w in plan.stages)
+        )
+    return {"stages": len(plan.stages), "interval": plan.interval_seconds}
+
+
+@DBOS.step(name="shipyard.shift")
+def shift_step(task_id: str, index: int) -> None:
+    """Give the candidate the stage's share of traffic; the stage's bake starts now."""
+    rt = current_runtime()
+    with transaction(rt.sessions) as session:
+        row = _release_row(session, task_id)
+        if row.state not in ("canary", "paused"):
+            return
+        weight = float(row.plan["stages"][index])
+        rt.target(row.target).shift(task_id, weight)
+        now = _now()
+        row.stage, row.weight, row.stage_started_at = index, weight, now
+        row.verdicts = [
+            *[v for v in row.verdicts if v["stage"] != index],
+            {"stage": index, "weight": weight, "started_at": now.isoformat(), "outcome": "wait"},
+        ]
+        row.reason = ""
+
+
+@DBOS.step(name="shipyard.watch")
+def watch_step(task_id: str, index: int) -> dict[str, str]:
+    """One look at a baking stage: ``next``, ``wait``, ``paused``, ``promote`` or
+    ``rollback`` (the rollback itself is done here, traffic first), and why."""
+    rt = current_runtime()
+    outcome = _watch(rt, task_id, index)
+    with rt.sessions() as session:
+        reason = _release_row(session, task_id).reason
+    return {"outcome": outcome, "reason": reason}
+
+
+def _watch(rt: Runtime, task_id: str, index: int) -> str:
+    with transaction(rt.sessions) as session:
+        row = _release_row(session, task_id)
+        command, by = row.command, row.command_by
+        row.command = ""
+        state, plan, target_name = row.state, dict(row.plan), row.target
+        started = row.stage_started_at or _now()
+        verdicts = list(row.verdicts)
+    if state in ("rolled_back", "live"):
+        return "rollback" if state == "rolled_back" else "promote"
+    if command == "rollback":
+        return _roll_back(rt, task_id, f"rolled back by {by}", actor=by, verdict=None)
+    if command == "promote":
+        _note(rt, task_id, index, "promote", f"promoted by {by} at {plan['stages'][index]:g}%")
+        return "promote"
+    if command == "pause" or (state == "paused" and command != "resume"):
+        if state != "paused":
+            _set(rt, task_id, state="paused", reason=f"paused by {by}")
+        return "paused"
+    if command == "resume":
+        _set(rt, task_id, state="canary", reason="", stage_started_at=_now())
+        return "wait"  # the bake starts again: its verdict rests on traffic after the pause
+    gateway = gateway_info(rt)
+    if gateway is None:
+        _set(
+            rt,
+            task_id,
+            reason=f"waiting for a gateway serving {target_name}: run `shipyard serve`",
+            stage_started_at=_now(),
+        )
+        return "wait"
+    rules = Rules(
+        min_requests=plan["min_requests"],
+        max_error_rate_increase=plan["max_error_rate_increase"],
+        max_p95_ratio=plan["max_p95_ratio"],
+        confidence=plan["confidence"],
+        probe_failures=plan["probe_failures"],
+        low_traffic=plan["low_traffic"],
+    )
+    current: dict[str, Any] = next((v for v in verdicts if v["stage"] == index), {})
+    tally = ProbeTally.from_dict(current.get("probes", {}))
+    for probe in plan["probes"]:
+        tally.record(probe["name"], _probe(gateway, probe))
+    candidate, baseline = _arms(rt, task_id, started)
+    elapsed = (_now() - started).total_seconds()
+    longest = plan["max_bake_seconds"]
+    longest = 3 * plan["bake_seconds"] if longest is None else longest
+    verdict = analyse(
+        candidate,
+        baseline,
+        rules,
+        probes=tally if plan["probes"] else None,
+        baked=elapsed >= plan["bake_seconds"],
+        overdue=elapsed >= max(longest, plan["bake_seconds"]),
+    )
+    record = {
+        **current,
+        **verdict.to_dict(),
+        "stage": index,
+        "weight": float(plan["stages"][index]),
+        "probes": tally.to_dict(),
+        "elapsed_s": round(elapsed, 2),
+    }
+    with transaction(rt.sessions) as session:
+        row = _release_row(session, task_id)
+        row.verdicts = [*[v for v in row.verdicts if v["stage"] != index], record]
+        row.reason = "; ".join(verdict.reasons) if verdict.outcome == "wait" else row.reason
+    if verdict.outcome == "fail":
+        return _roll_back(
+            rt, task_id, "; ".join(verdict.reasons), actor=f"agent {_domain(rt, task_id)}",
+            verdict=record,
+        )  # fmt: skip
+    if verdict.outcome == "pass":
+        _note(rt, task_id, index, "pass", "; ".join(verdict.reasons), started=started)
+        return "next"
+    return "wait"
+
+
+def _domain(rt: Runtime, task_id: str) -> str:
+    with rt.sessions() as session:
+        return _task(session, task_id).domain
+
+
+def _set(rt: Runtime, task_id: str, **values: Any) -> None:
+    with transaction(rt.sessions) as session:
+        session.execute(update(ReleaseRow).where(ReleaseRow.task_id == task_id).values(**values))
+
+
+def _note(
+    rt: Runtime,
+    task_id: str,
+    index: int,
+    outcome: str,
+    summary: str,
+    *,
+    started: datetime | None = None,
+) -> None:
+    """The stage's verdict as a step of the task (what ``shipyard show`` lists)."""
+    with transaction(rt.sessions) as session:
+        row = _release_row(session, task_id)
+        weight = float(row.plan["stages"][index])
+        name = f"canary {weight:g}%"
+        now = _now()
+        if (
+            session.scalar(select(StepRow).where(StepRow.task_id == task_id, StepRow.stage == name))
+            is None
+        ):
+            session.add(
+                StepRow(
+                    task_id=task_id,
+                    stage=name,
+                    attempt=0,
+                    status="done" if outcome != "fail" else "failed",
+                    runs=1,
+                    started_at=started or row.stage_started_at or now,
+                    finished_at=now,
+                    summary=f"{outcome}: {summary}",
+                    detail={"verdict": next((v for v in row.verdicts if v["stage"] == index), {})},
+                )
+            )
+        row.verdicts = [
+            {**v, "outcome": outcome} if v["stage"] == index else v for v in row.verdicts
+        ]
+
+
+def _roll_back(
+    rt: Runtime, task_id: str, reason: str, *, actor: str, verdict: dict[str, Any] | None
+) -> str:
+    """Traffic back to the baseline first; then the record says when, why and how fast."""
+    detected = _now()
+    with rt.sessions() as session:
+        row = _release_row(session, task_id)
+        target_name, index = row.target, row.stage
+        if row.state == "rolled_back":
+            return "rollback"
+    rt.target(target_name).abort(task_id)
+    restored = _now()
+    with transaction(rt.sessions) as session:
+        row = _release_row(session, task_id)
+        row.state, row.reason, row.weight = "rolled_back", reason, 0.0
+        row.detected_at, row.restored_at = detected, restored
+        row.rolled_back_at = row.finished_at = restored
+        govern.record(
+            session,
+            actor=actor,
+            action="rollback",
+            subject=f"target {target_name}",
+            decision="done",
+            reason=reason,
+            task_id=task_id,
+            detail={
+                "stage": index,
+                "recovered_ms": round((restored - detected).total_seconds() * 1000, 1),
+                "verdict": verdict or {},
+            },
+        )
+    if index >= 0:
+        _note(rt, task_id, index, "fail", reason)
+    return "rollback"
+
+
+def _probe(gateway: dict[str, Any], probe: dict[str, Any]) -> str | None:
+    """None when the candidate answered the probe as expected; else what went wrong."""
+    started = time.perf_counter()
+    try:
+        reply = httpx.request(
+            probe["method"],
+            gateway["url"] + probe["url"],
+            json=probe["body"] if probe["method"] == "POST" else None,
+            headers={"X-Shipyard-Probe": gateway["token"], "X-Shipyard-Arm": "candidate"},
+            timeout=probe["max_ms"] / 1000 + 1,
+            follow_redirects=True,
+        )
+    except httpx.HTTPError as exc:
+        return f"no answer: {exc}"
+    ms = (time.perf_counter() - started) * 1000
+    if reply.status_code != probe["status"]:
+        return f"status {reply.status_code}, expected {probe['status']}"
+    if probe["contains"] and probe["contains"] not in reply.text:
+        return f"the body lacks {probe['contains'][:60]!r}"
+    if ms > probe["max_ms"]:
+        return f"took {ms:.0f} ms (limit {probe['max_ms']:g} ms)"
+    return None
+
+
+def _arms(rt: Runtime, task_id: str, since: datetime) -> tuple[Arm, Arm]:
+    with rt.sessions() as session:
+        rows = session.scalars(
+            select(ReleaseSampleRow).where(
+                ReleaseSampleRow.task_id == task_id, ReleaseSampleRow.at >= since
+            )
+        ).all()
+    arms: dict[str, tuple[int, int, list[float]]] = {}
+    for row in rows:
+        n, e, latencies = arms.get(row.arm, (0, 0, []))
+        arms[row.arm] = (n + row.requests, e + row.errors, latencies + list(row.latencies))
+    empty: tuple[int, int, list[float]] = (0, 0, [])
+    c, b = arms.get("candidate", empty), arms.get("baseline", empty)
+    return (
+        Arm(requests=c[0], errors=c[1], latencies=c[2]),
+        Arm(requests=b[0], errors=b[1], latencies=b[2]),
+    )
+
+
+# -- the controller (workflow code: decisions come only from step results) ----------------
+
+
+def canary(task_id: str) -> tuple[str, str]:
+    """Run the rollout: (``promote`` or ``rollback``, the reason)."""
+    while True:
+        deployed = deploy_step(task_id)
+        if "busy" not in deployed:
+            break
+        DBOS.sleep(float(deployed["interval"]))  # another release of this path is baking
+    interval = float(deployed["interval"])
+    for index in range(int(deployed["stages"]) - 1):  # the last stage (100 %) is promotion
+        shift_step(task_id, index)
+        while True:
+            DBOS.sleep(interval)
+            look = watch_step(task_id, index)
+            if look["outcome"] in ("promote", "rollback"):
+                return look["outcome"], look["reason"]
+            if look["outcome"] == "next":
+                break
+    return "promote", ""
+
+
+# -- people -------------------------------------------------------------------------------
+
+
+def steer(rt: Runtime, task_id: str, command: str, *, actor: str) -> dict[str, Any]:
+    """A person's pause / resume / promote / rollback of a release.
+
+    A rollout in progress takes the command at its next look (within one interval); a
+    release already live is rolled back here and now (withdrawn from its target).
+    """
+    if command not in COMMANDS:
+        raise StateError(f"unknown command {command!r}", hint=f"one of: {', '.join(COMMANDS)}")
+    with rt.sessions() as session:
+        row = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id.startswith(task_id)))
+        if row is None:
+            raise NotFound(f"no release for task {task_id}", hint="`shipyard releases` lists them")
+        full_id, target_name, state = row.task_id, row.target, row.state
+    subject = govern.target(rt, target_name)
+    verdict = govern.require(
+        rt,
+        govern.person_request(rt, actor, "steer", subject, {"command": command}),
+        actor=actor,
+        subject=subject,
+        task_id=full_id,
+    )
+    fits = {
+        "pause": ("canary",),
+        "resume": ("paused",),
+        "promote": ("canary", "paused"),
+        "rollback": ("canary", "paused", "live"),
+    }[command]
+    if state not in fits:
+        raise StateError(
+            f"release of task {full_id} is {state}: it cannot be {command}d",
+            hint=f"{command} applies to a release that is {' or '.join(fits)}",
+        )
+    with transaction(rt.sessions) as session:
+        govern.record(
+            session, actor=actor, action=command, subject=subject, decision="allow",
+            reason=verdict.reason(), task_id=full_id,
+        )  # fmt: skip
+        if state == "live":  # done: undo it on the target now
+            session.execute(
+                update(ReleaseRow).where(ReleaseRow.task_id == full_id).values(command="")
+            )
+    if state == "live":
+        return _withdraw(rt, full_id, target_name, actor=actor)
+    _set(rt, full_id, command=command, command_by=actor)
+    return {"task": full_id, "command": command, "state": state, "queued": True}
+
+
+def _withdraw(rt: Runtime, task_id: str, target_name: str, *, actor: str) -> dict[str, Any]:
+    detected = _now()
+    version = rt.target(target_name).withdraw(task_id)
+    restored = _now()
+    reason = f"rolled back by {actor}"
+    with transaction(rt.sessions) as session:
+        row = _release_row(session, task_id)
+        row.state, row.reason = "rolled_back", reason
+        row.detected_at, row.restored_at, row.rolled_back_at = detected, restored, restored
+        session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task_id)
+            .values(state=TaskState.ROLLED_BACK.value, updated_at=restored, error=reason)
+        )
+        govern.record(
+            session, actor=actor, action="rollback", subject=f"target {target_name}",
+            decision="done", reason=f"{reason}; live version now {version or 'none'}",
+            task_id=task_id,
+        )  # fmt: skip
+    return {"task": task_id, "command": "rollback", "state": "rolled_back", "version": version}
+
+
+def releases(
+    rt: Runtime, *, task: str = "", target: str = "", state: str = "", limit: int = 50
+) -> list[dict[str, Any]]:
+    """Releases, newest first, with their stage, latest numbers and time to recover."""
+    query = select(ReleaseRow, TaskRow.job_kind).join(TaskRow, TaskRow.id == ReleaseRow.task_id)
+    if task:
+        query = query.where(ReleaseRow.task_id.startswith(task))
+    if target:
+        query = query.where(ReleaseRow.target == target)
+    if state:
+        query = query.where(ReleaseRow.state == state)
+    with rt.sessions() as session:
+        rows = session.execute(query.order_by(ReleaseRow.id.desc()).limit(limit)).all()
+    found = []
+    for row, job_kind in rows:
+        stages = list(row.plan.get("stages", [])) if row.plan else []
+        recovered = (
+            (row.restored_at - row.detected_at).total_seconds()
+            if row.restored_at and row.detected_at
+            else None
+        )
+        found.append(
+            {
+                "task": row.task_id,
+                "job_kind": job_kind,
+                "target": row.target,
+                "path": row.path,
+                "state": row.state,
+                "stages": stages,
+                "stage": row.stage,
+                "weight": row.weight,
+                "version": row.version,
+                "reason": row.reason,
+                "verdicts": list(row.verdicts or []),
+                "released_at": row.released_at,
+                "finished_at": row.finished_at,
+                "detected_at": row.detected_at,
+                "restored_at": row.restored_at,
+                "time_to_detect_s": (
+                    round((row.detected_at - row.stage_started_at).total_seconds(), 2)
+                    if row.detected_at and row.stage_started_at
+                    else None
+                ),
+                "time_to_recover_ms": round(recovered * 1000, 1) if recovered is not None else None,
+            }
+        )
+    return found

@@ -1,0 +1,95 @@
+"""Recording a task's stages: the step rows and spans ``shipyard show`` and traces read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shipyard._crash import crashpoint
+from shipyard.errors import ShipyardError
+from shipyard.model import TaskState
+from shipyard.observe import redact
+from shipyard.orchestrator._runtime import Runtime
+from shipyard.store import StepRow, TaskRow, transaction
+
+__all__ = ["set_state", "stage"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _task(session: Session, task_id: str) -> TaskRow:
+    row = session.get(TaskRow, task_id)
+    if row is None:
+        raise ShipyardError(f"task {task_id} vanished from the database")
+    return row
+
+
+def set_state(session: Session, task_id: str, state: TaskState, *, error: str = "") -> None:
+    values: dict[str, Any] = {"state": state.value, "updated_at": _now()}
+    if error:
+        values["error"] = error
+    if state.terminal:
+        values["finished_at"] = _now()
+    session.execute(update(TaskRow).where(TaskRow.id == task_id).values(**values))
+
+
+@contextmanager
+def stage(rt: Runtime, task_id: str, name: str, attempt: int = 0) -> Iterator[dict[str, Any]]:
+    """Record one stage's run: started (counting re-runs), then done or failed with a summary.
+
+    The body fills the yielded dict: ``summary`` (one line) and anything else for ``detail``.
+    """
+    with transaction(rt.sessions) as session:
+        row = session.scalar(
+            select(StepRow).where(
+                StepRow.task_id == task_id, StepRow.stage == name, StepRow.attempt == attempt
+            )
+        )
+        if row is None:
+            session.add(
+                StepRow(
+                    task_id=task_id,
+                    stage=name,
+                    attempt=attempt,
+                    status="running",
+                    runs=1,
+                    started_at=_now(),
+                    detail={},
+                )
+            )
+        else:
+            row.runs += 1
+            row.status, row.started_at, row.finished_at = "running", _now(), None
+    crashpoint(f"{name}.before")
+    record: dict[str, Any] = {}
+    status = "failed"
+    attributes = {"shipyard.stage": name, "shipyard.attempt": attempt}
+    label = f"{name} {attempt}" if attempt else name
+    with rt.tracing.span(task_id, label, attributes=attributes) as span:
+        try:
+            yield record
+            status = "done"
+        except Exception as exc:
+            record["summary"] = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            summary = str(record.pop("summary", ""))
+            span.set_attribute("shipyard.summary", redact(summary[:500]))
+            with transaction(rt.sessions) as session:
+                session.execute(
+                    update(StepRow)
+                    .where(
+                        StepRow.task_id == task_id,
+                        StepRow.stage == name,
+                        StepRow.attempt == attempt,
+                    )
+                    .values(status=status, finished_at=_now(), summary=summary, detail=record)
+                )
+    crashpoint(f"{name}.after")
