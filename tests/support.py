@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,9 +48,15 @@ SETTLED = {
 """Task states after which nothing happens without a person."""
 
 
-def copy_example(dest: Path) -> Path:
-    """A private copy of the e-commerce example."""
+def copy_example(dest: Path, *, canary: bool = False) -> Path:
+    """A private copy of the e-commerce example; releases switch at once unless ``canary``
+    (a canary needs a gateway serving the site, which most tests do not run)."""
     shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".shipyard", "__pycache__"))
+    if not canary:
+        config = dest / "shipyard.toml"
+        text = config.read_text()
+        rollout = re.compile(r"^\[targets\.[a-z-]+\.rollout\].*?(?=^\[|\Z)", re.M | re.S)
+        config.write_text(rollout.sub("", text))
     return dest
 
 

@@ -8,7 +8,8 @@ Each stage compares what the gateway measured on the two arms over the same wind
   small samples and when an arm has no errors at all.
 - **Latency.** The candidate fails when the lower confidence bound of (candidate p95 over
   baseline p95) is above ``max_p95_ratio``. The bound comes from a bootstrap of both arms'
-  latency samples (seeded from the data, so the same numbers give the same verdict).
+  latency samples (seeded from the data, so the same numbers give the same verdict). A p95
+  less than a millisecond above the baseline's never fails.
 - **Probes.** A probe that fails ``probe_failures`` times in a row fails the stage.
 
 A stage fails as soon as the evidence is significant (no need to wait out the bake); it
@@ -32,6 +33,9 @@ __all__ = ["Arm", "ProbeTally", "Rules", "Verdict", "analyse"]
 
 _FAIL_AFTER = 20
 """Fewest candidate requests a traffic verdict of failure rests on (min_requests if lower)."""
+_LATENCY_FLOOR_MS = 1.0
+"""A p95 no more than this above the baseline's is never a regression, whatever the ratio:
+sub-millisecond differences are noise to a visitor."""
 _BOOTSTRAP = 400
 _MAX_LATENCIES = 5000
 
@@ -181,7 +185,8 @@ def analyse(
         if enough_baseline and len(candidate.latencies) and len(baseline.latencies):
             ratio, low = _p95_ratio_bound(candidate, baseline, rules.confidence)
             numbers["p95_ratio"], numbers["p95_ratio_low"] = round(ratio, 3), round(low, 3)
-            if low > rules.max_p95_ratio:
+            gap = (candidate.quantile(0.95) or 0.0) - (baseline.quantile(0.95) or 0.0)
+            if low > rules.max_p95_ratio and gap > _LATENCY_FLOOR_MS:
                 failures.append(
                     f"p95 latency {candidate.quantile(0.95):.1f} ms vs baseline "
                     f"{baseline.quantile(0.95):.1f} ms: at least {low:.2f}× at "

@@ -204,6 +204,19 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
+_NOT_FORWARDED = {
+    b"host", b"connection", b"content-length", b"transfer-encoding", b"keep-alive", b"upgrade",
+    _PROBE_HEADER, _ARM_HEADER,
+}  # fmt: skip
+
+
+def _forwarded(scope: Scope, probe: bool) -> list[tuple[bytes, bytes]]:
+    """The request's headers for a handler: never the probe token; ``x-shipyard-synthetic``
+    marks a probe, so a handler can leave it out of its own business figures."""
+    headers = [(k, v) for k, v in scope["headers"] if k not in _NOT_FORWARDED]
+    return [*headers, (b"x-shipyard-synthetic", b"1")] if probe else headers
+
+
 def _cookie(scope: Scope, name: str) -> str:
     for part in _header(scope, b"cookie").split(";"):
         key, _, value = part.strip().partition("=")
@@ -397,7 +410,8 @@ class Gateway:
         if scope["method"] == "HEAD":
             body = b""
         await _respond(send, status, body, content_type, headers)
-        if key and not probe:
+        # A page the live site does not have yet has no baseline to compare with.
+        if key and not probe and (arm == "candidate" or status != 404):
             self.recorder.add(key, arm, status, (time.perf_counter() - started) * 1000)
 
     async def _handle(
@@ -437,7 +451,7 @@ class Gateway:
                     "/" + path[len(prefix) :],
                     params=scope["query_string"].decode(),
                     content=payload,
-                    headers={"content-type": _header(scope, b"content-type") or "application/json"},
+                    headers=_forwarded(scope, probe),
                 )
                 status, data = reply.status_code, reply.content
                 content_type = reply.headers.get("content-type", "application/json")
@@ -445,7 +459,7 @@ class Gateway:
                 status, content_type = 502, "application/json"
                 data = json.dumps({"error": f"handler {key} did not answer: {exc}"}).encode()
         await _respond(send, status, data, content_type, headers)
-        if candidate and not probe:
+        if candidate and not probe and (arm == "candidate" or route.get("live")):
             self.recorder.add(candidate, arm, status, (time.perf_counter() - started) * 1000)
 
 

@@ -7,8 +7,9 @@ of the route's requests: ``live`` takes what ``candidate`` does not. Promotion m
 candidate live and remembers the version it replaced, which is what a withdrawal restores.
 
 The handler contract: ``handle(request) -> response`` where ``request`` is a dict with
-``method``, ``path`` (below the route), ``query`` (dict of strings), ``headers`` and
-``body`` (parsed JSON, or None); the response is JSON-able (sent with status 200) or a
+``method``, ``path`` (below the route), ``query`` (dict of strings), ``headers`` (the
+client's, plus ``x-shipyard-synthetic: 1`` on a canary probe) and ``body`` (parsed JSON,
+or None); the response is JSON-able (sent with status 200) or a
 ``(status, body)`` pair. An exception is a 500.
 """
 

@@ -1,0 +1,196 @@
+"""A gateway in a thread and a bounded load loop, for canary tests on loopback."""
+
+from __future__ import annotations
+
+import random
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from shipyard.config import Project
+from shipyard.release import HttpHandler, StaticSite
+from shipyard.server import Gateway, write_gateway_file
+from shipyard.store import make_engine, session_factory
+
+HANDLER_PROJECT = """
+[project]
+name = "pricing"
+
+[domains.pricing]
+jobs = ["jobs/price-rule"]
+concurrency = 4
+worker_concurrency = 4
+
+[targets.api]
+kind = "http-handler"
+mount = "/api"
+
+[targets.api.rollout]
+stages = [20, 50, 100]
+bake_seconds = {bake}
+interval_seconds = 0.25
+min_requests = 60
+max_p95_ratio = 1.5
+max_error_rate_increase = 0.02
+"""
+
+PRICE_RULE_JOB = """
+name = "price-rule"
+description = "A pricing handler: the price of a SKU, with injectable faults for tests"
+risk = "low"
+input_key = "rule"
+max_attempts = 1
+outputs = { "handler.py" = "handler.py.j2" }
+checks = [{ name = "ruff" }]
+
+[release]
+target = "api"
+path = "price"
+
+[[release.probes]]
+path = "sku-1"
+contains = "price"
+"""
+
+HANDLER_TEMPLATE = '''"""Price of a SKU (rule {{ rule }})."""
+
+import random
+import time
+
+
+def handle(request):
+    time.sleep({{ delay_ms }} / 1000)
+    if "x-shipyard-synthetic" not in request["headers"] and random.random() < {{ fail_rate }}:
+        raise RuntimeError("injected failure")
+    return {"sku": request["path"].strip("/"), "price": {{ price }}, "rule": "{{ rule }}"}
+'''
+
+SCHEMA = """{
+  "type": "object",
+  "required": ["rule", "price", "delay_ms", "fail_rate"],
+  "properties": {
+    "rule": {"type": "string"},
+    "price": {"type": "number"},
+    "delay_ms": {"type": "number"},
+    "fail_rate": {"type": "number"}
+  }
+}"""
+
+
+def handler_project(root: Path, *, bake: float = 1.5) -> Path:
+    """A project with one http-handler target (with a rollout) and a ``price-rule`` job kind."""
+    job = root / "jobs" / "price-rule"
+    job.mkdir(parents=True)
+    (root / "shipyard.toml").write_text(HANDLER_PROJECT.format(bake=bake))
+    (job / "job.toml").write_text(PRICE_RULE_JOB)
+    (job / "handler.py.j2").write_text(HANDLER_TEMPLATE)
+    (job / "input.schema.json").write_text(SCHEMA)
+    (job / "prompt.md.j2").write_text("Write a pricing handler for rule {{ inputs.rule }}.\n")
+    return root
+
+
+@contextmanager
+def gateway(project: Project) -> Iterator[str]:
+    """``shipyard serve``'s gateway for the project's targets, in a thread; yields its URL."""
+    sites, handlers = [], []
+    for name, settings in project.settings.targets.items():
+        root = project.sites_dir / name
+        if settings.kind == "static-site":
+            sites.append(StaticSite(name, root))
+        elif settings.kind == "http-handler":
+            handlers.append(HttpHandler(name, root, mount=settings.mount))
+    token = secrets.token_urlsafe(16)
+    app = Gateway(
+        site=sites[0] if sites else None,
+        handlers=handlers,
+        sessions=session_factory(make_engine(project.database_url)),
+        probe_token=token,
+    )
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.02)
+    write_gateway_file(project.state_dir / "gateway.json", url=url, token=token)
+    try:
+        yield url
+    finally:
+        (project.state_dir / "gateway.json").unlink(missing_ok=True)
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@dataclass(frozen=True)
+class Hit:
+    started: float
+    """time.time() when the request was sent."""
+    status: int
+    version: str
+    visitor: str
+
+
+@dataclass
+class Load:
+    """Visitors requesting ``paths`` on the gateway from a few threads, bounded in count and
+    time; each visitor keeps one id (so the gateway can keep them on one version)."""
+
+    url: str
+    paths: Sequence[str]
+    threads: int = 3
+    pause: float = 0.004
+    max_requests: int = 40_000
+    max_seconds: float = 120.0
+    hits: list[Hit] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _workers: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Load:
+        self._deadline = time.monotonic() + self.max_seconds
+        for n in range(self.threads):
+            worker = threading.Thread(target=self._run, args=(n,), daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=30)
+
+    def _run(self, n: int) -> None:
+        rng = random.Random(n)
+        visitors = [f"visitor-{n}-{i}" for i in range(100)]
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self._stop.is_set() and time.monotonic() < self._deadline:
+                if len(self.hits) >= self.max_requests:
+                    return
+                visitor = rng.choice(visitors)
+                started = time.time()
+                try:
+                    reply = client.get(
+                        rng.choice(self.paths), headers={"X-Shipyard-Client": visitor}
+                    )
+                    hit = Hit(
+                        started,
+                        reply.status_code,
+                        reply.headers.get("x-shipyard-version", ""),
+                        visitor,
+                    )
+                except httpx.HTTPError:
+                    hit = Hit(started, 0, "", visitor)
+                self.hits.append(hit)
+                time.sleep(self.pause)
