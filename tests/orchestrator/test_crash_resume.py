@@ -86,3 +86,41 @@ def test_killed_after_the_switch_publishes_exactly_once(tmp_path: Path, database
         rt.close()
     versions = sorted(p.name for p in (site / "versions").iterdir())
     assert versions == ["000001"], versions  # published once, not twice
+
+
+def test_killed_mid_bake_resumes_the_rollout_where_it_was(tmp_path: Path, database: str) -> None:
+    from canary_support import gateway
+
+    root = copy_example(tmp_path / "shop", canary=True)
+    task_id = _submit(root)
+    _worker(root)
+    approved = run_cli(root, "approve", task_id, "--as", "demo-operator")
+    assert approved.returncode == 0, approved.stderr
+    with gateway(load_project(root)):  # probes only: each stage goes on when its bake is over
+        # Killed at its first look at the 50 % stage, halfway through the 10 % -> 100 % rollout.
+        assert _worker(root, crash_at="canary.watch1") == -signal.SIGKILL
+        rt = Runtime.open(load_project(root))
+        try:
+            story = task_story(rt, task_id)
+            assert story.task.state == "releasing"
+            assert story.release is not None and story.release.state == "canary"
+            assert story.release.weight == 50
+        finally:
+            rt.close()
+        assert _worker(root) == 0
+    rt = Runtime.open(load_project(root))
+    try:
+        story = task_story(rt, task_id)
+        assert story.task.state == "published", story.task.error
+        assert story.release is not None and story.release.state == "live"
+        assert [(v["weight"], v["outcome"]) for v in story.release.verdicts] == [
+            (10, "pass"),
+            (50, "pass"),
+        ]
+        runs = _runs(rt, task_id)
+        assert runs["deploy"] == 1 and runs["release"] == 1, runs  # deployed once, promoted once
+    finally:
+        rt.close()
+    site = root / ".shipyard" / "sites" / "storefront-site"
+    assert sorted(p.name for p in (site / "versions").iterdir()) == ["000001"]
+    assert not (site / "candidates" / task_id).exists()

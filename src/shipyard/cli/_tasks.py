@@ -144,6 +144,10 @@ def story_dict(story: TaskStory) -> dict[str, Any]:
                 "version": story.release.version,
                 "state": story.release.state,
                 "released_at": story.release.released_at,
+                "stages": list((story.release.plan or {}).get("stages", [])),
+                "weight": story.release.weight,
+                "reason": story.release.reason,
+                "verdicts": list(story.release.verdicts or []),
             }
             if story.release
             else None
@@ -207,10 +211,14 @@ def show(
         )
     if story.release:
         r = story.release
+        stages = " → ".join(f"{w:g}%" for w in (r.plan or {}).get("stages", []))
         console.print(
-            f"  release: {r.state} on {r.target} at {r.path} (site version {r.version}, "
-            f"{timestamp(r.released_at)})"
+            f"  release: {r.state} on {r.target} at {r.path} (version {r.version}, "
+            f"{timestamp(r.released_at)})" + (f"; canary {stages}" if stages else ""),
+            highlight=False,
         )
+        if r.reason:
+            console.print(f"    {r.reason}", highlight=False, markup=False)
 
 
 def _steps_table(story: TaskStory) -> Table:

@@ -26,6 +26,7 @@ from dbos import DBOS
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from shipyard._crash import crashpoint
 from shipyard.config import RolloutSettings
 from shipyard.errors import NotFound, ShipyardError, StateError
 from shipyard.generate import render
@@ -186,6 +187,7 @@ def watch_step(task_id: str, index: int) -> dict[str, str]:
 
 
 def _watch(rt: Runtime, task_id: str, index: int) -> str:
+    crashpoint(f"canary.watch{index}")
     with transaction(rt.sessions) as session:
         row = _release_row(session, task_id)
         command, by = row.command, row.command_by
