@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: the e-commerce example end to end, offline, on embedded defaults.
 # Submits product landing pages, product copy and A/B test scripts; bad rows are refused at
-# the door; every output is checked; a demo operator approves; the site is published and
-# served. Runs in a fresh copy of examples/ecommerce (SHIPYARD_DEMO_DIR, default .demo/).
+# the door; every output is checked; a demo operator approves; each page is released by
+# canary through the gateway while simulated shoppers browse; the site is served.
+# Runs in a fresh copy of examples/ecommerce (SHIPYARD_DEMO_DIR, default .demo/).
 #   --no-serve   stop after publishing instead of serving the site
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,12 +31,31 @@ shipyard submit ab-test --batch experiments.jsonl --as shop-owner
 step "worker: generate, check in the sandbox, register artifacts, stop at the gate"
 shipyard worker --until-idle
 shipyard approvals
-step "approve as demo-operator (recorded as such)"
-shipyard approve --all --as demo-operator --reason "reviewed in the demo"
-step "worker: release the approved artifacts to the storefront site"
+step "the gateway (shipyard serve) in the background, and shoppers browsing through it"
+shipyard serve --port 0 >serve.log 2>&1 &
+serve_pid=$!
+visitors_pid=
+trap 'kill $serve_pid $visitors_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -s .shipyard/gateway.json ] && break; sleep 0.1; done
+cat serve.log
+url=$(python3 -c 'import json; print(json.load(open(".shipyard/gateway.json"))["url"])')
+python3 "$repo/scripts/visitors.py" "$url" products.csv --seconds 300 --rate 300 \
+    --focus .shipyard/sites/storefront-site/routes.json &
+visitors_pid=$!
+step "approve the landing pages as demo-operator (recorded as such)"
+pages=$(shipyard list --state waiting_approval --job landing-page --json | python3 -c 'import json,sys; print(" ".join(t["id"] for t in json.load(sys.stdin)))')
+# shellcheck disable=SC2086
+shipyard approve $pages --as demo-operator --reason "reviewed in the demo"
+step "worker: canary releases (20% -> 50% -> 100% of each page's visitors, health-checked)"
 shipyard worker --until-idle
-shipyard status
+kill -TERM $visitors_pid; wait $visitors_pid || true
+step "the rollouts: stages, both versions' numbers, verdicts (shipyard releases)"
+shipyard releases --limit 6
 first=$(shipyard list --state published --job landing-page --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+shipyard releases "$first"
+step "approve the copy and A/B tests; they are released the same way"
+shipyard approve --all --as demo-operator --reason "reviewed in the demo"
+shipyard worker --until-idle
 step "one task's whole story: shipyard show $first"
 shipyard show "$first"
 step "where it came from, and where it went: shipyard lineage $first"
@@ -55,6 +75,9 @@ step "the audit log: every decision and effect, hash-chained"
 shipyard audit verify
 echo
 echo "Explore: cd $work && $repo/.venv/bin/shipyard list   (or show TASK, artifacts, rollback)"
+kill $serve_pid 2>/dev/null || true
+wait $serve_pid 2>/dev/null || true
+trap - EXIT
 if [ $serve = 1 ]; then
     step "serving the storefront"
     exec shipyard serve ${PORT:+--port "$PORT"}

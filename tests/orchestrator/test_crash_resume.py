@@ -97,7 +97,7 @@ def test_killed_mid_bake_resumes_the_rollout_where_it_was(tmp_path: Path, databa
     approved = run_cli(root, "approve", task_id, "--as", "demo-operator")
     assert approved.returncode == 0, approved.stderr
     with gateway(load_project(root)):  # probes only: each stage goes on when its bake is over
-        # Killed at its first look at the 50 % stage, halfway through the 10 % -> 100 % rollout.
+        # Killed at its first look at the 50 % stage, halfway through the 20 % -> 100 % rollout.
         assert _worker(root, crash_at="canary.watch1") == -signal.SIGKILL
         rt = Runtime.open(load_project(root))
         try:
@@ -114,7 +114,7 @@ def test_killed_mid_bake_resumes_the_rollout_where_it_was(tmp_path: Path, databa
         assert story.task.state == "published", story.task.error
         assert story.release is not None and story.release.state == "live"
         assert [(v["weight"], v["outcome"]) for v in story.release.verdicts] == [
-            (10, "pass"),
+            (20, "pass"),
             (50, "pass"),
         ]
         runs = _runs(rt, task_id)

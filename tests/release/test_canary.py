@@ -117,7 +117,7 @@ def test_a_good_page_goes_through_every_stage_and_stays_sticky(
         assert wait_for_state(rt, task_id, FINISHED, timeout=90) == "published"
     release = release_of(rt, task_id)
     assert [(v["weight"], v["outcome"]) for v in release["verdicts"]] == [
-        (10, "pass"),
+        (20, "pass"),
         (50, "pass"),
     ]
     assert all(v["probes"]["failed"] == 0 and v["probes"]["passed"] for v in release["verdicts"])

@@ -69,16 +69,13 @@ def _stage(release: dict[str, Any]) -> str:
     return f"{release['stage'] + 1}/{len(stages)} {release['weight']:g}%"
 
 
-def _arms(verdict: dict[str, Any]) -> str:
-    c, b = verdict.get("candidate"), verdict.get("baseline")
-    if not c or not b:
+def _arm(verdict: dict[str, Any], name: str) -> str:
+    """``requests · 5xx rate · p95`` of one arm."""
+    arm = verdict.get(name)
+    if not arm:
         return ""
-
-    def one(arm: dict[str, Any]) -> str:
-        p95 = f"{arm['p95_ms']:.1f}ms" if arm["p95_ms"] is not None else "-"
-        return f"{arm['requests']} req {arm['error_rate']:.1%} err p95 {p95}"
-
-    return f"{one(c)} | {one(b)}"
+    p95 = f"{arm['p95_ms']:.1f}ms" if arm["p95_ms"] is not None else "-"
+    return f"{arm['requests']} · {arm['error_rate']:.1%} · {p95}"
 
 
 @handle_errors
@@ -103,20 +100,20 @@ def releases(
         _one(found[0])
         return
     table = Table(
-        "task", "job", "target", "path", "state", "stage", "candidate | baseline", "recovered in",
-        title="releases",
+        "task", "job", "path", "state", "stage", "candidate", "baseline", "recovered",
+        title="releases (requests · 5xx · p95 at the latest stage)",
     )  # fmt: skip
     for release in found:
         latest = release["verdicts"][-1] if release["verdicts"] else {}
         recovered = release["time_to_recover_ms"]
         table.add_row(
-            release["task"][:12],
+            release["task"],
             release["job_kind"],
-            release["target"],
             release["path"],
             state_style(release["state"]),
             _stage(release),
-            _arms(latest),
+            _arm(latest, "candidate"),
+            _arm(latest, "baseline"),
             f"{recovered:.0f} ms" if recovered is not None else "",
         )
     console.print(table)
@@ -143,8 +140,9 @@ def _one(release: dict[str, Any]) -> None:
             highlight=False,
         )
     table = Table(
-        "stage", "verdict", "baked", "candidate | baseline", "errors +", "p95 ×", "probes"
-    )
+        "stage", "verdict", "baked", "candidate", "baseline", "5xx +", "p95 ×", "probes",
+        title="stages (requests · 5xx · p95; 5xx + and p95 × are lower confidence bounds)",
+    )  # fmt: skip
     for verdict in release["verdicts"]:
         probes = verdict.get("probes") or {}
         ratio = verdict.get("p95_ratio")
@@ -152,8 +150,11 @@ def _one(release: dict[str, Any]) -> None:
             f"{verdict['weight']:g}%",
             verdict.get("outcome", ""),
             f"{verdict.get('elapsed_s', 0):g}s",
-            _arms(verdict),
-            f"≥{verdict['error_increase_low']:.1%}" if "error_increase_low" in verdict else "",
+            _arm(verdict, "candidate"),
+            _arm(verdict, "baseline"),
+            f"≥{max(verdict['error_increase_low'], 0):.1%}"
+            if "error_increase_low" in verdict
+            else "",
             f"{ratio:.2f} (≥{verdict['p95_ratio_low']:.2f})" if ratio is not None else "",
             f"{probes.get('passed', 0)} ok / {probes.get('failed', 0)} failed" if probes else "",
         )

@@ -3,6 +3,8 @@
     shipyard.task:      validate -> recall -> (generate -> verify)* -> register -> gate
                         -> [auto] release -> remember
     shipyard.decision:  (after a person approves or rejects) approval -> release -> remember
+    shipyard.rollout:   (a release with a rollout plan) deploy -> stages -> promote or
+                        roll back -> remember; started by either, outside the queue
 
 A task that waits for a person holds no worker and no queue slot: the first workflow ends at
 the gate with the task in ``waiting_approval``, and ``shipyard approve`` / ``reject``
@@ -24,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dbos import DBOS
+from dbos import DBOS, SetWorkflowID
 from dbos import error as dbos_errors
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import select, update
@@ -81,10 +83,15 @@ __all__ = [
 WORKFLOW_NAME = "shipyard.task"
 DECISION_WORKFLOW = "shipyard.decision"
 RESUME_WORKFLOW = "shipyard.resume"
+ROLLOUT_WORKFLOW = "shipyard.rollout"
 
 
 def decision_workflow_id(task_id: str) -> str:
     return f"{task_id}.decision"
+
+
+def rollout_workflow_id(task_id: str) -> str:
+    return f"{task_id}.rollout"
 
 
 def resume_workflow_id(task_id: str, resumption: int) -> str:
@@ -783,7 +790,7 @@ def release_step(task_id: str) -> dict[str, Any]:
             row = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id))
             if row is not None and row.state in ("canary", "paused"):  # a canary promoted
                 row.state, row.version, row.weight = "live", result["version"][:40], 100.0
-                row.finished_at, row.command = _now(), ""
+                row.finished_at, row.command, row.reason = _now(), "", ""
             if row is None:
                 session.add(
                     ReleaseRow(
@@ -1018,20 +1025,42 @@ def _after_decision(rt: Runtime, task_id: str) -> str:
     return _release(rt, task_id, str(decision["job_kind"]))
 
 
-def _release(rt: Runtime, task_id: str, job_kind: str) -> str:
-    """The saga: release, then the job kind's effects; undo them in reverse if one fails."""
-    kind = rt.jobs.get(job_kind)
-    if kind.release is None and not kind.effects:
-        finish_step(task_id, TaskState.DONE.value, "approved")
-        return TaskState.DONE.value
-    outcome, reason = ("promote", "")
-    if rollout.plan_of(rt, kind) is not None:
-        outcome, reason = rollout.canary(task_id)
+@DBOS.workflow(name=ROLLOUT_WORKFLOW)
+def rollout_workflow(task_id: str, job_kind: str) -> str:
+    """A canary rollout, then the rest of the saga (or the rollback and its compensation)."""
+    rt = current_runtime()
+    return _guarded(task_id, lambda: _after_rollout(rt, task_id, job_kind))
+
+
+def _after_rollout(rt: Runtime, task_id: str, job_kind: str) -> str:
+    outcome, reason = rollout.canary(task_id)
     if outcome == "rollback":
         notes = compensate_step(task_id, reason)
         undone = "; ".join(notes) or "nothing to undo"
         finish_step(task_id, TaskState.ROLLED_BACK.value, "rolled_back", f"{reason}; {undone}")
         return TaskState.ROLLED_BACK.value
+    return _publish(rt, task_id, rt.jobs.get(job_kind))
+
+
+def _release(rt: Runtime, task_id: str, job_kind: str) -> str:
+    """Release now, or hand over to a rollout workflow of its own.
+
+    A rollout waits out its bakes outside the domain's queue (it is not enqueued), so a
+    baking release does not hold one of the queue's slots from the tasks behind it.
+    """
+    kind = rt.jobs.get(job_kind)
+    if kind.release is None and not kind.effects:
+        finish_step(task_id, TaskState.DONE.value, "approved")
+        return TaskState.DONE.value
+    if rollout.plan_of(rt, kind) is not None:
+        with SetWorkflowID(rollout_workflow_id(task_id)):
+            DBOS.start_workflow(rollout_workflow, task_id, job_kind)
+        return TaskState.RELEASING.value
+    return _publish(rt, task_id, kind)
+
+
+def _publish(rt: Runtime, task_id: str, kind: JobKind) -> str:
+    """The saga: release, then the job kind's effects; undo them in reverse if one fails."""
     release = release_step(task_id) if kind.release is not None else {}
     for position in range(1, len(kind.effects) + 1):
         done = effect_step(task_id, position, release)

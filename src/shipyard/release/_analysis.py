@@ -205,10 +205,15 @@ def analyse(
     if not baked:
         return Verdict(outcome="wait", reasons=("baking",), numbers=numbers)
     if candidate.requests >= rules.min_requests:
+        compared = (
+            f"no worse than {baseline.requests} baseline requests"
+            if enough_baseline
+            else f"within {rules.max_error_rate_increase:.1%} 5xx (no baseline: the path is new)"
+        )
         return Verdict(
             outcome="pass",
             reasons=(
-                f"{candidate.requests} candidate requests no worse than baseline "
+                f"{candidate.requests} candidate requests {compared} "
                 f"at {rules.confidence:.0%} confidence",
             ),
             numbers=numbers,

@@ -1,0 +1,793 @@
+"""Benchmark the gateway's cost per page view and its canary switch-back time, one run.
+
+Three servers, each in a process of its own (the load generator never shares a GIL with a
+server), one uvicorn worker each with the same settings (``http="h11"``, ``loop="asyncio"``,
+``log_level="warning"``, lifespan on), serve the same ~6 KB product page on loopback:
+
+- direct: a minimal ASGI app that reads the page's file for the path and returns it;
+- gateway: ``shipyard.server.Gateway`` over a ``StaticSite`` with the page published, and no
+  candidate on the path;
+- gateway, canary 50%: the same, with a candidate deployed on the path and shifted to 50, so
+  the visitors split and the gateway records both arms to a SQLite database.
+
+For each scenario: throughput with 8 keep-alive connections (raw asyncio sockets, so the client
+costs little next to the server) and latency one request at a time on one keep-alive
+connection, after a warm-up, every request naming one of 200 visitors in ``X-Shipyard-Client``.
+The scenarios run in rounds, their order rotated every round; the table has the median round.
+"added p50" is the median over rounds of (scenario p50 - direct p50) measured in that round.
+The last column is the app's own time per request, called in-process without a server (what
+the gateway's code costs, apart from uvicorn and the network).
+
+Target: the gateway adds at most 1 ms to p50 latency at concurrency 1.
+
+Then the switch-back time: a candidate at weight 50 on another path, a steady background load on
+that path (another process), and ``StaticSite.abort(KEY)``: how long ``abort`` takes, and the
+time from the call until the first response from the live version for a visitor who was on the
+candidate (that visitor's requests polled back to back). This is the switch alone; the full
+time to recover (detection by the canary controller to traffic on the baseline) is recorded by
+the rollout itself.
+
+    .venv/bin/python benchmarks/gateway.py [--requests N] [--sequential N] [--rounds R]
+                                           [--mttr-trials T] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import itertools
+import math
+import multiprocessing as mp
+import os
+import pstats
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from shipyard.release import StaticSite
+from shipyard.server import Gateway
+from shipyard.store import ReleaseSampleRow, make_engine, migrate, session_factory
+
+PAGE = "products/trail-mug"
+MTTR_PAGE = "products/field-flask"
+CANDIDATE = "page-v2"
+VISITORS = [f"visitor-{n:03d}" for n in range(200)]
+CONCURRENCY = 8
+WARMUP = 300
+TARGET_MS = 1.0
+UVICORN = {"log_level": "warning", "http": "h11", "loop": "asyncio", "lifespan": "on"}
+
+
+def product_page(name: str, colour: str, price: str) -> bytes:
+    """A realistic product page of about 6 KB: styles, JSON-LD, navigation, copy, specs."""
+    style = "\n".join(
+        f"    .{c} {{ margin: 0 auto; padding: {n}px {2 * n}px; font: 16px/1.5 system-ui; }}"
+        for n, c in enumerate(["page", "nav", "hero", "price", "specs", "reviews", "foot"], 4)
+    )
+    features = "\n".join(
+        f"      <li>{f}</li>"
+        for f in [
+            "Double-walled stainless steel keeps drinks hot for 12 hours, cold for 24",
+            "Leak-proof lid with a one-hand latch and a carry loop",
+            "Powder-coated finish that grips when wet and resists scratches",
+            "Fits car cup holders and most backpack side pockets",
+            "Dishwasher safe; BPA-free lid and gasket",
+        ]
+    )
+    specs = "\n".join(
+        f"      <tr><th>{k}</th><td>{v}</td></tr>"
+        for k, v in [
+            ("Capacity", "350 ml / 12 oz"),
+            ("Weight", "310 g"),
+            ("Height", "14.5 cm"),
+            ("Material", "18/8 stainless steel"),
+            ("Colour", colour),
+            ("Warranty", "Lifetime, against manufacturing defects"),
+        ]
+    )
+    reviews = "\n".join(
+        f'      <blockquote class="review"><p>{text}</p><cite>{who}</cite></blockquote>'
+        for text, who in [
+            ("Survived a week of cold mornings at camp and still looks new.", "Ana, Oregon"),
+            ("Coffee was still too hot to drink at lunch. The lid never leaked.", "Tom, Leeds"),
+            ("Lighter than it looks, and the colour is lovely in daylight.", "Mei, Sydney"),
+        ]
+    )
+    copy = " ".join(
+        [
+            f"The {name} is our everyday trail mug: built for early starts and long days out,",
+            "it keeps a morning brew hot through the first climb and water cold through the",
+            "afternoon. The lid opens with one hand and seals with a quarter turn, so it can",
+            "ride upside down in a pack without a drop getting out.",
+        ]
+    )
+    menu = "\n".join(
+        f'      <li><a href="/{c.lower().replace(" ", "-")}/">{c}</a></li>'
+        for c in [
+            "Camp Kitchen", "Bottles & Flasks", "Mugs", "Packs", "Tents", "Sleeping",
+            "Lighting", "Clothing", "Footwear", "Navigation", "First Aid", "Sale",
+        ]
+    )  # fmt: skip
+    related = "\n".join(
+        f'      <article class="card"><a href="/products/{slug}/"><img src="/images/{slug}.jpg" '
+        f'alt="{title}" width="240" height="240" loading="lazy"><h3>{title}</h3></a>'
+        f'<p class="price">${cost}</p></article>'
+        for slug, title, cost in [
+            ("field-flask", "Field Flask 750 ml", "34.00"),
+            ("camp-kettle", "Camp Kettle 1.2 l", "42.00"),
+            ("spork-set", "Titanium Spork Set", "14.50"),
+            ("ridge-cup", "Ridge Nesting Cups (2)", "19.00"),
+            ("pour-over", "Trail Pour-Over Cone", "22.00"),
+            ("dry-bag-5", "Dry Bag 5 l", "18.00"),
+        ]
+    )
+    ld = (
+        '{"@context": "https://schema.org", "@type": "Product", '
+        f'"name": "{name}", "sku": "SKU-017", "brand": {{"@type": "Brand", '
+        '"name": "Northbound"}, "image": "/images/sku-017.jpg", "offers": {"@type": "Offer", '
+        f'"price": "{price}", "priceCurrency": "USD", "availability": '
+        '"https://schema.org/InStock"}, "aggregateRating": {"@type": "AggregateRating", '
+        '"ratingValue": "4.8", "reviewCount": "214"}}'
+    )
+    text = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{name} | Northbound</title>
+  <meta name="description" content="{name}: a 350 ml insulated trail mug in {colour}.">
+  <meta property="og:title" content="{name}">
+  <meta property="og:image" content="/images/sku-017.jpg">
+  <link rel="canonical" href="https://shop.example/products/trail-mug/">
+  <style>
+{style}
+  </style>
+  <script type="application/ld+json">{ld}</script>
+</head>
+<body>
+  <header>
+    <a class="logo" href="/">Northbound</a>
+    <ul class="menu">
+{menu}
+    </ul>
+    <form action="/search/" role="search"><input name="q" placeholder="Search the shop"></form>
+  </header>
+  <nav class="nav"><a href="/">Home</a> / <a href="/products/">Products</a> / {name}</nav>
+  <main class="page">
+    <section class="hero">
+      <img src="/images/sku-017.jpg" alt="A {colour} enamel mug on a rock" width="640">
+      <h1>{name}</h1>
+      <p class="price">${price} <span>Free shipping over $50</span></p>
+      <p>{copy}</p>
+      <p>{copy}</p>
+      <button type="submit" form="cart">Add to cart</button>
+    </section>
+    <h2>Features</h2>
+    <ul>
+{features}
+    </ul>
+    <h2>Specifications</h2>
+    <table class="specs">
+{specs}
+    </table>
+    <section class="reviews">
+      <h2>Reviews</h2>
+{reviews}
+    </section>
+    <section class="related">
+      <h2>Goes well with</h2>
+{related}
+    </section>
+  </main>
+  <footer class="foot">
+    <p>Northbound Outfitters. Shipping, returns and warranty: see <a href="/help/">help</a>.</p>
+  </footer>
+</body>
+</html>
+"""
+    return text.encode()
+
+
+# -- servers, one process each --------------------------------------------------------------
+
+
+class DirectApp:
+    """The baseline: read the file the path names and return it; no routing, no recording."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                kind = (await receive())["type"]
+                await send({"type": kind + ".complete"})
+                if kind == "lifespan.shutdown":
+                    return
+        body = (self.root / scope["path"].lstrip("/") / "index.html").read_bytes()
+        headers = [(b"content-type", b"text/html; charset=utf-8")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def make_app(kind: str, root: Path, db_url: str | None) -> Any:
+    if kind == "direct":
+        return DirectApp(root / "current")
+    sessions = session_factory(make_engine(db_url)) if db_url else None
+    return Gateway(site=StaticSite("shop", root), sessions=sessions, isolate=False)
+
+
+def _exit_with_parent(conn: Connection) -> None:
+    """The parent holds the other end of the pipe: if it dies, so does this process."""
+    with contextlib.suppress(EOFError, OSError):
+        conn.recv()
+    os._exit(1)
+
+
+def serve(kind: str, root: str, db_url: str, conn: Connection) -> None:
+    """Process entry: one uvicorn server on a free loopback port, told to the parent."""
+    import uvicorn
+
+    os.setpgrp()  # Ctrl-C reaches the parent only; it stops this process in order
+    app = make_app(kind, Path(root), db_url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    conn.send(sock.getsockname()[1])
+    threading.Thread(target=_exit_with_parent, args=(conn,), daemon=True).start()
+    uvicorn.Server(uvicorn.Config(app, **UVICORN)).run(sockets=[sock])
+
+
+@dataclass
+class Server:
+    name: str
+    process: Any
+    conn: Connection
+    port: int = 0
+
+    def stop(self) -> None:
+        """SIGTERM: uvicorn shuts down gracefully, so the gateway flushes its tallies."""
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=15)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+def start_server(ctx: Any, name: str, kind: str, root: Path, db_url: str) -> Server:
+    ours, theirs = ctx.Pipe()
+    process = ctx.Process(target=serve, args=(kind, str(root), db_url, theirs), daemon=True)
+    process.start()
+    theirs.close()
+    server = Server(name, process, ours)
+    if not ours.poll(60):
+        server.stop()
+        raise RuntimeError(f"the {name} server did not start")
+    server.port = ours.recv()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with Conn(server.port) as conn:
+                if conn.get(request(PAGE, VISITORS[0])).status == 200:
+                    return server
+        except OSError:
+            pass
+        if time.monotonic() > deadline or not process.is_alive():
+            server.stop()
+            raise RuntimeError(f"the {name} server does not answer on port {server.port}")
+        time.sleep(0.05)
+
+
+# -- the load generator -----------------------------------------------------------------------
+
+
+def request(page: str, visitor: str) -> bytes:
+    return (
+        f"GET /{page}/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: shipyard-bench\r\n"
+        f"Accept: text/html\r\nX-Shipyard-Client: {visitor}\r\n\r\n"
+    ).encode()
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    version: str
+    length: int
+
+
+def parse_head(head: bytes) -> tuple[int, int, str]:
+    """(status, content-length, x-shipyard-version) from a response's header block."""
+    lines = head.decode("latin-1").split("\r\n")
+    status, length, version = int(lines[0].split(" ", 2)[1]), 0, ""
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.lower()
+        if name == "content-length":
+            length = int(value)
+        elif name == "x-shipyard-version":
+            version = value.strip()
+    return status, length, version
+
+
+class Conn:
+    """One blocking keep-alive connection (for latency: nothing between send and receive)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def __enter__(self) -> Conn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def get(self, data: bytes) -> Reply:
+        self.sock.sendall(data)
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            self._more()
+        status, length, version = parse_head(self.buffer[:end])
+        while len(self.buffer) < end + 4 + length:
+            self._more()
+        self.buffer = self.buffer[end + 4 + length :]
+        return Reply(status, version, length)
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += chunk
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
+) -> Reply:
+    writer.write(data)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status, length, version = parse_head(head)
+    await reader.readexactly(length)
+    return Reply(status, version, length)
+
+
+@dataclass
+class Tally:
+    statuses: Counter[int] = field(default_factory=Counter)
+    versions: Counter[str] = field(default_factory=Counter)
+    lengths: set[int] = field(default_factory=set)
+
+    def add(self, reply: Reply) -> None:
+        self.statuses[reply.status] += 1
+        self.versions[reply.version] += 1
+        self.lengths.add(reply.length)
+
+
+async def _throughput(port: int, requests: int, concurrency: int, tally: Tally) -> float:
+    """Requests per second over `requests` requests on `concurrency` keep-alive connections,
+    after a warm-up of WARMUP requests on the same connections."""
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
+
+    async def worker(n: int, count: int) -> None:
+        reader, writer = conns[n]
+        for i in range(count):
+            visitor = VISITORS[(n * 37 + i) % len(VISITORS)]
+            tally.add(await _exchange(reader, writer, request(PAGE, visitor)))
+
+    try:
+        await asyncio.gather(*(worker(n, WARMUP // concurrency) for n in range(concurrency)))
+        share = requests // concurrency
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(n, share) for n in range(concurrency)))
+        return share * concurrency / (time.perf_counter() - started)
+    finally:
+        for _, writer in conns:
+            writer.close()
+
+
+def throughput(port: int, requests: int, tally: Tally) -> float:
+    return asyncio.run(_throughput(port, requests, CONCURRENCY, tally))
+
+
+def sequential(port: int, requests: int, tally: Tally) -> list[float]:
+    """Milliseconds per request, one at a time on one keep-alive connection."""
+    times: list[float] = []
+    with Conn(port) as conn:
+        for i in range(WARMUP + requests):
+            data = request(PAGE, VISITORS[i % len(VISITORS)])
+            started = time.perf_counter()
+            reply = conn.get(data)
+            elapsed = (time.perf_counter() - started) * 1000
+            tally.add(reply)
+            if i >= WARMUP:
+                times.append(elapsed)
+    return times
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest rank."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def background_load(port: int, page: str, running: Any, done: Any, conn: Connection) -> None:
+    """Process entry: 4 visitors' keep-alive connections, 5 ms apart each, while `running`
+    is set; stops when `done` is set and sends back (requests, non-200 replies, seconds)."""
+
+    async def main() -> tuple[int, int, float]:
+        conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+        counts: list[float] = [0, 0, 0.0]
+
+        async def worker(n: int) -> None:
+            reader, writer = conns[n]
+            i = 0
+            while not done.is_set():
+                if not running.is_set():
+                    await asyncio.sleep(0.005)
+                    continue
+                started = time.perf_counter()
+                reply = await _exchange(reader, writer, request(page, VISITORS[(n * 50 + i) % 200]))
+                counts[0] += 1
+                counts[1] += reply.status != 200
+                counts[2] += time.perf_counter() - started + 0.005
+                i += 1
+                await asyncio.sleep(0.005)
+
+        await asyncio.gather(*(worker(n) for n in range(4)))
+        return int(counts[0]), int(counts[1]), counts[2] / 4
+
+    os.setpgrp()
+    conn.send(asyncio.run(main()))
+
+
+# -- switch-back time -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Switch:
+    abort_ms: float
+    recovery_ms: float
+    poll_ms: float
+    """The mean time between two of the visitor's polls (the resolution of recovery_ms)."""
+    candidate_after: int
+    """The visitor's replies from the candidate after the first from the live version."""
+    bad: int
+    """The visitor's replies that were not 200."""
+
+
+def switch_back(site: StaticSite, port: int, trial: int, running: Any) -> Switch:
+    key = f"mttr-{trial}"
+    site.deploy(key=key, path=MTTR_PAGE, files={"index.html": flask_page(True)}, title="Flask")
+    site.shift(key, 50)
+    with Conn(port) as conn:  # a visitor the gateway sends to the candidate
+        visitor = next(
+            v for v in VISITORS if conn.get(request(MTTR_PAGE, v)).version == f"candidate {key}"
+        )
+    polls: list[tuple[float, Reply]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        with Conn(port) as conn:
+            data = request(MTTR_PAGE, visitor)
+            while not stop.is_set():
+                reply = conn.get(data)
+                polls.append((time.perf_counter(), reply))
+
+    running.set()  # the background load starts only after the shift (see the README)
+    poller = threading.Thread(target=poll, daemon=True)
+    try:
+        time.sleep(0.3)
+        poller.start()
+        time.sleep(0.2)
+        first = len(polls)
+        called = time.perf_counter()
+        site.abort(key)
+        returned = time.perf_counter()
+        deadline = time.monotonic() + 5
+        while not any(r.version != f"candidate {key}" for _, r in polls[first:]):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"trial {trial}: the visitor still sees the candidate after 5 s")
+            time.sleep(0.001)
+        time.sleep(0.05)
+    finally:
+        stop.set()
+        poller.join(timeout=10)
+        running.clear()
+    after = [(t, r) for t, r in polls if t > called]
+    index = next(i for i, (_, r) in enumerate(after) if r.version != f"candidate {key}")
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(polls)]
+    return Switch(
+        abort_ms=(returned - called) * 1000,
+        recovery_ms=(after[index][0] - called) * 1000,
+        poll_ms=statistics.mean(gaps) * 1000,
+        candidate_after=sum(r.version == f"candidate {key}" for _, r in after[index:]),
+        bad=sum(r.status != 200 for _, r in polls),
+    )
+
+
+def flask_page(candidate: bool) -> bytes:
+    return product_page("Field Flask", "sage green" if candidate else "slate", "34.00")
+
+
+# -- the apps' own time, in-process -----------------------------------------------------------
+
+
+def app_cost(app: Any, calls: int) -> float:
+    """Microseconds per request for the ASGI app alone (no server, no sockets)."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    scopes = [
+        {
+            "type": "http",
+            "method": "GET",
+            "path": f"/{PAGE}/",
+            "query_string": b"",
+            "headers": [
+                (b"host", b"127.0.0.1"),
+                (b"user-agent", b"shipyard-bench"),
+                (b"accept", b"text/html"),
+                (b"x-shipyard-client", v.encode()),
+            ],
+        }
+        for v in VISITORS
+    ]
+
+    async def run() -> float:
+        for scope in scopes:
+            await app(scope, receive, send)
+        started = time.perf_counter()
+        for i in range(calls):
+            await app(scopes[i % len(scopes)], receive, send)
+        return (time.perf_counter() - started) / calls * 1e6
+
+    return asyncio.run(run())
+
+
+def profile(app: Any, calls: int) -> None:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    app_cost(app, calls)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(18)
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def build_sites(folder: Path) -> tuple[StaticSite, StaticSite]:
+    """Two copies of the shop: one with the page live only, one with a canary on it too."""
+    page = product_page("Trail Mug", "blue", "24.50")
+    sites = []
+    for name in ("plain", "canary"):
+        site = StaticSite("shop", folder / name)
+        site.publish(key="page-v1", path=PAGE, files={"index.html": page}, title="Trail Mug")
+        sites.append(site)
+    canary = sites[1]
+    flask = flask_page(False)
+    canary.publish(key="flask-v1", path=MTTR_PAGE, files={"index.html": flask}, title="Flask")
+    candidate = product_page("Trail Mug", "sage green", "24.50")
+    canary.deploy(key=CANDIDATE, path=PAGE, files={"index.html": candidate}, title="Trail Mug")
+    canary.shift(CANDIDATE, 50)
+    return sites[0], canary
+
+
+@dataclass
+class Scenario:
+    name: str
+    kind: str
+    root: Path
+    server: Server | None = None
+    rates: list[float] = field(default_factory=list)
+    p50s: list[float] = field(default_factory=list)
+    p99s: list[float] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
+    app_us: list[float] = field(default_factory=list)
+
+
+def rotated(items: list[Any], n: int) -> list[Any]:
+    return items[n % len(items) :] + items[: n % len(items)]
+
+
+def run(
+    args: argparse.Namespace, folder: Path, cleanup: Callable[[Callable[[], Any]], Any]
+) -> None:
+    ctx = mp.get_context("spawn")
+    plain, canary = build_sites(folder)
+    db_url = f"sqlite:///{folder / 'shipyard.db'}"
+    engine = make_engine(db_url)
+    migrate(engine)
+    scenarios = [
+        Scenario("direct", "direct", plain.root),
+        Scenario("gateway", "gateway", plain.root),
+        Scenario("gateway, canary 50%", "gateway", canary.root),
+    ]
+    for s in scenarios:
+        s.server = start_server(ctx, s.name, s.kind, s.root, db_url)
+        cleanup(s.server.stop)
+    size = len(product_page("Trail Mug", "blue", "24.50"))
+    print(f"page: /{PAGE}/, {size} bytes; {len(VISITORS)} visitors; uvicorn {UVICORN}")
+    print(
+        f"{args.rounds} rounds x ({args.requests} requests at concurrency {CONCURRENCY}, "
+        f"{args.sequential} at concurrency 1), {WARMUP} warm-up requests each"
+    )
+    print()
+
+    for round_number in range(args.rounds):
+        for s in rotated(scenarios, round_number):
+            assert s.server is not None
+            rate = throughput(s.server.port, args.requests, s.tally)
+            times = sequential(s.server.port, args.sequential, s.tally)
+            s.rates.append(rate)
+            s.p50s.append(percentile(times, 50))
+            s.p99s.append(percentile(times, 99))
+            print(
+                f"round {round_number + 1}, {s.name:<20} {rate:>8.0f} req/s   "
+                f"p50 {s.p50s[-1]:.3f} ms   p99 {s.p99s[-1]:.3f} ms"
+            )
+
+    # The apps alone, in this process: the gateway's own code per request.
+    apps = [make_app(s.kind, s.root, None) for s in scenarios]
+    for round_number in range(args.rounds):
+        for s, app in rotated(list(zip(scenarios, apps, strict=True)), round_number):
+            s.app_us.append(app_cost(app, 5000))
+
+    # Switch-back: a background load on the flask page, then abort its candidate.
+    gateway = scenarios[2].server
+    assert gateway is not None
+    running, done = ctx.Event(), ctx.Event()
+    ours, theirs = ctx.Pipe()
+    loader = ctx.Process(
+        target=background_load, args=(gateway.port, MTTR_PAGE, running, done, theirs), daemon=True
+    )
+    loader.start()
+    theirs.close()
+    cleanup(lambda: (done.set(), loader.join(10), loader.is_alive() and loader.kill()))
+    switches = [switch_back(canary, gateway.port, n, running) for n in range(args.mttr_trials)]
+    done.set()
+    load_requests, load_bad, load_seconds = ours.recv() if ours.poll(15) else (0, -1, 0.0)
+    loader.join(10)
+
+    for s in scenarios:  # SIGTERM: the canary gateway flushes what it tallied
+        assert s.server is not None
+        s.server.stop()
+    with session_factory(engine)() as session:
+        recorded = dict(
+            session.execute(
+                select(ReleaseSampleRow.arm, func.sum(ReleaseSampleRow.requests))
+                .where(ReleaseSampleRow.task_id == CANDIDATE)
+                .group_by(ReleaseSampleRow.arm)
+            ).all()
+        )
+    engine.dispose()
+
+    report(args, scenarios, switches, recorded, (load_requests, load_bad, load_seconds))
+    if args.profile:
+        print()
+        print("profile of the canary gateway app, in-process, by own time:")
+        profile(apps[2], 20000)
+
+
+def report(
+    args: argparse.Namespace,
+    scenarios: list[Scenario],
+    switches: list[Switch],
+    recorded: dict[str, int],
+    load: tuple[int, int, float],
+) -> None:
+    direct = scenarios[0]
+    print()
+    print(
+        f"{'scenario':<22}{'req/s (c=8)':>12}{'vs direct':>11}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'added p50 ms':>14}{'app us/req':>12}"
+    )
+    added: dict[str, float] = {}
+    for s in scenarios:
+        rate = statistics.median(s.rates)
+        ratio = rate / statistics.median(direct.rates)
+        if s is direct:
+            extra = "-"
+        else:
+            added[s.name] = statistics.median(
+                a - b for a, b in zip(s.p50s, direct.p50s, strict=True)
+            )
+            extra = f"{added[s.name]:+.3f}"
+        print(
+            f"{s.name:<22}{rate:>12.0f}{ratio:>11.3f}{statistics.median(s.p50s):>9.3f}"
+            f"{statistics.median(s.p99s):>9.3f}{extra:>14}{statistics.median(s.app_us):>12.1f}"
+        )
+    print("(p50 / p99 at concurrency 1; medians over rounds; added p50 paired by round)")
+    print()
+    for name, extra in added.items():
+        verdict = "MET" if extra <= TARGET_MS else "MISSED"
+        print(f"target: {name} adds <= {TARGET_MS:.0f} ms p50: {extra:+.3f} ms  {verdict}")
+
+    print()
+    for s in scenarios:
+        bad = sum(n for status, n in s.tally.statuses.items() if status != 200)
+        versions = ", ".join(
+            f"{v or '(no header)'} {n}" for v, n in sorted(s.tally.versions.items())
+        )
+        sizes = "/".join(str(n) for n in sorted(s.tally.lengths))
+        print(
+            f"{s.name}: {s.tally.statuses.total()} replies, {bad} not 200, "
+            f"{sizes} bytes; {versions}"
+        )
+    canary = scenarios[2].tally
+    sent = canary.statuses.total()
+    share = canary.versions[f"candidate {CANDIDATE}"] / sent if sent else 0.0
+    total = sum(recorded.values())
+    print(
+        f"canary split: {share:.1%} of the canary scenario's replies from the candidate; "
+        f"recorded in release_samples: {total} of {sent} requests "
+        f"(candidate {recorded.get('candidate', 0)}, baseline {recorded.get('baseline', 0)})"
+    )
+
+    print()
+    n, bad, seconds = load
+    rate = f"{n / seconds:.0f} req/s" if seconds else "?"
+    print(
+        f"switch-back on abort ({len(switches)} trials; background load 4 visitors on the "
+        f"path, {rate}, {n} requests, {bad} not 200):"
+    )
+    for label, values in (
+        ("abort() call", [s.abort_ms for s in switches]),
+        ("abort -> first live reply", [s.recovery_ms for s in switches]),
+        ("poll interval", [s.poll_ms for s in switches]),
+    ):
+        print(
+            f"  {label:<28} median {statistics.median(values):7.2f} ms   "
+            f"max {max(values):7.2f} ms   ({', '.join(f'{v:.2f}' for v in values)})"
+        )
+    flaps = sum(s.candidate_after for s in switches)
+    bad = sum(s.bad for s in switches)
+    print(f"  candidate replies after the first live one: {flaps}; polled replies not 200: {bad}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=3000, help="requests at concurrency 8")
+    parser.add_argument("--sequential", type=int, default=1000, help="requests at concurrency 1")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three scenarios")
+    parser.add_argument("--mttr-trials", type=int, default=5, help="aborts to time")
+    parser.add_argument("--profile", action="store_true", help="profile the gateway at the end")
+    args = parser.parse_args()
+    print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    started = time.perf_counter()
+    folder = Path(tempfile.mkdtemp(prefix="shipyard-gateway-bench-"))
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, folder, ignore_errors=True)
+        try:
+            run(args, folder, stack.callback)
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopping the servers and removing", folder, file=sys.stderr)
+            stack.close()
+            sys.exit(130)
+    print()
+    print(f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"wall time: {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
