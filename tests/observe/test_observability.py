@@ -21,7 +21,8 @@ from shipyard.jobs import BatchRow, load_job_kind, validate_inputs
 from shipyard.model import CheckReport, CheckResult, Finding
 from shipyard.observe import operating_figures, redact, registry_for
 from shipyard.orchestrator import Runtime, approve, submit, task_story
-from shipyard.server import create_site_app
+from shipyard.release import StaticSite
+from shipyard.server import Gateway
 from shipyard.store import (
     ArtifactRow,
     AttemptRow,
@@ -218,7 +219,9 @@ def test_metrics_show_the_series_from_the_records(
         rt, rt.jobs.get("landing-page"), [BatchRow(where="t", data=PRODUCT)], submitted_by="me"
     ).submitted[0]
     assert wait_for_state(rt, task_id, SETTLED) == "waiting_approval"
-    app = create_site_app(rt.target("storefront-site"), metrics=registry_for(rt.sessions))
+    site = rt.target("storefront-site")
+    assert isinstance(site, StaticSite)
+    app = Gateway(site=site, metrics=registry_for(rt.sessions))
     text = TestClient(app).get("/metrics").text
     for series in (
         'shipyard_tasks{job_kind="landing-page",state="waiting_approval"} 1.0',
@@ -286,6 +289,9 @@ def _fixture_history(session: Any, now: datetime) -> None:
                 task_id=f"t-{n}", artifact_id="a", target="site", path="/", version="1",
                 state="rolled_back" if n == 4 else "live", released_at=now - timedelta(hours=3),
                 rolled_back_at=now - timedelta(hours=1) if n == 4 else None,
+                detected_at=now - timedelta(hours=1, seconds=2) if n == 4 else None,
+                restored_at=now - timedelta(hours=1, seconds=1, milliseconds=750)
+                if n == 4 else None,
             )
         )  # fmt: skip
     for n, decision in ((1, "approved"), (2, "approved"), (4, "approved"), (5, "rejected")):
@@ -335,6 +341,7 @@ def test_each_operating_figure_on_a_fixture_history_with_known_answers(project: 
     assert figures["success rate"] == pytest.approx(3 / 6)  # 1, 2 and 4 were released
     assert figures["first-attempt pass rate"] == pytest.approx(4 / 6)  # 1, 4, 5, 6
     assert figures["mean time to recover"] == pytest.approx(2 * 3600)
+    assert figures["rollback time to recover p50"] == pytest.approx(0.25)
     assert figures["safety-check false positive rate"] == pytest.approx(1 / 2)  # 2 of 2 and 5
     assert figures["safety-check false negative rate"] == pytest.approx(1 / 3)
     assert figures["cost per task (mean)"] == pytest.approx(0.7 / 6)

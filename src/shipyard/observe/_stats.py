@@ -6,6 +6,8 @@ For a time window (tasks submitted in it) and optionally one job kind or domain:
 - success rate: tasks released (or done, for kinds without a target) over tasks submitted;
 - first-attempt pass rate: tasks whose first generation passed its checks, over tasks checked;
 - mean time to recover: from a release that was rolled back, the time until the rollback;
+- rollback time to recover (p50): from the failing signal (a canary verdict, or a person's
+  rollback) to all traffic back on the baseline;
 - safety-check false positives: artifacts the checks flagged (a warning) that a person
   approved anyway, over flagged artifacts a person decided on;
 - safety-check false negatives: releases rolled back although their checks passed, over
@@ -137,6 +139,11 @@ def operating_figures(
         (r.rolled_back_at - r.released_at).total_seconds()  # type: ignore[operator]
         for r in rolled
     ]
+    switched = sorted(
+        (r.restored_at - r.detected_at).total_seconds()
+        for r in rolled
+        if r.restored_at is not None and r.detected_at is not None
+    )
 
     decided: dict[str, str] = {}
     for d in decisions:
@@ -200,6 +207,12 @@ def operating_figures(
             f"{first_pass} of {len(checked)} checked task(s)",
         ),
         ("mean time to recover", mttr, "s", f"{len(recover)} rollback(s)"),
+        (
+            "rollback time to recover p50",
+            _percentile(switched, 50),
+            "s",
+            f"{len(switched)} rollback(s) with a recorded signal",
+        ),
         (
             "safety-check false positive rate",
             _ratio(approved_flagged, len(flagged)),
