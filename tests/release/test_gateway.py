@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,9 @@ def run(app: Gateway, scenario: Callable[[httpx.AsyncClient], Awaitable[None]]) 
     asyncio.run(main())
 
 
-async def raw(app: Gateway, path: str, headers: list[tuple[bytes, bytes]] = []) -> dict[str, Any]:  # noqa: B006
+async def raw(
+    app: Gateway, path: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> dict[str, Any]:
     """One request straight into the ASGI app, path as given (no client normalises it)."""
     scope = {
         "type": "http",
@@ -66,7 +68,7 @@ async def raw(app: Gateway, path: str, headers: list[tuple[bytes, bytes]] = []) 
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"",
-        "headers": headers,
+        "headers": list(headers),
     }
     sent: list[dict[str, Any]] = []
 
@@ -197,11 +199,6 @@ def test_the_arm_header_needs_the_probe_token_and_probes_are_not_counted(
     assert [(r.task_id, r.arm, r.requests) for r in rows] == [(CANDIDATE, "baseline", 4)]
 
 
-@pytest.mark.xfail(
-    reason="BUG: _gateway.py:359 secrets.compare_digest on str raises TypeError for a "
-    "non-ASCII X-Shipyard-Probe value, so any client can make the gateway fail the request",
-    strict=True,
-)
 def test_a_non_ascii_probe_token_is_refused_like_a_wrong_one(
     app: Gateway, site: StaticSite
 ) -> None:
@@ -295,12 +292,6 @@ def test_a_directory_without_its_slash_is_redirected(app: Gateway) -> None:
     run(app, scenario)
 
 
-@pytest.mark.xfail(
-    reason="BUG: _gateway.py:390 on the candidate arm, the route's own folder without its "
-    "slash (/products/sku-1) is sliced to '' and served as index.html (200) instead of a 308, "
-    "so the candidate page's relative links resolve one level up",
-    strict=True,
-)
 def test_the_candidate_arm_redirects_its_folder_without_a_slash_too(
     app: Gateway, site: StaticSite
 ) -> None:
@@ -315,11 +306,6 @@ def test_the_candidate_arm_redirects_its_folder_without_a_slash_too(
     run(app, scenario)
 
 
-@pytest.mark.xfail(
-    reason="BUG: _gateway.py (_static, the 308 branch) builds Location from scope['path'] "
-    "alone, dropping the query string",
-    strict=True,
-)
 def test_the_redirect_keeps_the_query_string(app: Gateway) -> None:
     async def scenario(client: httpx.AsyncClient) -> None:
         reply = await client.get("/products?utm=mail")
@@ -329,11 +315,6 @@ def test_the_redirect_keeps_the_query_string(app: Gateway) -> None:
     run(app, scenario)
 
 
-@pytest.mark.xfail(
-    reason="BUG: _gateway.py (_static) empties the body for HEAD before _respond computes "
-    "Content-Length, so HEAD says 0 where GET sends the page",
-    strict=True,
-)
 def test_head_reports_the_length_get_would_send(app: Gateway) -> None:
     async def scenario(client: httpx.AsyncClient) -> None:
         got = await client.get("/products/sku-2/")

@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -179,8 +180,10 @@ class HandlerPool:
         """Stop the processes of versions no route refers to any more."""
         for key in [k for k in self._procs if k not in wanted]:
             proc, client = self._procs.pop(key)
+            # SIGTERM lets uvicorn finish the requests in flight; off the event loop, so
+            # the other routes keep answering meanwhile.
+            await asyncio.to_thread(_stop, proc)
             await client.aclose()
-            _stop(proc)
 
     async def close(self) -> None:
         await self.reconcile(set())
@@ -206,7 +209,7 @@ def _header(scope: Scope, name: bytes) -> str:
 
 _NOT_FORWARDED = {
     b"host", b"connection", b"content-length", b"transfer-encoding", b"keep-alive", b"upgrade",
-    _PROBE_HEADER, _ARM_HEADER,
+    _PROBE_HEADER, _ARM_HEADER, b"x-shipyard-synthetic",
 }  # fmt: skip
 
 
@@ -226,8 +229,15 @@ def _cookie(scope: Scope, name: str) -> str:
 
 
 async def _respond(
-    send: Send, status: int, body: bytes, content_type: str, headers: list[tuple[bytes, bytes]]
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    head: bool = False,
 ) -> None:
+    """Send a whole response (a HEAD gets the headers GET would, and no body)."""
     await send(
         {
             "type": "http.response.start",
@@ -239,7 +249,7 @@ async def _respond(
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -356,7 +366,8 @@ class Gateway:
     ) -> tuple[str, bool]:
         """(arm, is_probe) for this request to a route with a candidate."""
         forced = _header(scope, _ARM_HEADER)
-        if forced and secrets.compare_digest(_header(scope, _PROBE_HEADER), self.probe_token):
+        offered = _header(scope, _PROBE_HEADER).encode("latin-1")
+        if forced and secrets.compare_digest(offered, self.probe_token.encode()):
             return ("candidate" if forced == "candidate" else "baseline"), True
         visitor = _header(scope, CLIENT_HEADER.encode()) or _cookie(scope, VISITOR_COOKIE)
         if not visitor:
@@ -398,8 +409,10 @@ class Gateway:
             found = (base / relative).resolve()
             if found.is_relative_to(base.resolve()):
                 if found.is_dir():
-                    if relative and not relative.endswith("/"):
-                        headers.append((b"location", f"{path}/".encode()))
+                    if not path.endswith("/"):  # relative links in the page need the slash
+                        query = scope["query_string"].decode("latin-1")
+                        location = f"{path}/" + (f"?{query}" if query else "")
+                        headers.append((b"location", location.encode()))
                         status, body = 308, b""
                     found = found / "index.html"
                 if status != 308 and found.is_file():
@@ -407,9 +420,7 @@ class Gateway:
                     content_type = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
                     if content_type.startswith("text/"):
                         content_type += "; charset=utf-8"
-        if scope["method"] == "HEAD":
-            body = b""
-        await _respond(send, status, body, content_type, headers)
+        await _respond(send, status, body, content_type, headers, head=scope["method"] == "HEAD")
         # A page the live site does not have yet has no baseline to compare with.
         if key and not probe and (arm == "candidate" or status != 404):
             self.recorder.add(key, arm, status, (time.perf_counter() - started) * 1000)
@@ -448,7 +459,7 @@ class Gateway:
                 client = await pool.client(key)
                 reply = await client.request(
                     scope["method"],
-                    "/" + path[len(prefix) :],
+                    "/" + quote(path[len(prefix) :], safe="/"),  # %3F stays in the path
                     params=scope["query_string"].decode(),
                     content=payload,
                     headers=_forwarded(scope, probe),
