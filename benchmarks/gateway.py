@@ -20,6 +20,12 @@ the gateway's code costs, apart from uvicorn and the network).
 
 Target: the gateway adds at most 1 ms to p50 latency at concurrency 1.
 
+A fourth row runs once, briefly: the gateway on a listening socket made the way
+``shipyard serve`` makes it (``socket.socket(AF_INET)``, protocol 0). asyncio sets TCP_NODELAY
+only on connections of a socket whose protocol is IPPROTO_TCP, so there Nagle's algorithm
+stays on and each keep-alive response's body waits for the client's delayed ACK (~40 ms). The
+three measured servers listen on IPPROTO_TCP sockets.
+
 Then the switch-back time: a candidate at weight 50 on another path, a steady background load on
 that path (another process), and ``StaticSite.abort(KEY)``: how long ``abort`` takes, and the
 time from the call until the first response from the live version for a visitor who was on the
@@ -43,6 +49,7 @@ import multiprocessing as mp
 import os
 import pstats
 import shutil
+import signal
 import socket
 import statistics
 import sys
@@ -50,7 +57,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -232,6 +239,24 @@ def make_app(kind: str, root: Path, db_url: str | None) -> Any:
     return Gateway(site=StaticSite("shop", root), sessions=sessions, isolate=False)
 
 
+@contextlib.contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Start children with SIGINT blocked (the mask survives the spawn), so a Ctrl-C while
+    one is still importing does not reach it; the parent stops them in order."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def detach() -> None:
+    """In a child: leave the terminal's process group, drop any pending Ctrl-C, unblock."""
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _exit_with_parent(conn: Connection) -> None:
     """The parent holds the other end of the pipe: if it dies, so does this process."""
     with contextlib.suppress(EOFError, OSError):
@@ -239,13 +264,23 @@ def _exit_with_parent(conn: Connection) -> None:
     os._exit(1)
 
 
-def serve(kind: str, root: str, db_url: str, conn: Connection) -> None:
-    """Process entry: one uvicorn server on a free loopback port, told to the parent."""
+def serve(kind: str, root: str, db_url: str, conn: Connection, serve_style: bool) -> None:
+    """Process entry: one uvicorn server on a free loopback port, told to the parent.
+
+    asyncio turns Nagle's algorithm off (TCP_NODELAY) on a connection only when the listening
+    socket's protocol number says TCP, so the socket is made with IPPROTO_TCP. With
+    ``serve_style`` it is made as ``shipyard serve`` makes it, ``socket.socket(AF_INET)``
+    (protocol 0): Nagle stays on, and the body of a response, written after its head, waits
+    for the client's delayed ACK (about 40 ms on Linux) on a keep-alive connection.
+    """
     import uvicorn
 
-    os.setpgrp()  # Ctrl-C reaches the parent only; it stops this process in order
+    detach()
     app = make_app(kind, Path(root), db_url)
-    sock = socket.socket()
+    if serve_style:
+        sock = socket.socket(socket.AF_INET)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     conn.send(sock.getsockname()[1])
@@ -271,10 +306,14 @@ class Server:
         self.conn.close()
 
 
-def start_server(ctx: Any, name: str, kind: str, root: Path, db_url: str) -> Server:
+def start_server(
+    ctx: Any, name: str, kind: str, root: Path, db_url: str, tally: Tally, serve_style: bool
+) -> Server:
     ours, theirs = ctx.Pipe()
-    process = ctx.Process(target=serve, args=(kind, str(root), db_url, theirs), daemon=True)
-    process.start()
+    args = (kind, str(root), db_url, theirs, serve_style)
+    process = ctx.Process(target=serve, args=args, daemon=True)
+    with sigint_blocked():
+        process.start()
     theirs.close()
     server = Server(name, process, ours)
     if not ours.poll(60):
@@ -285,7 +324,9 @@ def start_server(ctx: Any, name: str, kind: str, root: Path, db_url: str) -> Ser
     while True:
         try:
             with Conn(server.port) as conn:
-                if conn.get(request(PAGE, VISITORS[0])).status == 200:
+                reply = conn.get(request(PAGE, VISITORS[0]))
+                tally.add(reply)
+                if reply.status == 200:
                     return server
         except OSError:
             pass
@@ -379,9 +420,10 @@ class Tally:
         self.lengths.add(reply.length)
 
 
-async def _throughput(port: int, requests: int, concurrency: int, tally: Tally) -> float:
-    """Requests per second over `requests` requests on `concurrency` keep-alive connections,
-    after a warm-up of WARMUP requests on the same connections."""
+async def _throughput(port: int, requests: int, warmup: int, tally: Tally) -> float:
+    """Requests per second over `requests` requests on CONCURRENCY keep-alive connections,
+    after `warmup` requests on the same connections."""
+    concurrency = CONCURRENCY
     conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
 
     async def worker(n: int, count: int) -> None:
@@ -391,7 +433,7 @@ async def _throughput(port: int, requests: int, concurrency: int, tally: Tally) 
             tally.add(await _exchange(reader, writer, request(PAGE, visitor)))
 
     try:
-        await asyncio.gather(*(worker(n, WARMUP // concurrency) for n in range(concurrency)))
+        await asyncio.gather(*(worker(n, warmup // concurrency) for n in range(concurrency)))
         share = requests // concurrency
         started = time.perf_counter()
         await asyncio.gather(*(worker(n, share) for n in range(concurrency)))
@@ -401,21 +443,21 @@ async def _throughput(port: int, requests: int, concurrency: int, tally: Tally) 
             writer.close()
 
 
-def throughput(port: int, requests: int, tally: Tally) -> float:
-    return asyncio.run(_throughput(port, requests, CONCURRENCY, tally))
+def throughput(port: int, requests: int, tally: Tally, warmup: int = WARMUP) -> float:
+    return asyncio.run(_throughput(port, requests, warmup, tally))
 
 
-def sequential(port: int, requests: int, tally: Tally) -> list[float]:
+def sequential(port: int, requests: int, tally: Tally, warmup: int = WARMUP) -> list[float]:
     """Milliseconds per request, one at a time on one keep-alive connection."""
     times: list[float] = []
     with Conn(port) as conn:
-        for i in range(WARMUP + requests):
+        for i in range(warmup + requests):
             data = request(PAGE, VISITORS[i % len(VISITORS)])
             started = time.perf_counter()
             reply = conn.get(data)
             elapsed = (time.perf_counter() - started) * 1000
             tally.add(reply)
-            if i >= WARMUP:
+            if i >= warmup:
                 times.append(elapsed)
     return times
 
@@ -428,11 +470,13 @@ def percentile(values: list[float], p: float) -> float:
 
 def background_load(port: int, page: str, running: Any, done: Any, conn: Connection) -> None:
     """Process entry: 4 visitors' keep-alive connections, 5 ms apart each, while `running`
-    is set; stops when `done` is set and sends back (requests, non-200 replies, seconds)."""
+    is set; stops when `done` is set and sends back (requests, seconds busy, the replies that
+    were not 200 as "STATUS from VERSION")."""
 
-    async def main() -> tuple[int, int, float]:
+    async def main() -> tuple[int, float, list[str]]:
         conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
-        counts: list[float] = [0, 0, 0.0]
+        counts: list[float] = [0, 0.0]
+        bad: list[str] = []
 
         async def worker(n: int) -> None:
             reader, writer = conns[n]
@@ -444,15 +488,16 @@ def background_load(port: int, page: str, running: Any, done: Any, conn: Connect
                 started = time.perf_counter()
                 reply = await _exchange(reader, writer, request(page, VISITORS[(n * 50 + i) % 200]))
                 counts[0] += 1
-                counts[1] += reply.status != 200
-                counts[2] += time.perf_counter() - started + 0.005
+                counts[1] += time.perf_counter() - started + 0.005
+                if reply.status != 200:
+                    bad.append(f"{reply.status} from {reply.version}")
                 i += 1
                 await asyncio.sleep(0.005)
 
         await asyncio.gather(*(worker(n) for n in range(4)))
-        return int(counts[0]), int(counts[1]), counts[2] / 4
+        return int(counts[0]), counts[1] / 4, bad
 
-    os.setpgrp()
+    detach()
     conn.send(asyncio.run(main()))
 
 
@@ -467,8 +512,8 @@ class Switch:
     """The mean time between two of the visitor's polls (the resolution of recovery_ms)."""
     candidate_after: int
     """The visitor's replies from the candidate after the first from the live version."""
-    bad: int
-    """The visitor's replies that were not 200."""
+    bad: list[str]
+    """The visitor's replies that were not 200: "STATUS from VERSION at +MS after the call"."""
 
 
 def switch_back(site: StaticSite, port: int, trial: int, running: Any) -> Switch:
@@ -489,7 +534,10 @@ def switch_back(site: StaticSite, port: int, trial: int, running: Any) -> Switch
                 reply = conn.get(data)
                 polls.append((time.perf_counter(), reply))
 
-    running.set()  # the background load starts only after the shift (see the README)
+    # This times the switch alone (abort -> the gateway serving the live version); the full
+    # time to recover, from detection by the canary controller to traffic on the baseline,
+    # is recorded by the rollout itself. The background load runs from here to the end.
+    running.set()
     poller = threading.Thread(target=poll, daemon=True)
     try:
         time.sleep(0.3)
@@ -507,7 +555,8 @@ def switch_back(site: StaticSite, port: int, trial: int, running: Any) -> Switch
         time.sleep(0.05)
     finally:
         stop.set()
-        poller.join(timeout=10)
+        if poller.is_alive():
+            poller.join(timeout=10)
         running.clear()
     after = [(t, r) for t, r in polls if t > called]
     index = next(i for i, (_, r) in enumerate(after) if r.version != f"candidate {key}")
@@ -517,7 +566,11 @@ def switch_back(site: StaticSite, port: int, trial: int, running: Any) -> Switch
         recovery_ms=(after[index][0] - called) * 1000,
         poll_ms=statistics.mean(gaps) * 1000,
         candidate_after=sum(r.version == f"candidate {key}" for _, r in after[index:]),
-        bad=sum(r.status != 200 for _, r in polls),
+        bad=[
+            f"{r.status} from {r.version} at {(t - called) * 1000:+.2f} ms"
+            for t, r in polls
+            if r.status != 200
+        ],
     )
 
 
@@ -570,7 +623,9 @@ def profile(app: Any, calls: int) -> None:
     app_cost(app, calls)
     profiler.disable()
     stats = pstats.Stats(profiler)
-    stats.sort_stats("tottime").print_stats(18)
+    stats.sort_stats("cumulative").print_stats(
+        r"_gateway|_routes|static_site|pathlib|posixpath", 20
+    )
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -598,6 +653,8 @@ class Scenario:
     name: str
     kind: str
     root: Path
+    serve_style: bool = False
+    """Listen on a socket made the way ``shipyard serve`` makes it (Nagle left on)."""
     server: Server | None = None
     rates: list[float] = field(default_factory=list)
     p50s: list[float] = field(default_factory=list)
@@ -623,8 +680,9 @@ def run(
         Scenario("gateway", "gateway", plain.root),
         Scenario("gateway, canary 50%", "gateway", canary.root),
     ]
-    for s in scenarios:
-        s.server = start_server(ctx, s.name, s.kind, s.root, db_url)
+    serve_style = Scenario("gateway, serve's socket", "gateway", plain.root, serve_style=True)
+    for s in [*scenarios, serve_style]:
+        s.server = start_server(ctx, s.name, s.kind, s.root, db_url, s.tally, s.serve_style)
         cleanup(s.server.stop)
     size = len(product_page("Trail Mug", "blue", "24.50"))
     print(f"page: /{PAGE}/, {size} bytes; {len(VISITORS)} visitors; uvicorn {UVICORN}")
@@ -643,15 +701,37 @@ def run(
             s.p50s.append(percentile(times, 50))
             s.p99s.append(percentile(times, 99))
             print(
-                f"round {round_number + 1}, {s.name:<20} {rate:>8.0f} req/s   "
+                f"round {round_number + 1}, {s.name:<23} {rate:>8.0f} req/s   "
                 f"p50 {s.p50s[-1]:.3f} ms   p99 {s.p99s[-1]:.3f} ms"
             )
+
+    # How many of the visitors the canary route sends to the candidate (the split is by visitor).
+    canary_server = scenarios[2].server
+    assert canary_server is not None
+    with Conn(canary_server.port) as conn:
+        on_candidate = 0
+        for visitor in VISITORS:
+            reply = conn.get(request(PAGE, visitor))
+            scenarios[2].tally.add(reply)
+            on_candidate += reply.version == f"candidate {CANDIDATE}"
+
+    # Once, and short: with Nagle on, every keep-alive reply waits ~40 ms for a delayed ACK.
+    assert serve_style.server is not None
+    serve_style.rates.append(throughput(serve_style.server.port, 400, serve_style.tally, 40))
+    times = sequential(serve_style.server.port, 100, serve_style.tally, 10)
+    serve_style.p50s.append(percentile(times, 50))
+    serve_style.p99s.append(percentile(times, 99))
+    print(
+        f"once,    {serve_style.name:<23} {serve_style.rates[0]:>8.0f} req/s   "
+        f"p50 {serve_style.p50s[0]:.3f} ms   p99 {serve_style.p99s[0]:.3f} ms"
+    )
 
     # The apps alone, in this process: the gateway's own code per request.
     apps = [make_app(s.kind, s.root, None) for s in scenarios]
     for round_number in range(args.rounds):
         for s, app in rotated(list(zip(scenarios, apps, strict=True)), round_number):
             s.app_us.append(app_cost(app, 5000))
+    serve_style.app_us = scenarios[1].app_us  # the same app
 
     # Switch-back: a background load on the flask page, then abort its candidate.
     gateway = scenarios[2].server
@@ -661,15 +741,16 @@ def run(
     loader = ctx.Process(
         target=background_load, args=(gateway.port, MTTR_PAGE, running, done, theirs), daemon=True
     )
-    loader.start()
+    with sigint_blocked():
+        loader.start()
     theirs.close()
     cleanup(lambda: (done.set(), loader.join(10), loader.is_alive() and loader.kill()))
     switches = [switch_back(canary, gateway.port, n, running) for n in range(args.mttr_trials)]
     done.set()
-    load_requests, load_bad, load_seconds = ours.recv() if ours.poll(15) else (0, -1, 0.0)
+    load = ours.recv() if ours.poll(15) else (0, 0.0, ["(the load process did not report)"])
     loader.join(10)
 
-    for s in scenarios:  # SIGTERM: the canary gateway flushes what it tallied
+    for s in [*scenarios, serve_style]:  # SIGTERM: the canary gateway flushes its tallies
         assert s.server is not None
         s.server.stop()
     with session_factory(engine)() as session:
@@ -682,24 +763,24 @@ def run(
         )
     engine.dispose()
 
-    report(args, scenarios, switches, recorded, (load_requests, load_bad, load_seconds))
+    report([*scenarios, serve_style], switches, recorded, load, on_candidate)
     if args.profile:
         print()
-        print("profile of the canary gateway app, in-process, by own time:")
-        profile(apps[2], 20000)
+        print("profile of the gateway app (no candidate), in-process, by cumulative time:")
+        profile(apps[1], 20000)
 
 
 def report(
-    args: argparse.Namespace,
     scenarios: list[Scenario],
     switches: list[Switch],
     recorded: dict[str, int],
-    load: tuple[int, int, float],
+    load: tuple[int, float, list[str]],
+    on_candidate: int,
 ) -> None:
     direct = scenarios[0]
     print()
     print(
-        f"{'scenario':<22}{'req/s (c=8)':>12}{'vs direct':>11}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'scenario':<25}{'req/s (c=8)':>12}{'vs direct':>11}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'added p50 ms':>14}{'app us/req':>12}"
     )
     added: dict[str, float] = {}
@@ -709,15 +790,23 @@ def report(
         if s is direct:
             extra = "-"
         else:
-            added[s.name] = statistics.median(
-                a - b for a, b in zip(s.p50s, direct.p50s, strict=True)
+            # Paired by round; the serve-style row ran once, against the median direct p50.
+            pairs = zip(s.p50s, direct.p50s, strict=False) if not s.serve_style else []
+            added[s.name] = (
+                statistics.median(a - b for a, b in pairs)
+                if pairs
+                else s.p50s[0] - statistics.median(direct.p50s)
             )
             extra = f"{added[s.name]:+.3f}"
         print(
-            f"{s.name:<22}{rate:>12.0f}{ratio:>11.3f}{statistics.median(s.p50s):>9.3f}"
+            f"{s.name:<25}{rate:>12.0f}{ratio:>11.3f}{statistics.median(s.p50s):>9.3f}"
             f"{statistics.median(s.p99s):>9.3f}{extra:>14}{statistics.median(s.app_us):>12.1f}"
         )
-    print("(p50 / p99 at concurrency 1; medians over rounds; added p50 paired by round)")
+    print(
+        "(p50 / p99 at concurrency 1, ms; medians over rounds; added p50 paired by round;\n"
+        " app us/req: the ASGI app called in-process, no server; the serve's-socket row ran\n"
+        " once, on a listening socket made as `shipyard serve` makes it: Nagle on)"
+    )
     print()
     for name, extra in added.items():
         verdict = "MET" if extra <= TARGET_MS else "MISSED"
@@ -739,39 +828,47 @@ def report(
     share = canary.versions[f"candidate {CANDIDATE}"] / sent if sent else 0.0
     total = sum(recorded.values())
     print(
-        f"canary split: {share:.1%} of the canary scenario's replies from the candidate; "
-        f"recorded in release_samples: {total} of {sent} requests "
+        f"canary split: {share:.1%} of the canary scenario's replies from the candidate "
+        f"({on_candidate} of the {len(VISITORS)} visitors are on it); "
+        f"release_samples holds {total} of its {sent} requests "
         f"(candidate {recorded.get('candidate', 0)}, baseline {recorded.get('baseline', 0)})"
     )
 
     print()
-    n, bad, seconds = load
+    n, seconds, load_bad = load
     rate = f"{n / seconds:.0f} req/s" if seconds else "?"
     print(
         f"switch-back on abort ({len(switches)} trials; background load 4 visitors on the "
-        f"path, {rate}, {n} requests, {bad} not 200):"
+        f"path, {rate}, {n} requests, {len(load_bad)} not 200):"
     )
     for label, values in (
         ("abort() call", [s.abort_ms for s in switches]),
         ("abort -> first live reply", [s.recovery_ms for s in switches]),
         ("poll interval", [s.poll_ms for s in switches]),
     ):
+        each = f"   ({', '.join(f'{v:.2f}' for v in values)})" if len(values) <= 10 else ""
         print(
-            f"  {label:<28} median {statistics.median(values):7.2f} ms   "
-            f"max {max(values):7.2f} ms   ({', '.join(f'{v:.2f}' for v in values)})"
+            f"  {label:<27} median {statistics.median(values):6.2f} ms   "
+            f"max {max(values):7.2f} ms{each}"
         )
     flaps = sum(s.candidate_after for s in switches)
-    bad = sum(s.bad for s in switches)
-    print(f"  candidate replies after the first live one: {flaps}; polled replies not 200: {bad}")
+    bad = [f"trial {n}: {b}" for n, s in enumerate(switches) for b in s.bad]
+    print(
+        f"  candidate replies after the first live one: {flaps}; polled replies not 200: {len(bad)}"
+    )
+    for line in [*bad, *(f"background load: {b}" for b in load_bad)][:10]:
+        print(f"    {line}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=3000, help="requests at concurrency 8")
-    parser.add_argument("--sequential", type=int, default=1000, help="requests at concurrency 1")
+    parser.add_argument("--requests", type=int, default=10000, help="requests at concurrency 8")
+    parser.add_argument("--sequential", type=int, default=3000, help="requests at concurrency 1")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the three scenarios")
-    parser.add_argument("--mttr-trials", type=int, default=5, help="aborts to time")
-    parser.add_argument("--profile", action="store_true", help="profile the gateway at the end")
+    parser.add_argument("--mttr-trials", type=int, default=10, help="aborts to time")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile the gateway app in-process at the end"
+    )
     args = parser.parse_args()
     print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     started = time.perf_counter()

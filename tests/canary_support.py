@@ -114,7 +114,7 @@ def gateway(project: Project) -> Iterator[str]:
         sessions=session_factory(make_engine(project.database_url)),
         probe_token=token,
     )
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -125,7 +125,8 @@ def gateway(project: Project) -> Iterator[str]:
     while not server.started:
         assert time.monotonic() < deadline, "the gateway did not start"
         time.sleep(0.02)
-    write_gateway_file(project.state_dir / "gateway.json", url=url, token=token)
+    served = [s.name for s in sites[:1]] + [h.name for h in handlers]
+    write_gateway_file(project.state_dir / "gateway.json", url=url, token=token, targets=served)
     try:
         yield url
     finally:

@@ -165,7 +165,7 @@ class RolloutSettings(_Section):
         default=10, gt=0, description="how often a stage is analysed while it bakes"
     )
     min_requests: int = Field(
-        default=100, ge=1, description="requests per version per stage before traffic counts"
+        default=100, ge=1, description="candidate requests per stage before a stage can pass"
     )
     max_error_rate_increase: float = Field(
         default=0.01, ge=0, le=1, description="candidate minus baseline 5xx rate that fails"

@@ -262,6 +262,11 @@ def test_paths_outside_the_route_are_unaffected(
         "/.shipyard-version.json",
         "/products/sku-1/../../.shipyard-version.json",
         "/.shipyard-version.json/",
+        "//secret.txt",
+        "/products/sku-1//" + "/".join([".."] * 3) + "/secret.txt",
+        "/products/sku-1/" + str(Path("/etc/hostname")),
+        "/products/sku-1//etc/hostname",
+        "//etc/hostname",
     ],
 )
 def test_nothing_outside_the_published_files_is_served(
@@ -278,6 +283,7 @@ def test_nothing_outside_the_published_files_is_served(
 
     assert reply["status"] == 404, reply
     assert b"TOP-SECRET" not in reply["body"]
+    assert Path("/etc/hostname").read_bytes().strip() not in reply["body"]
     assert b'"releases"' not in reply["body"] and b"weight" not in reply["body"]
 
 
@@ -403,7 +409,7 @@ def test_the_gateway_file_is_private(tmp_path: Path) -> None:
     from shipyard.server import write_gateway_file
 
     path = tmp_path / "state" / "gateway.json"
-    write_gateway_file(path, url="http://127.0.0.1:1", token="t")
+    write_gateway_file(path, url="http://127.0.0.1:1", token="t", targets=["site"])
 
     assert json.loads(path.read_text())["token"] == "t"
     assert path.stat().st_mode & 0o077 == 0

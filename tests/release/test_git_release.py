@@ -79,6 +79,38 @@ def test_a_git_release_merges_and_a_person_reverts_it(
     assert git(repo, "log", "-1", "--format=%s", "main").startswith('Revert "')
     assert find_task(rt, task_id).state == "rolled_back"
 
-    shown = run_cli(repo_project, "releases", task_id[:12])
+    shown = run_cli(repo_project, "releases", task_id)
     assert shown.returncode == 0, shown.stderr
     assert "rolled_back" in shown.stdout and "rolled back by me" in shown.stdout
+
+
+def test_a_replaced_release_cannot_be_rolled_back_and_returns_when_its_successor_is(
+    repo_project: Path, start_worker: Callable[..., Runtime]
+) -> None:
+    rt = start_worker(load_project(repo_project))
+    ids = []
+    for price in (9.5, 11.0):
+        data = {"rule": "spring", "price": price, "delay_ms": 0, "fail_rate": 0}
+        task_id = submit(
+            rt, rt.jobs.get("price-rule"), [BatchRow(where="t", data=data)], submitted_by="me"
+        ).submitted[0]
+        assert wait_for_state(rt, task_id, SETTLED | {"rolled_back"}) == "published"
+        ids.append(task_id)
+    first, second = ids
+    states = {
+        r["task"]: r["state"]
+        for r in json.loads(run_cli(repo_project, "releases", "--json").stdout)
+    }
+    assert states == {first: "replaced", second: "live"}
+
+    refused = run_cli(repo_project, "release", "rollback", first, "--as", "me")
+    assert refused.returncode == 5 and "is replaced" in refused.stderr
+
+    assert run_cli(repo_project, "release", "rollback", second, "--as", "me").returncode == 0
+    states = {
+        r["task"]: r["state"]
+        for r in json.loads(run_cli(repo_project, "releases", "--json").stdout)
+    }
+    assert states == {first: "live", second: "rolled_back"}
+    handler = git(repo_project / "rules.git", "show", "main:rules/spring/handler.py")
+    assert "9.5" in handler

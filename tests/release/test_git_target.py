@@ -145,7 +145,9 @@ def test_deploy_replaces_the_folder_on_a_new_branch_and_leaves_main(
         "pages/img/mug.png": b"png",
     }
     assert parents(repo, "shipyard/k1") == [main]
-    assert message(repo, "shipyard/k1") == "Mug page new\n\nShipyard-Release: k1\n\n"
+    assert message(repo, "shipyard/k1") == (
+        "Mug page new\n\nShipyard-Release: k1\nShipyard-Path: pages\n\n"
+    )
     assert rev(repo, "main") == main
     assert tree(repo, "main") == BASE
 

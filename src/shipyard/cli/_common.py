@@ -50,6 +50,8 @@ _STATE_STYLES = {
     "releasing": "cyan",
     "canary": "cyan",
     "live": "green",
+    "replaced": "dim",
+    "withdrawn": "magenta",
     "queued": "dim",
     "running": "blue",
     "invalid": "red",

@@ -171,11 +171,11 @@ def _steer(ctx: typer.Context, task: str, command: str, as_: str | None, as_json
         print_json(result)
     elif result.get("queued"):
         console.print(
-            f"{result['task'][:12]}: {command} recorded; the rollout acts on it at its next look"
+            f"{result['task']}: {command} recorded; the rollout acts on it at its next look"
         )
     else:
         console.print(
-            f"{result['task'][:12]}: rolled back; live version now {result['version'] or 'none'}"
+            f"{result['task']}: rolled back; live version now {result['version'] or 'none'}"
         )
 
 

@@ -9,7 +9,7 @@ import socket
 import typer
 import uvicorn
 
-from shipyard.cli._common import console, handle_errors, open_runtime
+from shipyard.cli._common import console, err_console, handle_errors, open_runtime
 from shipyard.errors import ConfigError
 from shipyard.observe import registry_for
 from shipyard.release import HttpHandler, StaticSite
@@ -18,7 +18,10 @@ from shipyard.store import make_engine, session_factory
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say
+    # they are TCP; with it on, every keep-alive response waits ~40 ms for a delayed ACK.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -63,6 +66,7 @@ def serve(
         metrics=registry_for(sessions),
         probe_token=token,
         isolate=None if isolate else False,  # None: bubblewrap when the machine has it
+        announce_file=gateway_file,
     )
     bind_host = host or settings.serve.host
     bind_port = settings.serve.port if port < 0 else port
@@ -77,17 +81,24 @@ def serve(
         console.print(f"port {bind_port} is busy ({exc.strerror}); using a free port instead")
         sock = _listen(bind_host, 0)
     actual = sock.getsockname()[1]
-    base = f"http://{bind_host}:{actual}"
+    base = f"http://[{bind_host}]:{actual}" if ":" in bind_host else f"http://{bind_host}:{actual}"
     served = [f"{site.name} ({site.live_version() or 'nothing live yet'}) at /"] if site else []
     served += [f"{h.name} at {h.mount}/" for h in app.handlers]
     console.print(
         f"serving {', '.join(served) or 'nothing'} on [bold]{base}/[/]  (Ctrl-C to stop)",
         highlight=False,
     )
-    write_gateway_file(gateway_file, url=base, token=token)
+    if app.handlers and not app.isolated:
+        err_console.print(
+            "serve: http handlers run WITHOUT isolation (no bubblewrap, or sandbox.backend = "
+            "'process'): generated code serves with this user's rights",
+            highlight=False,
+        )
+    served_targets = [t.name for t in ([site] if site else []) + list(app.handlers)]
+    write_gateway_file(gateway_file, url=base, token=token, targets=served_targets)
     try:
         config = uvicorn.Config(app, log_level="warning", lifespan="on")
         uvicorn.Server(config).run(sockets=[sock])
-    finally:
+    finally:  # Ctrl-C; on SIGTERM the gateway's shutdown removes it
         with contextlib.suppress(FileNotFoundError):
             gateway_file.unlink()

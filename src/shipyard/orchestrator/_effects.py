@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from shipyard._crash import crashpoint
 from shipyard.errors import ShipyardError
@@ -25,7 +26,22 @@ from shipyard.orchestrator._runtime import Runtime
 from shipyard.policy import entities
 from shipyard.store import ReleaseRow, ToolCallRow, transaction
 
-__all__ = ["Outcome", "compensate", "invoke", "tool_key"]
+__all__ = ["Outcome", "compensate", "invoke", "restore_replaced", "tool_key"]
+
+
+def restore_replaced(session: Session, release: ReleaseRow) -> None:
+    """A release was undone: the one it replaced at its path is live again."""
+    previous = session.scalar(
+        select(ReleaseRow)
+        .where(
+            ReleaseRow.target == release.target,
+            ReleaseRow.path == release.path,
+            ReleaseRow.state == "replaced",
+        )
+        .order_by(ReleaseRow.id.desc())
+    )
+    if previous is not None:
+        previous.state = "live"
 
 
 def tool_key(task_id: str, position: int, tool: str) -> str:
@@ -182,6 +198,7 @@ def compensate(rt: Runtime, kind: JobKind, task_id: str, reason: str) -> list[st
                 release = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id))
                 if release is not None:
                     release.state = "withdrawn"
+                    restore_replaced(session, release)
             govern.record(
                 session,
                 actor=f"agent {kind.domain}",

@@ -28,11 +28,12 @@ from sqlalchemy.orm import Session
 
 from shipyard._crash import crashpoint
 from shipyard.config import RolloutSettings
-from shipyard.errors import NotFound, ShipyardError, StateError
+from shipyard.errors import InputError, NotFound, ShipyardError, StateError
 from shipyard.generate import render
 from shipyard.jobs import JobKind
 from shipyard.model import TaskState
 from shipyard.orchestrator import _govern as govern
+from shipyard.orchestrator._effects import restore_replaced
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.orchestrator._stage import _task, set_state, stage
 from shipyard.release import Arm, ProbeTally, Rules, analyse
@@ -61,12 +62,15 @@ def plan_of(rt: Runtime, kind: JobKind) -> RolloutSettings | None:
     return rt.project.settings.targets[kind.release.target].rollout
 
 
-def gateway_info(rt: Runtime) -> dict[str, Any] | None:
-    """Where ``shipyard serve`` listens and its probe token, if it is up."""
+def gateway_info(rt: Runtime, target: str = "") -> dict[str, Any] | None:
+    """Where ``shipyard serve`` listens and its probe token, if it is up (and serves
+    ``target``, when one is named)."""
     path = rt.project.state_dir / "gateway.json"
     try:
         info = dict(json.loads(path.read_text()))
     except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if target and target not in info.get("targets", []):
         return None
     try:
         reply = httpx.get(f"{info['url']}/healthz", timeout=2)
@@ -158,8 +162,14 @@ def deploy_step(task_id: str) -> dict[str, Any]:
 
 @DBOS.step(name="shipyard.shift")
 def shift_step(task_id: str, index: int) -> None:
-    """Give the candidate the stage's share of traffic; the stage's bake starts now."""
+    """Give the candidate the stage's share of traffic; the stage's bake starts now.
+
+    Before the first stage the candidate is warmed through the gateway (a handler's process
+    started and its first requests served), so its start-up is not measured as slowness.
+    """
     rt = current_runtime()
+    if index == 0:
+        _warm(rt, task_id)
     with transaction(rt.sessions) as session:
         row = _release_row(session, task_id)
         if row.state not in ("canary", "paused"):
@@ -206,10 +216,18 @@ def _watch(rt: Runtime, task_id: str, index: int) -> str:
         if state != "paused":
             _set(rt, task_id, state="paused", reason=f"paused by {by}")
         return "paused"
-    if command == "resume":
-        _set(rt, task_id, state="canary", reason="", stage_started_at=_now())
-        return "wait"  # the bake starts again: its verdict rests on traffic after the pause
-    gateway = gateway_info(rt)
+    if command == "resume":  # the bake starts again: its verdict rests on what comes after
+        with transaction(rt.sessions) as session:
+            row = _release_row(session, task_id)
+            row.state, row.reason, row.stage_started_at = "canary", "", _now()
+            row.verdicts = [
+                {k: v for k, v in verdict.items() if k != "probes"}
+                if verdict["stage"] == index
+                else verdict
+                for verdict in row.verdicts
+            ]
+        return "wait"
+    gateway = gateway_info(rt, target_name)
     if gateway is None:
         _set(
             rt,
@@ -348,6 +366,22 @@ def _roll_back(
     return "rollback"
 
 
+_WARM_REQUESTS = 5
+
+
+def _warm(rt: Runtime, task_id: str) -> None:
+    with rt.sessions() as session:
+        row = _release_row(session, task_id)
+        target, url = row.target, row.path
+        probes = list(row.plan.get("probes", []))
+    gateway = gateway_info(rt, target)
+    if gateway is None:
+        return  # the first look waits for a gateway anyway
+    warm = probes[0] if probes else {"url": url, "method": "GET", "body": None}
+    for _ in range(_WARM_REQUESTS):
+        _probe(gateway, {**warm, "status": 0, "contains": "", "max_ms": 30_000})
+
+
 def _probe(gateway: dict[str, Any], probe: dict[str, Any]) -> str | None:
     """None when the candidate answered the probe as expected; else what went wrong."""
     started = time.perf_counter()
@@ -375,9 +409,9 @@ def _probe(gateway: dict[str, Any], probe: dict[str, Any]) -> str | None:
 def _arms(rt: Runtime, task_id: str, since: datetime) -> tuple[Arm, Arm]:
     with rt.sessions() as session:
         rows = session.scalars(
-            select(ReleaseSampleRow).where(
-                ReleaseSampleRow.task_id == task_id, ReleaseSampleRow.at >= since
-            )
+            select(ReleaseSampleRow)
+            .where(ReleaseSampleRow.task_id == task_id, ReleaseSampleRow.at >= since)
+            .order_by(ReleaseSampleRow.at, ReleaseSampleRow.id)
         ).all()
     arms: dict[str, tuple[int, int, list[float]]] = {}
     for row in rows:
@@ -426,10 +460,17 @@ def steer(rt: Runtime, task_id: str, command: str, *, actor: str) -> dict[str, A
     if command not in COMMANDS:
         raise StateError(f"unknown command {command!r}", hint=f"one of: {', '.join(COMMANDS)}")
     with rt.sessions() as session:
-        row = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id.startswith(task_id)))
-        if row is None:
+        rows = session.scalars(
+            select(ReleaseRow).where(ReleaseRow.task_id.startswith(task_id)).limit(2)
+        ).all()
+        if not rows:
             raise NotFound(f"no release for task {task_id}", hint="`shipyard releases` lists them")
-        full_id, target_name, state = row.task_id, row.target, row.state
+        if len(rows) > 1:
+            raise InputError(
+                f"{task_id!r} names more than one release ({rows[0].task_id}, {rows[1].task_id})",
+                hint="give more of the task id",
+            )
+        full_id, target_name, state = rows[0].task_id, rows[0].target, rows[0].state
     subject = govern.target(rt, target_name)
     verdict = govern.require(
         rt,
@@ -468,11 +509,18 @@ def _withdraw(rt: Runtime, task_id: str, target_name: str, *, actor: str) -> dic
     detected = _now()
     version = rt.target(target_name).withdraw(task_id)
     restored = _now()
+    if version is None:
+        raise StateError(
+            f"release of task {task_id} is not live on {target_name} any more; nothing changed",
+            hint="a later release or a site rollback replaced it: `shipyard releases` shows "
+            "what is live",
+        )
     reason = f"rolled back by {actor}"
     with transaction(rt.sessions) as session:
         row = _release_row(session, task_id)
         row.state, row.reason = "rolled_back", reason
         row.detected_at, row.restored_at, row.rolled_back_at = detected, restored, restored
+        restore_replaced(session, row)  # what the path held before is what it holds again
         session.execute(
             update(TaskRow)
             .where(TaskRow.id == task_id)
@@ -524,9 +572,12 @@ def releases(
                 "finished_at": row.finished_at,
                 "detected_at": row.detected_at,
                 "restored_at": row.restored_at,
-                "time_to_detect_s": (
+                "time_to_detect_s": (  # for a rollout's rollback, not a live release's
                     round((row.detected_at - row.stage_started_at).total_seconds(), 2)
-                    if row.detected_at and row.stage_started_at
+                    if row.detected_at
+                    and row.stage_started_at
+                    and row.finished_at
+                    and row.finished_at >= row.detected_at
                     else None
                 ),
                 "time_to_recover_ms": round(recovered * 1000, 1) if recovered is not None else None,

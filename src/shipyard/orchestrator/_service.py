@@ -755,6 +755,16 @@ def rollback(rt: Runtime, target_name: str, *, actor: str) -> dict[str, Any]:
             reason=f"version {result.from_version} -> {result.to_version}",
             detail={"tasks": list(result.removed_keys)},
         )
+        restored = list(target.manifest(result.to_version)["releases"])
+        session.execute(  # what the old version holds is live again
+            update(ReleaseRow)
+            .where(
+                ReleaseRow.target == target_name,
+                ReleaseRow.state == "replaced",
+                ReleaseRow.task_id.in_(restored),
+            )
+            .values(state="live")
+        )
         for task_id in result.removed_keys:
             session.execute(
                 update(ReleaseRow)

@@ -787,6 +787,17 @@ def release_step(task_id: str) -> dict[str, Any]:
             raise ShipyardError(f"release failed: {outcome.error}")
         result = outcome.result
         with transaction(rt.sessions) as session:
+            if not result["already_live"]:  # what this replaces at its path is live no more
+                session.execute(
+                    update(ReleaseRow)
+                    .where(
+                        ReleaseRow.target == result["target"],
+                        ReleaseRow.path == result["url_path"],
+                        ReleaseRow.state == "live",
+                        ReleaseRow.task_id != task_id,
+                    )
+                    .values(state="replaced")
+                )
             row = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id))
             if row is not None and row.state in ("canary", "paused"):  # a canary promoted
                 row.state, row.version, row.weight = "live", result["version"][:40], 100.0

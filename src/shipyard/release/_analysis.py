@@ -208,7 +208,8 @@ def analyse(
         compared = (
             f"no worse than {baseline.requests} baseline requests"
             if enough_baseline
-            else f"within {rules.max_error_rate_increase:.1%} 5xx (no baseline: the path is new)"
+            else f"within {rules.max_error_rate_increase:.1%} 5xx (no baseline to compare with: "
+            f"{baseline.requests} baseline requests)"
         )
         return Verdict(
             outcome="pass",

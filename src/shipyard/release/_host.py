@@ -55,35 +55,44 @@ def application(handle: Callable[[dict[str, Any]], Any]) -> Any:
         status, body = 200, None
         try:
             payload = json.loads(raw) if raw else None
-            request = {
-                "method": scope["method"],
-                "path": scope["path"],
-                "query": dict(parse_qsl(scope["query_string"].decode())),
-                "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
-                "body": payload,
-            }
+        except json.JSONDecodeError as exc:
+            await _reply(send, 400, {"error": f"the body is not JSON: {exc.msg}"})
+            return
+        request = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "query": dict(parse_qsl(scope["query_string"].decode())),
+            "headers": {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
+            "body": payload,
+        }
+        try:
             result = await asyncio.to_thread(handle, request)
             if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], int):
                 status, body = result
             else:
                 body = result
             data = json.dumps(body).encode()
-        except json.JSONDecodeError as exc:
-            status, data = 400, json.dumps({"error": f"the body is not JSON: {exc}"}).encode()
-        except Exception as exc:  # the handler's own failure: a 500, and the process lives on
-            traceback.print_exc(file=sys.stderr)
-            status = 500
-            data = json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
+        except Exception:  # the handler's own failure: a 500, and the process lives on
+            traceback.print_exc(file=sys.stderr)  # the details stay in the gateway's log
+            status, data = 500, b'{"error": "internal error"}'
+        await _send(send, status, data)
 
     return app
+
+
+async def _reply(send: Send, status: int, body: Any) -> None:
+    await _send(send, status, json.dumps(body).encode())
+
+
+async def _send(send: Send, status: int, data: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
 
 
 def main() -> None:

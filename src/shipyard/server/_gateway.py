@@ -156,11 +156,20 @@ class HandlerPool:
         socket_path.unlink(missing_ok=True)
         log_path = self._run_dir / f"{key[-16:]}.log"
         command = [sys.executable, "-m", "shipyard.release._host", str(folder), str(socket_path)]
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
         if self.isolate:
             command = confine(command, read_only=[folder], writable=[self._run_dir])
+        else:  # at least none of the gateway's environment (keys, database URL) goes along
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env=env,
+                cwd=folder,
             )
         deadline = time.monotonic() + 20
         while not socket_path.exists():
@@ -273,6 +282,7 @@ class Gateway:
         metrics: CollectorRegistry | None = None,
         probe_token: str = "",
         isolate: bool | None = None,
+        announce_file: Path | None = None,
     ) -> None:
         self.site, self.metrics = site, metrics
         self.probe_token = probe_token or secrets.token_urlsafe(24)
@@ -284,6 +294,9 @@ class Gateway:
             for h in sorted(handlers, key=lambda h: -len(h.mount))
         ]
         self._reconciler: asyncio.Task[None] | None = None
+        self.isolated = isolate
+        self.announce_file = announce_file
+        """gateway.json, removed at shutdown (a rollout then waits for a gateway)."""
 
     @property
     def handlers(self) -> list[HttpHandler]:
@@ -301,6 +314,8 @@ class Gateway:
             self._reconciler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reconciler
+        if self.announce_file is not None:
+            self.announce_file.unlink(missing_ok=True)
         for _, _, pool in self._handlers:
             await pool.close()
         await asyncio.to_thread(self.recorder.stop)
@@ -361,6 +376,13 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _live(self, site: StaticSite) -> Path | None:
+        """The live version's folder: ``current`` read as a link (a switch is one rename)."""
+        try:
+            return site.root / os.readlink(site.root / "current")
+        except FileNotFoundError:
+            return None
+
     def _arm(
         self, scope: Scope, key: str, weight: float, headers: list[tuple[bytes, bytes]]
     ) -> tuple[str, bool]:
@@ -391,35 +413,41 @@ class Gateway:
             return
         matched = self._site_routes.match(path)
         key, arm, probe = "", "baseline", False
-        base: Path | None
         if matched is not None:
             prefix, route = matched
             key = str(route["candidate"])
             arm, probe = self._arm(scope, key, float(route["weight"]), headers)
+        base: Path | None = None
         if arm == "candidate" and matched is not None:
             prefix, route = matched
-            base, relative = site.root / route["dir"], path[len(prefix) :]
+            base, relative = site.root / route["dir"], path[len(prefix) :].lstrip("/")
             version = f"candidate {key}"
-        else:
-            base, relative = site.live_dir(), path.lstrip("/")
+            if not base.is_dir() or (route["path"] == "." and not (base / relative).exists()):
+                # Aborted a moment ago; or a release at the root, which adds to the site
+                # rather than replacing it (as its promotion will): the live version serves.
+                base = None
+        if base is None:
+            base, relative = self._live(site), path.lstrip("/")
             version = base.name if base is not None else "none"
         headers.append((b"x-shipyard-version", version.encode()))
         status, body, content_type = 404, f"{path} is not published\n".encode(), "text/plain"
-        if base is not None and not any(p.startswith(".shipyard") for p in relative.split("/")):
-            found = (base / relative).resolve()
-            if found.is_relative_to(base.resolve()):
-                if found.is_dir():
-                    if not path.endswith("/"):  # relative links in the page need the slash
-                        query = scope["query_string"].decode("latin-1")
-                        location = f"{path}/" + (f"?{query}" if query else "")
-                        headers.append((b"location", location.encode()))
-                        status, body = 308, b""
-                    found = found / "index.html"
-                if status != 308 and found.is_file():
-                    status, body = 200, found.read_bytes()
-                    content_type = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
-                    if content_type.startswith("text/"):
-                        content_type += "; charset=utf-8"
+        parts = relative.split("/")
+        # Published files are plain files written by Shipyard (no links), so a path without
+        # '..' stays inside its version: no resolve() on the hot path.
+        if base is not None and not any(p == ".." or p.startswith(".shipyard") for p in parts):
+            found = base / relative
+            if found.is_dir():
+                if not path.endswith("/"):  # relative links in the page need the slash
+                    query = scope["query_string"].decode("latin-1")
+                    location = f"{path}/" + (f"?{query}" if query else "")
+                    headers.append((b"location", location.encode()))
+                    status, body = 308, b""
+                found = found / "index.html"
+            if status != 308 and found.is_file():
+                status, body = 200, found.read_bytes()
+                content_type = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
+                if content_type.startswith("text/"):
+                    content_type += "; charset=utf-8"
         await _respond(send, status, body, content_type, headers, head=scope["method"] == "HEAD")
         # A page the live site does not have yet has no baseline to compare with.
         if key and not probe and (arm == "candidate" or status != 404):
@@ -474,11 +502,14 @@ class Gateway:
             self.recorder.add(candidate, arm, status, (time.perf_counter() - started) * 1000)
 
 
-def write_gateway_file(path: Path, *, url: str, token: str) -> None:
-    """Tell the canary controller (another process) where the gateway is and its probe token."""
+def write_gateway_file(path: Path, *, url: str, token: str, targets: Sequence[str]) -> None:
+    """Tell the canary controller (another process) where the gateway is, what it serves and
+    its probe token (readable by the owner only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_suffix(".tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"url": url, "token": token, "pid": os.getpid()}, handle)
+        json.dump(
+            {"url": url, "token": token, "pid": os.getpid(), "targets": list(targets)}, handle
+        )
     os.replace(temp, path)

@@ -42,6 +42,8 @@ __all__ = ["GitTarget"]
 
 RELEASE = "Shipyard-Release"
 REVERT = "Shipyard-Revert"
+PATH = "Shipyard-Path"
+"""Trailer naming the folder a release commit writes (what the release's path is)."""
 IDENTITY = ("Shipyard", "shipyard@localhost")
 TIMEOUT = 120
 NULL_SHA = "0" * 40
@@ -49,6 +51,7 @@ _FIELD, _VALUE = "\x1f", "\x1e"
 _FORMAT = (
     f"--format=%H%x1f%P%x1f%s%x1f%(trailers:key={RELEASE},valueonly,separator=%x1e)"
     f"%x1f%(trailers:key={REVERT},valueonly,separator=%x1e)"
+    f"%x1f%(trailers:key={PATH},valueonly,separator=%x1e)"
 )
 
 MergeMode = Literal["fast-forward", "merge-commit"]
@@ -63,6 +66,8 @@ class _Commit:
     """Values of the commit's ``Shipyard-Release`` trailers."""
     reverted: tuple[str, ...]
     """Values of the commit's ``Shipyard-Revert`` trailers."""
+    path: str = ""
+    """The ``Shipyard-Path`` trailer: the folder the release writes ('' when absent)."""
 
 
 def _folder(path: str) -> PurePosixPath | None:
@@ -159,7 +164,8 @@ class GitTarget:
         base = self._head()
         tree = self._write_tree(base, folder, entries)
         subject = _one_line(title) or f"shipyard release {key}"
-        commit = self._commit_tree(tree, [base], f"{subject}\n\n{RELEASE}: {key}\n")
+        trailers = f"{RELEASE}: {key}\n{PATH}: {folder or '.'}\n"
+        commit = self._commit_tree(tree, [base], f"{subject}\n\n{trailers}")
         self._move(ref, commit, None, f"shipyard: deploy {key}")
         return Deployed(key=key, url_path=url_path, version=commit)
 
@@ -193,7 +199,7 @@ class GitTarget:
                 hint=f"delete the branch (git branch -D {url_path}) and deploy again",
             )
         if self._is_ancestor(tip, head):
-            return self._promoted_already(key, url_path, head)
+            return self._promoted_already(key, self._live_path(tip, url_path), head)
         if self.merge == "fast-forward":
             if not self._is_ancestor(head, tip):
                 raise StateError(
@@ -215,7 +221,14 @@ class GitTarget:
             message = f"Merge branch '{url_path}' into {self.branch}\n\n{RELEASE}: {key}\n"
             new = self._commit_tree(tree, [head, tip], message)
         self._move(self._branch_ref, new, head, f"shipyard: promote {key}")
-        return Promoted(key=key, url_path=url_path, version=new)
+        return Promoted(key=key, url_path=self._live_path(tip, url_path), version=new)
+
+    def _live_path(self, tip: str, fallback: str) -> str:
+        """``BRANCH:/FOLDER/``: where a promoted release lives (what a later one replaces)."""
+        folder = self._commit(tip).path
+        if not folder:
+            return fallback
+        return f"{self.branch}:/" + ("" if folder == "." else f"{folder}/")
 
     def abort(self, key: str) -> bool:
         """Delete ``shipyard/<key>`` unless it was promoted (then it names what is live)."""
@@ -426,7 +439,7 @@ class GitTarget:
         for record in out.decode(errors="replace").split("\0"):
             if not record:
                 continue
-            sha, parents, subject, released, reverted = record.split(_FIELD)
+            sha, parents, subject, released, reverted, path = record.split(_FIELD)
             commits.append(
                 _Commit(
                     sha=sha,
@@ -434,6 +447,7 @@ class GitTarget:
                     subject=subject,
                     released=tuple(v.strip() for v in released.split(_VALUE) if v.strip()),
                     reverted=tuple(v.strip() for v in reverted.split(_VALUE) if v.strip()),
+                    path=path.split(_VALUE)[0].strip(),
                 )
             )
         return commits
