@@ -20,11 +20,9 @@ the gateway's code costs, apart from uvicorn and the network).
 
 Target: the gateway adds at most 1 ms to p50 latency at concurrency 1.
 
-A fourth row runs once, briefly: the gateway on a listening socket made the way
-``shipyard serve`` makes it (``socket.socket(AF_INET)``, protocol 0). asyncio sets TCP_NODELAY
-only on connections of a socket whose protocol is IPPROTO_TCP, so there Nagle's algorithm
-stays on and each keep-alive response's body waits for the client's delayed ACK (~40 ms). The
-three measured servers listen on IPPROTO_TCP sockets.
+Every server listens on a socket made by ``shipyard serve``'s own ``_listen`` (IPPROTO_TCP,
+so asyncio turns Nagle's algorithm off; with it on, each keep-alive response waited ~40 ms
+for a delayed ACK).
 
 Then the switch-back time: a candidate at weight 50 on another path, a steady background load on
 that path (another process), and ``StaticSite.abort(KEY)``: how long ``abort`` takes, and the
@@ -264,25 +262,18 @@ def _exit_with_parent(conn: Connection) -> None:
     os._exit(1)
 
 
-def serve(kind: str, root: str, db_url: str, conn: Connection, serve_style: bool) -> None:
+def serve(kind: str, root: str, db_url: str, conn: Connection) -> None:
     """Process entry: one uvicorn server on a free loopback port, told to the parent.
 
-    asyncio turns Nagle's algorithm off (TCP_NODELAY) on a connection only when the listening
-    socket's protocol number says TCP, so the socket is made with IPPROTO_TCP. With
-    ``serve_style`` it is made as ``shipyard serve`` makes it, ``socket.socket(AF_INET)``
-    (protocol 0): Nagle stays on, and the body of a response, written after its head, waits
-    for the client's delayed ACK (about 40 ms on Linux) on a keep-alive connection.
+    The listening socket is the one ``shipyard serve`` makes (``_listen``).
     """
     import uvicorn
 
     detach()
     app = make_app(kind, Path(root), db_url)
-    if serve_style:
-        sock = socket.socket(socket.AF_INET)
-    else:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    from shipyard.cli._serve import _listen
+
+    sock = _listen("127.0.0.1", 0)
     conn.send(sock.getsockname()[1])
     threading.Thread(target=_exit_with_parent, args=(conn,), daemon=True).start()
     uvicorn.Server(uvicorn.Config(app, **UVICORN)).run(sockets=[sock])
@@ -306,11 +297,9 @@ class Server:
         self.conn.close()
 
 
-def start_server(
-    ctx: Any, name: str, kind: str, root: Path, db_url: str, tally: Tally, serve_style: bool
-) -> Server:
+def start_server(ctx: Any, name: str, kind: str, root: Path, db_url: str, tally: Tally) -> Server:
     ours, theirs = ctx.Pipe()
-    args = (kind, str(root), db_url, theirs, serve_style)
+    args = (kind, str(root), db_url, theirs)
     process = ctx.Process(target=serve, args=args, daemon=True)
     with sigint_blocked():
         process.start()
@@ -653,8 +642,6 @@ class Scenario:
     name: str
     kind: str
     root: Path
-    serve_style: bool = False
-    """Listen on a socket made the way ``shipyard serve`` makes it (Nagle left on)."""
     server: Server | None = None
     rates: list[float] = field(default_factory=list)
     p50s: list[float] = field(default_factory=list)
@@ -680,9 +667,8 @@ def run(
         Scenario("gateway", "gateway", plain.root),
         Scenario("gateway, canary 50%", "gateway", canary.root),
     ]
-    serve_style = Scenario("gateway, serve's socket", "gateway", plain.root, serve_style=True)
-    for s in [*scenarios, serve_style]:
-        s.server = start_server(ctx, s.name, s.kind, s.root, db_url, s.tally, s.serve_style)
+    for s in scenarios:
+        s.server = start_server(ctx, s.name, s.kind, s.root, db_url, s.tally)
         cleanup(s.server.stop)
     size = len(product_page("Trail Mug", "blue", "24.50"))
     print(f"page: /{PAGE}/, {size} bytes; {len(VISITORS)} visitors; uvicorn {UVICORN}")
@@ -715,23 +701,11 @@ def run(
             scenarios[2].tally.add(reply)
             on_candidate += reply.version == f"candidate {CANDIDATE}"
 
-    # Once, and short: with Nagle on, every keep-alive reply waits ~40 ms for a delayed ACK.
-    assert serve_style.server is not None
-    serve_style.rates.append(throughput(serve_style.server.port, 400, serve_style.tally, 40))
-    times = sequential(serve_style.server.port, 100, serve_style.tally, 10)
-    serve_style.p50s.append(percentile(times, 50))
-    serve_style.p99s.append(percentile(times, 99))
-    print(
-        f"once,    {serve_style.name:<23} {serve_style.rates[0]:>8.0f} req/s   "
-        f"p50 {serve_style.p50s[0]:.3f} ms   p99 {serve_style.p99s[0]:.3f} ms"
-    )
-
     # The apps alone, in this process: the gateway's own code per request.
     apps = [make_app(s.kind, s.root, None) for s in scenarios]
     for round_number in range(args.rounds):
         for s, app in rotated(list(zip(scenarios, apps, strict=True)), round_number):
             s.app_us.append(app_cost(app, 5000))
-    serve_style.app_us = scenarios[1].app_us  # the same app
 
     # Switch-back: a background load on the flask page, then abort its candidate.
     gateway = scenarios[2].server
@@ -750,7 +724,7 @@ def run(
     load = ours.recv() if ours.poll(15) else (0, 0.0, ["(the load process did not report)"])
     loader.join(10)
 
-    for s in [*scenarios, serve_style]:  # SIGTERM: the canary gateway flushes its tallies
+    for s in scenarios:  # SIGTERM: the canary gateway flushes its tallies
         assert s.server is not None
         s.server.stop()
     with session_factory(engine)() as session:
@@ -763,7 +737,7 @@ def run(
         )
     engine.dispose()
 
-    report([*scenarios, serve_style], switches, recorded, load, on_candidate)
+    report(scenarios, switches, recorded, load, on_candidate)
     if args.profile:
         print()
         print("profile of the gateway app (no candidate), in-process, by cumulative time:")
@@ -791,7 +765,7 @@ def report(
             extra = "-"
         else:
             # Paired by round; the serve-style row ran once, against the median direct p50.
-            pairs = zip(s.p50s, direct.p50s, strict=False) if not s.serve_style else []
+            pairs = zip(s.p50s, direct.p50s, strict=False)
             added[s.name] = (
                 statistics.median(a - b for a, b in pairs)
                 if pairs
@@ -804,8 +778,8 @@ def report(
         )
     print(
         "(p50 / p99 at concurrency 1, ms; medians over rounds; added p50 paired by round;\n"
-        " app us/req: the ASGI app called in-process, no server; the serve's-socket row ran\n"
-        " once, on a listening socket made as `shipyard serve` makes it: Nagle on)"
+        " app us/req: the ASGI app called in-process, no server; every server listens on\n"
+        " a socket made by `shipyard serve`'s own _listen)"
     )
     print()
     for name, extra in added.items():
