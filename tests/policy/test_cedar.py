@@ -181,12 +181,12 @@ def test_the_examples_policy_tests_all_hold(tmp_path: Path) -> None:
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".shipyard"))
     done = run_cli(root, "policy", "test", str(root / "policies" / "tests.toml"))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "13 of 13 as expected" in done.stdout
+    assert "15 of 15 as expected" in done.stdout
     # A case that expects the wrong answer fails the command and is marked.
     cases = root / "policies" / "tests.toml"
     cases.write_text(cases.read_text().replace('expect = "deny"', 'expect = "allow"', 1))
     wrong = run_cli(root, "policy", "test", str(root / "policies" / "tests.toml"))
-    assert wrong.returncode == 1 and "12 of 13 as expected" in wrong.stdout
+    assert wrong.returncode == 1 and "14 of 15 as expected" in wrong.stdout
 
 
 def test_a_case_that_does_not_fit_the_schema_is_an_error_not_a_deny(tmp_path: Path) -> None:

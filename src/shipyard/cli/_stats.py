@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import typer
 from rich.table import Table
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from shipyard.cli._common import console, handle_errors, open_runtime, print_json
 from shipyard.errors import InputError
 from shipyard.observe import operating_figures
 from shipyard.orchestrator import _memory as memory
-from shipyard.store import SpanRow, transaction
+from shipyard.store import ReleaseRow, ReleaseSampleRow, SpanRow, transaction
 
 _SPAN = re.compile(r"^(\d+)([hdw])$")
 
@@ -83,14 +83,23 @@ def stats(
 
 @handle_errors
 def gc(ctx: typer.Context) -> None:
-    """Apply retention: spans (with the prompts and replies in them) older than
-    [observe] retention_days, and expired memory. Records and aggregates stay."""
+    """Apply retention: spans (with the prompts and replies in them) and the gateway's traffic
+    samples of finished releases older than [observe] retention_days, and expired memory.
+    Records, verdicts and aggregates stay."""
     with open_runtime(ctx) as rt:
         days = rt.project.settings.observe.retention_days
-        cutoff = int((datetime.now(UTC) - timedelta(days=days)).timestamp() * 1e9)
+        since = datetime.now(UTC) - timedelta(days=days)
+        cutoff = int(since.timestamp() * 1e9)
+        baking = select(ReleaseRow.task_id).where(ReleaseRow.state.in_(("canary", "paused")))
         with transaction(rt.sessions) as session:
             spans = session.execute(delete(SpanRow).where(SpanRow.end_ns < cutoff)).rowcount  # type: ignore[attr-defined]
+            samples = session.execute(
+                delete(ReleaseSampleRow).where(
+                    ReleaseSampleRow.at < since, ReleaseSampleRow.task_id.not_in(baking)
+                )
+            ).rowcount  # type: ignore[attr-defined]
         purged = memory.purge(rt)
     console.print(
-        f"{spans} span(s) older than {days} days removed; {purged} expired memory item(s) purged"
+        f"{spans} span(s) and {samples} traffic sample(s) older than {days} days removed; "
+        f"{purged} expired memory item(s) purged"
     )
