@@ -25,8 +25,8 @@ def _serve(root: Path) -> tuple[subprocess.Popen[str], str]:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert server.stdout is not None
-    line = server.stdout.readline()  # "serving storefront-site (...) at http://127.0.0.1:PORT/"
-    url = line.split(" at ")[-1].split()[0]
+    line = server.stdout.readline()  # "serving storefront-site (...) at / on http://...:PORT/"
+    url = line.split(" on ")[-1].split()[0]
     assert url.startswith("http://127.0.0.1:"), line
     return server, url
 
@@ -65,6 +65,10 @@ def test_demo_runs_end_to_end_and_serves_the_site(tmp_path: Path) -> None:
     assert "first-attempt pass rate" in done.stdout and "audit completeness" in done.stdout
     assert "execute_tool publish" in done.stdout  # the trace
     assert "1 attempt(s)" in done.stdout and "release: live on storefront-site" in done.stdout
+    # Every page went out by canary, stage by stage, while the shoppers browsed.
+    assert "canary 20% → 50% → 100%" in done.stdout
+    assert "20%: " in done.stdout and "50%: " in done.stdout  # one release's stage verdicts
+    assert "0 errors" in done.stdout  # what the simulated shoppers saw
 
     tasks = json.loads(run_cli(work, "list", "--json").stdout)
     states: dict[str, int] = {}
@@ -85,6 +89,7 @@ def test_demo_runs_end_to_end_and_serves_the_site(tmp_path: Path) -> None:
     story = json.loads(run_cli(work, "show", published[0]["id"], "--json").stdout)
     assert story["decisions"][-1]["actor"] == "demo-operator"
     assert story["release"]["state"] == "live"
+    assert [v["outcome"] for v in story["release"]["verdicts"]] == ["pass", "pass"]
 
     listing = run_cli(work, "artifacts", "--json")
     artifacts = json.loads(listing.stdout)

@@ -66,7 +66,8 @@ def _stage(release: dict[str, Any]) -> str:
         return f"{len(stages)}/{len(stages)} 100%"
     if release["stage"] < 0:
         return f"0/{len(stages)} 0%"
-    return f"{release['stage'] + 1}/{len(stages)} {release['weight']:g}%"
+    weight = stages[release["stage"]] if release["state"] == "rolled_back" else release["weight"]
+    return f"{release['stage'] + 1}/{len(stages)} {weight:g}%"
 
 
 def _arm(verdict: dict[str, Any], name: str) -> str:
