@@ -55,7 +55,7 @@ def serve(
         handlers = [rt.target(n) for n, t in settings.targets.items() if t.kind == "http-handler"]
         url = rt.project.database_url
         gateway_file = rt.project.state_dir / "gateway.json"
-        isolate = settings.sandbox.backend != "process"
+        backend = settings.sandbox.backend
     assert site is None or isinstance(site, StaticSite)
     sessions = session_factory(make_engine(url))
     token = secrets.token_urlsafe(24)
@@ -65,7 +65,9 @@ def serve(
         sessions=sessions,
         metrics=registry_for(sessions),
         probe_token=token,
-        isolate=None if isolate else False,  # None: bubblewrap when the machine has it
+        # "auto": bubblewrap when the machine has it; "bwrap": always (a handler that cannot
+        # be confined does not start); "process": never.
+        isolate={"auto": None, "bwrap": True, "process": False}[backend],
         announce_file=gateway_file,
     )
     bind_host = host or settings.serve.host
