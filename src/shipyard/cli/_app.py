@@ -18,6 +18,7 @@ from shipyard.cli import (
     _policy,
     _provide,
     _release,
+    _replay,
     _sandbox,
     _serve,
     _stats,
@@ -76,6 +77,7 @@ app.add_typer(_release.release_app, name="release")
 app.command("serve")(_serve.serve)
 app.command("check")(_sandbox.check)
 app.add_typer(_sandbox.sandbox_app, name="sandbox")
+app.command("replay")(_replay.replay)
 app.add_typer(_policy.policy_app, name="policy")
 app.add_typer(_audit.audit_app, name="audit")
 app.add_typer(_memory.memory_app, name="memory")

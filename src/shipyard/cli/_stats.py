@@ -18,7 +18,7 @@ from shipyard.store import ReleaseRow, ReleaseSampleRow, SpanRow, transaction
 _SPAN = re.compile(r"^(\d+)([hdw])$")
 
 
-def _window(text: str) -> timedelta:
+def parse_window(text: str) -> timedelta:
     found = _SPAN.match(text.strip())
     if not found:
         raise InputError(
@@ -43,7 +43,7 @@ def stats(
 ) -> None:
     """The operating figures for tasks submitted in the window (see docs/observability.md)."""
     until = datetime.now(UTC)
-    start = until - _window(since)
+    start = until - parse_window(since)
     with open_runtime(ctx) as rt, rt.sessions() as session:
         figures = operating_figures(
             session,

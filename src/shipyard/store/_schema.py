@@ -242,6 +242,25 @@ class ReleaseSampleRow(Base):
     """Milliseconds, a uniform sample of at most a thousand of the window's requests."""
 
 
+class ReplayRunRow(Base):
+    """A replay: recorded tasks re-run in simulation under a candidate configuration.
+
+    Its own record, apart from the live ones it read (which it never writes)."""
+
+    __tablename__ = "replay_runs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(String(100))
+    from_step: Mapped[str] = mapped_column(String(16))
+    candidate: Mapped[dict[str, Any]] = mapped_column()
+    """The candidate's config file, policy files and policy version."""
+    baseline: Mapped[dict[str, Any]] = mapped_column()
+    """The live policy version it was compared with."""
+    summary: Mapped[dict[str, Any]] = mapped_column()
+    report: Mapped[dict[str, Any]] = mapped_column()
+
+
 class MemoryRow(Base):
     """Something the pipeline remembers for next time (outcomes, reasons, findings)."""
 

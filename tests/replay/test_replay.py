@@ -1,0 +1,202 @@
+"""Replay: recorded tasks re-run under a candidate policy, check set or template, in
+simulation; every live record stays as it was."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from shipyard.config import Project
+from shipyard.jobs import BatchRow
+from shipyard.orchestrator import Runtime, submit
+from shipyard.replay import Candidate, Selection, run_replay
+from shipyard.store import AuditRow, Base, ReplayRunRow
+from support import PRODUCT, SETTLED, run_cli, wait_for_state
+
+EXPERIMENT = {
+    "name": "checkout-button",
+    "variants": ["control", "green-button"],
+    "ratio": 0.5,
+    "salt": "2026-11-checkout",
+}
+FORBID_AB_TESTS = """
+// Stricter: A/B test scripts are never released.
+@id("no-ab-tests")
+forbid(principal, action == Action::"release", resource == JobKind::"ab-test");
+"""
+
+
+@pytest.fixture
+def recorded(project: Project, start_worker: Callable[..., Runtime]) -> Runtime:
+    """A landing page and an A/B test, generated, checked and gated (waiting for approval)."""
+    rt = start_worker(project)
+    ids = [
+        *submit(rt, rt.jobs.get("landing-page"), [BatchRow(where="t", data=PRODUCT)],
+                submitted_by="me").submitted,
+        *submit(rt, rt.jobs.get("ab-test"), [BatchRow(where="t", data=EXPERIMENT)],
+                submitted_by="me").submitted,
+    ]  # fmt: skip
+    for task_id in ids:
+        assert wait_for_state(rt, task_id, SETTLED) == "waiting_approval"
+    return rt
+
+
+def strict_policy(project: Project, folder: Path) -> Path:
+    path = folder / "strict.cedar"
+    path.write_text(project.policy_files[0].read_text() + FORBID_AB_TESTS)
+    return path
+
+
+def live_tables(rt: Runtime) -> dict[str, list[Any]]:
+    """Every row of every live table (everything but replay runs), and the state folder."""
+    found: dict[str, list[Any]] = {}
+    with rt.engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            if table.name != "replay_runs":
+                rows = connection.execute(select(table)).all()
+                found[table.name] = sorted(map(repr, rows))
+        found["alembic_version"] = list(connection.execute(text("select * from alembic_version")))
+    state = rt.project.state_dir
+    found["files"] = sorted(
+        str(p.relative_to(state))
+        for p in state.rglob("*")
+        if p.is_file() and "shipyard.db" not in p.name and "workflows" not in p.name
+    )
+    return found
+
+
+def changes(report: dict[str, Any]) -> dict[str, list[str]]:
+    return {t["job_kind"]: t["changes"] for t in report["tasks"]}
+
+
+def test_a_stricter_policy_shows_as_newly_denied_and_changes_nothing_live(
+    recorded: Runtime, tmp_path: Path
+) -> None:
+    rt = recorded
+    before = live_tables(rt)
+    report = run_replay(
+        rt,
+        Candidate(policy_files=(strict_policy(rt.project, tmp_path),)),
+        Selection(),
+        from_step="verify",
+        actor="me",
+    )
+    assert changes(report) == {"landing-page": [], "ab-test": ["newly denied"]}
+    ab = next(t for t in report["tasks"] if t["job_kind"] == "ab-test")
+    assert ab["before"]["gate"] == "needs_approval" and ab["after"]["gate"] == "deny"
+    assert ab["regression"] and ab["after"]["passed"] is True  # checks ran, and passed
+    assert report["summary"]["changes"] == {"newly denied": 1}
+    assert report["regressions"] == ["1 task(s) newly denied (limit 0)"]
+    assert report["candidate"]["policy_hash"] != report["baseline"]["policy_hash"]
+    assert live_tables(rt) == before  # not one live row or file changed
+    with rt.sessions() as session:
+        run = session.get(ReplayRunRow, report["id"])
+        assert run is not None and run.summary["regressions"] == 1
+
+
+def test_a_check_the_recorded_output_fails_is_a_regression(
+    recorded: Runtime, tmp_path: Path
+) -> None:
+    rt = recorded
+    candidate = tmp_path / "candidate"
+    shutil.copytree(rt.project.root, candidate, ignore=shutil.ignore_patterns(".shipyard"))
+    job = candidate / "jobs" / "landing-page" / "job.toml"
+    # The candidate adds a check no recorded page passes: a page must mention returns.
+    check = '{ name = "command", run = ["grep", "-q", "Free returns", "index.html"] }'
+    job.write_text(job.read_text().replace("checks = [\n", f"checks = [\n  {check},\n"))
+    report = run_replay(
+        rt, Candidate(config=candidate / "shipyard.toml"), Selection(job_kind="landing-page"),
+        from_step="verify", actor="me",
+    )  # fmt: skip
+    (page,) = report["tasks"]
+    assert page["before"]["passed"] is True and page["after"]["passed"] is False
+    assert page["changes"] == ["newly failing"] and page["regression"]
+    assert page["after"]["failing"]
+    assert report["summary"]["pass_rate_before"] == 1.0
+    assert report["summary"]["pass_rate_after"] == 0.0
+    assert report["regressions"][0].startswith("check pass rate 100.0% -> 0.0%")
+
+
+def test_regenerating_with_a_changed_template_shows_the_code_diff(
+    recorded: Runtime, tmp_path: Path
+) -> None:
+    rt = recorded
+    candidate = tmp_path / "candidate"
+    shutil.copytree(rt.project.root, candidate, ignore=shutil.ignore_patterns(".shipyard"))
+    template = candidate / "jobs" / "landing-page" / "page.html.j2"
+    template.write_text(template.read_text().replace("<h1 ", '<h1 data-v="2" ', 1))
+    report = run_replay(
+        rt, Candidate(config=candidate / "shipyard.toml"), Selection(job_kind="landing-page"),
+        from_step="generate", actor="me",
+    )  # fmt: skip
+    (page,) = report["tasks"]
+    assert page["after"]["passed"] is True and "code changed" in page["changes"]
+    added = [line for line in page["diff"].splitlines() if line.startswith("+")]
+    assert page["diff"].startswith("--- recorded/index.html")
+    assert any('data-v="2"' in line for line in added)
+    assert not page["regression"]
+
+
+def test_fail_on_regression_exit_codes_and_the_html_report(
+    recorded: Runtime, tmp_path: Path
+) -> None:
+    root = recorded.project.root
+    strict = strict_policy(recorded.project, tmp_path)
+    same = run_cli(root, "replay", "--from-step", "gate", "--fail-on-regression", "--as", "me")
+    assert same.returncode == 0, same.stderr
+    assert "no regression beyond the thresholds" in same.stdout
+    page = tmp_path / "report.html"
+    worse = run_cli(
+        root, "replay", "--policy", str(strict), "--fail-on-regression", "--html", str(page),
+        "--as", "me",
+    )  # fmt: skip
+    assert worse.returncode == 1, worse.stdout + worse.stderr
+    assert "regression: 1 task(s) newly denied" in worse.stdout
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "newly denied" in html
+    assert "<script" not in html and "http" not in html.split("</style>")[0]
+    allowed = run_cli(
+        root, "replay", "--policy", str(strict), "--fail-on-regression",
+        "--max-newly-denied", "1", "--as", "me",
+    )  # fmt: skip
+    assert allowed.returncode == 0, allowed.stdout
+    bad = run_cli(root, "replay", "--from-step", "deploy", "--as", "me")
+    assert bad.returncode == 2 and "one of: generate, verify, gate" in bad.stderr
+
+
+def test_policy_activate_takes_only_a_report_for_that_policy(
+    recorded: Runtime, tmp_path: Path
+) -> None:
+    root = recorded.project.root
+    strict = strict_policy(recorded.project, tmp_path)
+    other = tmp_path / "other.cedar"
+    other.write_text(strict.read_text().replace('"ab-test"', '"product-copy"'))
+    report = tmp_path / "report.json"
+    done = run_cli(root, "replay", "--policy", str(strict), "--out", str(report), "--as", "me")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(report.read_text())["regressions"]
+
+    wrong = run_cli(root, "policy", "activate", str(other), "--replay-report", str(report))
+    assert wrong.returncode == 5 and "another policy version" in wrong.stderr
+    held = run_cli(root, "policy", "activate", str(strict), "--replay-report", str(report))
+    assert held.returncode == 5 and "lists regressions" in held.stderr
+    live = recorded.project.policy_files[0]
+    assert "no-ab-tests" not in live.read_text()
+
+    ok = run_cli(
+        root, "policy", "activate", str(strict), "--replay-report", str(report),
+        "--accept-regressions", "--as", "ops",
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert live.read_text() == strict.read_text()
+    with recorded.sessions() as session:
+        entry = session.scalar(select(AuditRow).where(AuditRow.action == "policy_activate"))
+    assert entry is not None and entry.actor == "ops"
+    again = run_cli(root, "policy", "activate", str(strict), "--replay-report", str(report))
+    assert again.returncode == 5 and "other live policies" in again.stderr
