@@ -55,6 +55,7 @@ def strict_policy(project: Project, folder: Path) -> Path:
 
 def live_tables(rt: Runtime) -> dict[str, list[Any]]:
     """Every row of every live table (everything but replay runs), and the state folder."""
+    rt.tracing.flush()  # spans still batched would land after the snapshot
     found: dict[str, list[Any]] = {}
     with rt.engine.connect() as connection:
         for table in Base.metadata.sorted_tables:
@@ -131,6 +132,7 @@ def test_regenerating_with_a_changed_template_shows_the_code_diff(
     shutil.copytree(rt.project.root, candidate, ignore=shutil.ignore_patterns(".shipyard"))
     template = candidate / "jobs" / "landing-page" / "page.html.j2"
     template.write_text(template.read_text().replace("<h1 ", '<h1 data-v="2" ', 1))
+    before = live_tables(rt)
     report = run_replay(
         rt, Candidate(config=candidate / "shipyard.toml"), Selection(job_kind="landing-page"),
         from_step="generate", actor="me",
@@ -141,6 +143,7 @@ def test_regenerating_with_a_changed_template_shows_the_code_diff(
     assert page["diff"].startswith("--- recorded/index.html")
     assert any('data-v="2"' in line for line in added)
     assert not page["regression"]
+    assert live_tables(rt) == before
 
 
 def test_fail_on_regression_exit_codes_and_the_html_report(
@@ -200,3 +203,10 @@ def test_policy_activate_takes_only_a_report_for_that_policy(
     assert entry is not None and entry.actor == "ops"
     again = run_cli(root, "policy", "activate", str(strict), "--replay-report", str(report))
     assert again.returncode == 5 and "other live policies" in again.stderr
+
+    # The record decides, not the file: a report edited to drop its regressions is refused.
+    forged = json.loads(report.read_text())
+    forged["id"] = "r-20000101-00000000"
+    report.write_text(json.dumps(forged))
+    unknown = run_cli(root, "policy", "activate", str(strict), "--replay-report", str(report))
+    assert unknown.returncode == 5 and "no record of" in unknown.stderr

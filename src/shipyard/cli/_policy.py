@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from pathlib import Path
 
@@ -10,7 +11,6 @@ import typer
 from rich.table import Table
 
 from shipyard.cli._common import (
-    atomic_text,
     console,
     handle_errors,
     open_runtime,
@@ -20,8 +20,8 @@ from shipyard.cli._common import (
 from shipyard.errors import InputError, StateError
 from shipyard.orchestrator._govern import evaluate_case, record
 from shipyard.policy import DEFAULT_POLICY, SCHEMA, Policies
-from shipyard.replay import policy_hash
-from shipyard.store import transaction
+from shipyard.replay import content_hash, policy_hash
+from shipyard.store import ReplayRunRow, transaction
 
 policy_app = typer.Typer(
     help="Cedar policies: who may do what (default deny).", no_args_is_help=True
@@ -101,9 +101,7 @@ def activate(
     """Make a replayed candidate policy live, only if the report was produced for exactly this
     policy against exactly the live one."""
     try:
-        report = json.loads(replay_report.read_text(encoding="utf-8"))
-        claimed = report["candidate"]["policy_hash"]
-        baseline = report["baseline"]["policy_hash"]
+        claimed_id = json.loads(replay_report.read_text(encoding="utf-8"))["id"]
     except FileNotFoundError as exc:
         raise InputError(f"{replay_report}: no such file", hint="check the path") from exc
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
@@ -111,52 +109,80 @@ def activate(
             f"{replay_report}: not a replay report",
             hint="write one with `shipyard replay --policy FILE --out REPORT.json`",
         ) from exc
-    if not candidate.is_file():
-        raise InputError(f"{candidate}: no such file", hint="check the path")
+    try:
+        data = candidate.read_bytes()  # read once: what is checked is what is written
+    except FileNotFoundError as exc:
+        raise InputError(f"{candidate}: no such file", hint="check the path") from exc
     with open_runtime(ctx) as rt:
+        with rt.sessions() as session:
+            run = session.get(ReplayRunRow, str(claimed_id))
+        if run is None:  # the record, not the file, is what counts
+            raise StateError(
+                f"{replay_report} names replay {claimed_id}, which this project has no record of",
+                hint="replay it in this project: shipyard replay --policy FILE --out REPORT",
+            )
         live = list(rt.project.policy_files)
+        if not live:
+            raise StateError(
+                "the project runs on Shipyard's built-in policy: there is no file to replace",
+                hint="name your policy files in shipyard.toml's [policy] files first",
+            )
+        if run.candidate.get("config") != str(rt.project.config_path):
+            raise StateError(
+                f"replay {run.id} also tried another configuration ({run.candidate.get('config')})",
+                hint="replay the policy alone against this project: shipyard replay --policy FILE",
+            )
         if replaces is None:
             if len(live) != 1:
                 raise InputError(
                     f"which policy file does {candidate} replace?",
-                    hint="pass --replaces, one of: " + (", ".join(map(str, live)) or "(none)"),
+                    hint="pass --replaces, one of: " + ", ".join(map(str, live)),
                 )
             replaces = live[0]
         target = replaces.resolve()
         if target not in live:
             raise InputError(
                 f"{replaces} is not one of the project's policy files",
-                hint="[policy] files: " + (", ".join(map(str, live)) or "(none)"),
+                hint="[policy] files: " + ", ".join(map(str, live)),
             )
-        if policy_hash(rt.policies.files) != baseline:
+        if policy_hash(live) != run.baseline.get("policy_hash"):
             raise StateError(
-                f"{replay_report} was replayed against other live policies than today's",
+                f"replay {run.id} was made against other live policies than today's",
                 hint="replay again against the current policies",
             )
-        new_set = [candidate.resolve() if p == target else p for p in live]
-        if policy_hash(new_set) != claimed:
+        contents = [data if p == target else p.read_bytes() for p in live]
+        if content_hash(contents) != run.candidate.get("policy_hash"):
             raise StateError(
-                f"{replay_report} was produced for another policy version than {candidate}",
+                f"replay {run.id} was produced for another policy version than {candidate}",
                 hint=f"replay {candidate} itself: shipyard replay --policy {candidate} --out ...",
             )
-        if report.get("regressions") and not accept_regressions:
+        regressions = list(run.report.get("regressions", []))
+        if regressions and not accept_regressions:
             raise StateError(
-                f"{replay_report} lists regressions: " + "; ".join(report["regressions"]),
+                f"replay {run.id} lists regressions: " + "; ".join(regressions),
                 hint="fix the policy and replay again, or pass --accept-regressions",
             )
-        Policies(new_set)  # valid against the schema, or an error naming file and line
-        text = candidate.read_text(encoding="utf-8")
-        actor = who(as_)
-        with transaction(rt.sessions) as session:  # on the record before the file changes
-            record(
-                session,
-                actor=actor,
-                action="policy_activate",
-                subject=f"policy {target.name}",
-                decision="done",
-                reason=f"replay {report.get('id', '?')}: {claimed[:19]} replaces {baseline[:19]}",
-                detail={"report": report.get("id"), "regressions": report.get("regressions", [])},
-            )
-        with atomic_text(target) as handle:
-            handle.write(text)
+        staged = target.with_name(f".{target.name}.activating")
+        staged.write_bytes(data)
+        try:
+            os.chmod(staged, target.stat().st_mode & 0o7777)
+            Policies([*(p for p in live if p != target), staged])  # valid, or file and line
+            with open(staged, "rb") as handle:
+                os.fsync(handle.fileno())
+            actor = who(as_)
+            claimed = run.candidate["policy_hash"]
+            with transaction(rt.sessions) as session:  # on the record, then the switch
+                record(
+                    session,
+                    actor=actor,
+                    action="policy_activate",
+                    subject=f"policy {target.name}",
+                    decision="done",
+                    reason=f"replay {run.id}: {claimed[:19]} replaces "
+                    f"{run.baseline['policy_hash'][:19]}",
+                    detail={"replay": run.id, "regressions": regressions},
+                )
+            os.replace(staged, target)
+        finally:
+            staged.unlink(missing_ok=True)
     console.print(f"{target} now holds {candidate} (policy {claimed[:19]}), activated by {actor}")

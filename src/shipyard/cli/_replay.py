@@ -59,6 +59,8 @@ def replay(
             cap = Decimal(max_usd)
         except InvalidOperation as exc:
             raise InputError(f"--max-usd {max_usd!r} is not an amount", hint="e.g. 0.50") from exc
+        if not cap.is_finite() or cap < 0:
+            raise InputError(f"--max-usd {max_usd!r} is not an amount", hint="e.g. 0.50")
     selection = Selection(
         tasks=tuple(tasks or ()),
         since=datetime.now(UTC) - parse_window(since) if since else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from shipyard.replay._replay import Candidate, candidate_runtime, run_replay
 from shipyard.replay._report import Thresholds, regressions, render_html, totals
-from shipyard.replay._run import STEPS, Selection, policy_hash, select_tasks
+from shipyard.replay._run import STEPS, Selection, content_hash, policy_hash, select_tasks
 
 __all__ = [
     "STEPS",
@@ -13,6 +13,7 @@ __all__ = [
     "Selection",
     "Thresholds",
     "candidate_runtime",
+    "content_hash",
     "policy_hash",
     "regressions",
     "render_html",

@@ -10,19 +10,24 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from shipyard.config import Project, load_settings
 from shipyard.errors import ConfigError, InputError, StateError
+from shipyard.jobs import validate_inputs
 from shipyard.orchestrator import Runtime
 from shipyard.replay._report import Thresholds, regressions, totals
 from shipyard.replay._run import (
     STEPS,
     Selection,
+    Spending,
     estimate_cost,
     policy_hash,
+    recalled_for,
     replay_task,
     select_tasks,
 )
-from shipyard.store import ReplayRunRow, transaction
+from shipyard.store import ReplayRunRow, TaskRow, transaction
 
 __all__ = ["Candidate", "candidate_runtime", "run_replay"]
 
@@ -83,27 +88,27 @@ def run_replay(
                     "no recorded task matches the selection",
                     hint="widen it (--since, --job, --state) or name tasks",
                 )
+            spending = Spending(cap=max_usd)
+            estimate = Decimal(0)
             if from_step == "generate":
-                estimate = sum(
-                    (
-                        estimate_cost(rt, rt.jobs.get(t.job_kind), dict(t.inputs))
-                        for t in tasks
-                        if t.job_kind in {k.name for k in rt.jobs}
-                    ),
-                    Decimal(0),
-                )
+                estimate = _estimate(rt, session, tasks)
                 if max_usd is None and estimate > 0:
                     raise InputError(
                         f"regenerating {len(tasks)} task(s) may cost up to ${estimate:.4f}",
-                        hint="pass --max-usd with what you accept to spend",
+                        hint="pass --max-usd with what you accept to spend (the replay stops "
+                        "there)",
                     )
-                if max_usd is not None and estimate > max_usd:
-                    raise InputError(
-                        f"regenerating {len(tasks)} task(s) may cost up to ${estimate:.4f}, "
-                        f"over the cap of ${max_usd}",
-                        hint="raise --max-usd, or select fewer tasks",
-                    )
-            results = [replay_task(rt, session, t, step=from_step) for t in tasks]  # type: ignore[arg-type]
+            results = [
+                replay_task(
+                    rt,
+                    session,
+                    t,
+                    step=from_step,  # type: ignore[arg-type]  # checked against STEPS above
+                    live=live.policies,
+                    spending=spending,
+                )
+                for t in tasks
+            ]
         report_tasks = [r.to_dict() for r in results]
         summary = totals(report_tasks)
         report: dict[str, Any] = {
@@ -129,6 +134,8 @@ def run_replay(
                 "policy_hash": policy_hash(_policy_set(live)),
             },
             "summary": summary,
+            "cost_estimate_usd": float(estimate),
+            "spent_usd": float(spending.spent),
             "regressions": regressions(summary, thresholds or Thresholds()),
             "tasks": report_tasks,
         }
@@ -148,6 +155,23 @@ def run_replay(
             )
         )
     return report
+
+
+def _estimate(rt: Runtime, session: Session, tasks: Sequence[TaskRow]) -> Decimal:
+    """The most regenerating the tasks can cost: every attempt at its worst case."""
+    total = Decimal(0)
+    known = {k.name for k in rt.jobs}
+    for task in tasks:
+        if task.job_kind not in known:
+            continue
+        kind = rt.jobs.get(task.job_kind)
+        try:
+            validate_inputs(kind, dict(task.inputs), where=f"task {task.id}")
+        except InputError:
+            continue  # reported as newly invalid, and never generated
+        recalled = recalled_for(session, task.id)
+        total += estimate_cost(rt, kind, dict(task.inputs), recalled) * kind.max_attempts
+    return total
 
 
 def _policy_set(rt: Runtime) -> Sequence[Path]:

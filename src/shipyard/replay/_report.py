@@ -24,9 +24,15 @@ class Thresholds:
     """Tasks the candidate denies (at the gate or a tool) that the recorded run let through."""
 
 
-def _rate(values: list[bool | None]) -> float | None:
-    seen = [v for v in values if v is not None]
-    return sum(1 for v in seen if v) / len(seen) if seen else None
+def _rates(tasks: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """Pass rates over the same tasks: those the recorded run checked (one the replay could
+    not check counts as failing)."""
+    checked = [t for t in tasks if t["before"]["passed"] is not None]
+    if not checked:
+        return None, None
+    before = sum(1 for t in checked if t["before"]["passed"]) / len(checked)
+    after = sum(1 for t in checked if t["after"]["passed"]) / len(checked)
+    return before, after
 
 
 def totals(tasks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -44,10 +50,11 @@ def totals(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     )
     cost_before = sum(t["before"]["cost_usd"] for t in tasks)
     cost_after = sum(t["after"]["cost_usd"] for t in tasks)
+    before, after = _rates(tasks)
     return {
         "tasks": len(tasks),
-        "pass_rate_before": _rate([t["before"]["passed"] for t in tasks]),
-        "pass_rate_after": _rate([t["after"]["passed"] for t in tasks]),
+        "pass_rate_before": before,
+        "pass_rate_after": after,
         "changes": counts,
         "newly_allowed_high_risk": newly_high,
         "cost_usd_before": round(cost_before, 6),
@@ -62,7 +69,7 @@ def regressions(summary: dict[str, Any], limits: Thresholds) -> list[str]:
     """What breaks the thresholds, in words (empty: the candidate may go live)."""
     found = []
     before, after = summary["pass_rate_before"], summary["pass_rate_after"]
-    if before is not None and after is not None and before - after > limits.max_pass_drop:
+    if before is not None and after is not None and before - after > limits.max_pass_drop + 1e-9:
         found.append(
             f"check pass rate {before:.1%} -> {after:.1%} "
             f"(a drop of more than {limits.max_pass_drop:.1%})"
@@ -72,7 +79,8 @@ def regressions(summary: dict[str, Any], limits: Thresholds) -> list[str]:
             f"{summary['newly_allowed_high_risk']} high-risk release(s) newly go out without "
             f"approval (limit {limits.max_newly_allowed_high})"
         )
-    denied = summary["changes"].get("newly denied", 0) + summary["changes"].get("tool denied", 0)
+    changes = summary["changes"]
+    denied = changes.get("newly denied", 0) + changes.get("tool newly denied", 0)
     if denied > limits.max_newly_denied:
         found.append(f"{denied} task(s) newly denied (limit {limits.max_newly_denied})")
     cost_before, cost_after = summary["cost_usd_before"], summary["cost_usd_after"]
@@ -81,6 +89,9 @@ def regressions(summary: dict[str, Any], limits: Thresholds) -> list[str]:
             f"cost ${cost_before:.4f} -> ${cost_after:.4f} "
             f"(more than +{limits.max_cost_increase:.0%})"
         )
+    for change in ("newly invalid", "job kind gone", "target gone", "generation failed"):
+        if changes.get(change):  # no threshold makes these acceptable
+            found.append(f"{changes[change]} task(s) {change}")
     return found
 
 

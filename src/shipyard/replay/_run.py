@@ -34,33 +34,52 @@ from shipyard.checks import run_checks
 from shipyard.errors import InputError, NotFound, ShipyardError
 from shipyard.generate import GenerationRequest, price_call, render_prompt
 from shipyard.jobs import JobKind, validate_inputs
-from shipyard.model import CheckReport, Finding, GateOutcome, Risk
+from shipyard.model import CheckReport, Finding, GateOutcome
 from shipyard.orchestrator import Runtime
 from shipyard.orchestrator import _govern as govern
-from shipyard.policy import entities, gate
+from shipyard.policy import Policies, entities, gate
 from shipyard.store import AttemptRow, AuditRow, DecisionRow, StepRow, TaskRow
 
 __all__ = [
+    "REGRESSIONS",
     "STEPS",
     "Outcome",
     "Selection",
+    "Spending",
     "TaskReplay",
+    "content_hash",
     "estimate_cost",
     "policy_hash",
+    "recalled_for",
     "replay_task",
     "select_tasks",
 ]
 
 STEPS = ("generate", "verify", "gate")
+REGRESSIONS = frozenset(
+    {
+        "newly failing",
+        "newly denied",
+        "tool newly denied",
+        "newly invalid",
+        "job kind gone",
+        "target gone",
+        "generation failed",
+    }
+)
+"""Changes that make a task a regression."""
 Step = Literal["generate", "verify", "gate"]
 
 
 def policy_hash(files: Sequence[Path]) -> str:
     """The version of a policy set: a digest of its files' contents, in order (not their
     names, so a candidate file tried from anywhere has the version it will have in place)."""
+    return content_hash([path.read_bytes() for path in files])
+
+
+def content_hash(contents: Sequence[bytes]) -> str:
     digest = hashlib.sha256()
-    for path in files:
-        data = path.read_bytes()
+    for data in contents:
         digest.update(len(data).to_bytes(8, "big") + data)
     return "sha256:" + digest.hexdigest()
 
@@ -84,9 +103,19 @@ def select_tasks(session: Session, selection: Selection) -> list[TaskRow]:
     if selection.tasks:
         found = []
         for ref in selection.tasks:
-            rows = session.scalars(query.where(TaskRow.id.startswith(ref)).limit(2)).all()
+            exact = session.scalar(query.where(TaskRow.id == ref))
+            rows = (
+                [exact]
+                if exact is not None
+                else session.scalars(
+                    query.where(TaskRow.id.startswith(ref, autoescape=True)).limit(2)
+                ).all()
+            )
             if not rows:
-                raise NotFound(f"no recorded task {ref}", hint="`shipyard list` shows them")
+                raise NotFound(
+                    f"no recorded task {ref} that can be replayed",
+                    hint="`shipyard list` shows them (tasks refused at the door are not replayed)",
+                )
             if len(rows) > 1:
                 raise InputError(f"{ref!r} names more than one task", hint="give more of the id")
             found.append(rows[0])
@@ -101,7 +130,8 @@ def select_tasks(session: Session, selection: Selection) -> list[TaskRow]:
         query = query.where(TaskRow.domain == selection.domain)
     if selection.states:
         query = query.where(TaskRow.state.in_(selection.states))
-    return list(session.scalars(query.order_by(TaskRow.submitted_at).limit(selection.limit)))
+    newest = session.scalars(query.order_by(TaskRow.submitted_at.desc()).limit(selection.limit))
+    return list(reversed(list(newest)))
 
 
 @dataclass(kw_only=True)
@@ -135,15 +165,12 @@ class TaskReplay:
     after: Outcome
     changes: list[str] = field(default_factory=list)
     """newly failing, newly passing, newly denied, newly allowed, newly needs approval,
-    newly auto, code changed, cost up, cost down, tool denied, newly invalid, job kind gone."""
+    newly auto, code changed, cost up, cost down, and the regressions (REGRESSIONS)."""
     diff: str = ""
 
     @property
     def regression(self) -> bool:
-        return bool(
-            {"newly failing", "newly denied", "tool denied", "newly invalid", "job kind gone"}
-            & set(self.changes)
-        )
+        return bool(REGRESSIONS & set(self.changes))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -196,11 +223,32 @@ def _gate_context(session: Session, task_id: str) -> dict[str, Any]:
     return dict((entry.detail or {}).get("context", {})) if entry is not None else {}
 
 
-def estimate_cost(rt: Runtime, kind: JobKind, inputs: dict[str, Any]) -> Decimal:
-    """The most regenerating one task can spend: every attempt at its worst case."""
-    tier = _tier(rt, kind)
-    prompt = render_prompt(kind, inputs, recalled=[], feedback=[], previous_files={})
-    return rt.router.estimate(tier, prompt).usd * kind.max_attempts
+def estimate_cost(
+    rt: Runtime, kind: JobKind, inputs: dict[str, Any], recalled: list[dict[str, Any]]
+) -> Decimal:
+    """The most one attempt of regenerating a task can spend (the prompt with its recalled
+    memories, plus a full-length reply); a repair's prompt adds the previous code."""
+    prompt = render_prompt(kind, inputs, recalled=recalled, feedback=[], previous_files={})
+    return rt.router.estimate(_tier(rt, kind), prompt).usd
+
+
+def recalled_for(session: Session, task_id: str) -> list[dict[str, Any]]:
+    """The memories the recorded run's first attempt was given."""
+    first = session.scalar(
+        select(AttemptRow).where(AttemptRow.task_id == task_id).order_by(AttemptRow.number)
+    )
+    return list(first.recalled) if first is not None else []
+
+
+@dataclass
+class Spending:
+    """What regenerating may spend in all (None: no cap) and has spent."""
+
+    cap: Decimal | None
+    spent: Decimal = Decimal(0)
+
+    def allows(self, next_call: Decimal) -> bool:
+        return self.cap is None or self.spent + next_call <= self.cap
 
 
 def _tier(rt: Runtime, kind: JobKind) -> str:
@@ -211,9 +259,14 @@ def _tier(rt: Runtime, kind: JobKind) -> str:
 
 
 def _regenerate(
-    rt: Runtime, kind: JobKind, task: TaskRow, recalled: list[dict[str, Any]]
-) -> tuple[dict[str, str], CheckReport, int, Decimal]:
-    """The candidate writes the code, with the repair loop: (files, report, attempts, cost)."""
+    rt: Runtime,
+    kind: JobKind,
+    task: TaskRow,
+    recalled: list[dict[str, Any]],
+    spending: Spending,
+) -> tuple[dict[str, str], CheckReport, int, Decimal, str]:
+    """The candidate writes the code, with the repair loop, within the spend cap:
+    (files, report, attempts, cost, why it stopped short or '')."""
     tier = _tier(rt, kind)
     provider = rt.provider(tier)
     settings = rt.project.settings.tiers[tier]
@@ -225,35 +278,53 @@ def _regenerate(
         prompt = render_prompt(
             kind, dict(task.inputs), recalled=recalled, feedback=feedback, previous_files=files
         )
-        generation = provider.generate(
-            GenerationRequest(
-                task_id=f"replay:{task.id}",
-                kind=kind,
-                inputs=dict(task.inputs),
-                attempt=attempt,
-                prompt=prompt,
-                previous_files=files,
-                feedback=tuple(feedback),
-                recalled=tuple(recalled),
+        worst = rt.router.estimate(tier, prompt).usd
+        if not spending.allows(worst):
+            why = f"stopped before attempt {attempt}: the spend cap ${spending.cap} is reached"
+            return files, report, attempt - 1, cost, why
+        try:
+            generation = provider.generate(
+                GenerationRequest(
+                    task_id=f"replay:{task.id}",
+                    kind=kind,
+                    inputs=dict(task.inputs),
+                    attempt=attempt,
+                    prompt=prompt,
+                    previous_files=files,
+                    feedback=tuple(feedback),
+                    recalled=tuple(recalled),
+                )
             )
-        )
-        cost += price_call(
+        except ShipyardError as exc:  # the model failed, or answered without the files
+            return files, report, attempt, cost, f"attempt {attempt}: {exc.message}"
+        call = price_call(
             provider=generation.provider,
             model=generation.model or settings.model,
             input_tokens=generation.input_tokens,
             output_tokens=generation.output_tokens,
             overrides=rt.project.settings.prices,
         ).usd
+        cost += call
+        spending.spent += call
         files = dict(generation.files)
         report = run_checks(kind, files, backend=rt.sandbox, limits=rt.limits, registry=rt.checks)
         if report.passed:
-            return files, report, attempt, cost
+            return files, report, attempt, cost, ""
         feedback = list(report.findings)
-    return files, report, kind.max_attempts, cost
+    return files, report, kind.max_attempts, cost, ""
 
 
-def replay_task(rt: Runtime, session: Session, task: TaskRow, *, step: Step) -> TaskReplay:
-    """Replay one recorded task under the candidate runtime ``rt`` (see the module docs)."""
+def replay_task(
+    rt: Runtime,
+    session: Session,
+    task: TaskRow,
+    *,
+    step: Step,
+    live: Policies,
+    spending: Spending | None = None,
+) -> TaskReplay:
+    """Replay one recorded task under the candidate runtime ``rt`` (see the module docs);
+    ``live`` are the live policies, to tell a newly denied tool from one always denied."""
     before = _before(session, task)
     result = TaskReplay(
         task_id=task.id, job_kind=task.job_kind, input_key=task.input_key, before=before,
@@ -271,14 +342,22 @@ def replay_task(rt: Runtime, session: Session, task: TaskRow, *, step: Step) -> 
         result.after.note = f"its inputs no longer fit: {exc.message}"
         result.changes.append("newly invalid")
         return result
+    rt.require_isolation_for(kind)  # as the live pipeline: no unisolated high-risk checks
+    if kind.release is not None and kind.release.target not in rt.project.settings.targets:
+        result.after.note = f"the candidate has no target {kind.release.target!r}"
+        result.changes.append("target gone")
+        return result
     started = time.perf_counter()
     attempts, cost = before.attempts, Decimal(str(before.cost_usd))
     if step == "generate":
-        first = session.scalar(
-            select(AttemptRow).where(AttemptRow.task_id == task.id).order_by(AttemptRow.number)
+        files, report, attempts, cost, short = _regenerate(
+            rt, kind, task, recalled_for(session, task.id), spending or Spending(cap=None)
         )
-        recalled = list(first.recalled) if first is not None else []
-        files, report, attempts, cost = _regenerate(rt, kind, task, recalled)
+        if short:
+            result.after = Outcome(passed=None, attempts=attempts, cost_usd=float(cost))
+            result.after.note = short
+            result.changes.append("generation failed")
+            return result
     else:
         files = before.files
         if not files:
@@ -303,7 +382,7 @@ def replay_task(rt: Runtime, session: Session, task: TaskRow, *, step: Step) -> 
         files=files,
     )
     if report.passed:
-        _gate(rt, session, task, kind, report, after)
+        _gate(rt, session, task, kind, report, after, live)
     after.seconds = round(time.perf_counter() - started, 3)
     result.after = after
     result.changes, result.diff = _compare(before, after)
@@ -311,11 +390,15 @@ def replay_task(rt: Runtime, session: Session, task: TaskRow, *, step: Step) -> 
 
 
 def _gate(
-    rt: Runtime, session: Session, task: TaskRow, kind: JobKind, report: CheckReport, after: Outcome
+    rt: Runtime,
+    session: Session,
+    task: TaskRow,
+    kind: JobKind,
+    report: CheckReport,
+    after: Outcome,
+    live: Policies,
 ) -> None:
-    target, environment, target_risk = ("", "", Risk.LOW)
-    if kind.release is not None and kind.release.target in rt.project.settings.targets:
-        target, environment, target_risk = govern.target_of(rt, kind)
+    target, environment, target_risk = govern.target_of(rt, kind)
     recorded = _gate_context(session, task.id)
     subject = govern.job_kind(kind)
     agent, agent_entities = entities.agent(kind.domain)
@@ -328,7 +411,7 @@ def _gate(
         base_risk=[kind.risk, target_risk],
         diff_lines=int(recorded.get("diff_lines", 0)),
         large_diff_lines=rt.project.settings.policy.large_diff_lines,
-        cost_microusd=int(after.cost_usd * 1_000_000),
+        cost_microusd=round(after.cost_usd * 1_000_000),
         target=target,
         environment=environment,
     )
@@ -341,15 +424,21 @@ def _gate(
     for name in calls:  # evaluated and recorded, never called
         tool = rt.tool(name)
         ref, found = entities.tool(tool.name, capability=tool.capability)
-        verdict = rt.policies.authorize(
-            govern.agent_request(
-                kind.domain,
-                "call_tool",
-                govern.Subject(uid=ref, entities=found, label=f"tool {tool.name}"),
-                {"capability": tool.capability, "job_kind": kind.name},
-            )
+        request = govern.agent_request(
+            kind.domain,
+            "call_tool",
+            govern.Subject(uid=ref, entities=found, label=f"tool {tool.name}"),
+            {"capability": tool.capability, "job_kind": kind.name},
         )
-        after.tools.append({"tool": name, "allowed": verdict.allowed, "reason": verdict.reason()})
+        verdict = rt.policies.authorize(request)
+        after.tools.append(
+            {
+                "tool": name,
+                "allowed": verdict.allowed,
+                "allowed_live": live.authorize(request).allowed,
+                "reason": verdict.reason(),
+            }
+        )
 
 
 _GATES = {"auto": 0, "needs_approval": 1, "deny": 2}
@@ -370,12 +459,8 @@ def _compare(before: Outcome, after: Outcome) -> tuple[list[str], str]:
             changes.append("newly needs approval")
         else:
             changes.append("newly auto")
-    elif before.gate != "deny" and after.gate == "deny":
-        changes.append("newly denied")
-    elif before.gate == "-" and after.gate in ("auto", "needs_approval") and before.passed:
-        changes.append("newly allowed")
-    if any(not t["allowed"] for t in after.tools):
-        changes.append("tool denied")
+    if any(t["allowed_live"] and not t["allowed"] for t in after.tools):
+        changes.append("tool newly denied")
     if after.cost_usd > before.cost_usd + 1e-9:
         changes.append("cost up")
     elif after.cost_usd < before.cost_usd - 1e-9:
