@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dbos import DBOS
 from sqlalchemy import select, text
 
 from shipyard.config import Project
@@ -44,6 +47,12 @@ def recorded(project: Project, start_worker: Callable[..., Runtime]) -> Runtime:
     ]  # fmt: skip
     for task_id in ids:
         assert wait_for_state(rt, task_id, SETTLED) == "waiting_approval"
+    # The state is set inside the gate step; its record, span and workflow close a moment
+    # later: wait for the workflows to end, so the live tables hold still.
+    deadline = time.monotonic() + 30
+    while DBOS.list_workflows(status="PENDING", load_input=False, load_output=False):
+        assert time.monotonic() < deadline, "the task workflows never ended"
+        time.sleep(0.05)
     return rt
 
 
@@ -210,3 +219,58 @@ def test_policy_activate_takes_only_a_report_for_that_policy(
     report.write_text(json.dumps(forged))
     unknown = run_cli(root, "policy", "activate", str(strict), "--replay-report", str(report))
     assert unknown.returncode == 5 and "no record of" in unknown.stderr
+
+
+def test_regenerating_on_a_priced_model_is_estimated_capped_and_reported(
+    recorded: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generate._fake_openai import FakeOpenAI
+    from shipyard.errors import InputError
+    from shipyard.generate import render
+    from shipyard.jobs import validate_inputs
+
+    rt = recorded
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    kind = rt.jobs.get("landing-page")
+    page = render(
+        kind.outputs["index.html"], validate_inputs(kind, PRODUCT, where="t"),
+        name="index.html", where="t",
+    )  # fmt: skip
+    with FakeOpenAI() as fake:
+        candidate = tmp_path / "candidate"
+        shutil.copytree(rt.project.root, candidate, ignore=shutil.ignore_patterns(".shipyard"))
+        config = candidate / "shipyard.toml"
+        config.write_text(
+            config.read_text().replace('tier = "template"\n', 'tier = "local"\n', 1)
+            + f'\n[tiers.local]\nprovider = "openai"\nbase_url = "{fake.url}"\n'
+            'model = "local-model"\nmax_tokens = 1000\n'
+            '[prices."local-model"]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n'
+        )
+        pages = Selection(job_kind="landing-page")
+        with pytest.raises(InputError, match=r"may cost up to \$0\.0"):
+            run_replay(rt, Candidate(config=config), pages, from_step="generate", actor="me")
+
+        capped = run_replay(
+            rt, Candidate(config=config), pages, from_step="generate",
+            max_usd=Decimal("0.000001"), actor="me",
+        )  # fmt: skip
+        (stopped,) = capped["tasks"]
+        assert (
+            stopped["changes"] == ["generation failed"] and "spend cap" in stopped["after"]["note"]
+        )
+        assert capped["regressions"] == [
+            "check pass rate 100.0% -> 0.0% (a drop of more than 0.0%)",
+            "1 task(s) generation failed",
+        ]
+        assert capped["spent_usd"] == 0 and fake.requests == []  # not one call was made
+
+        fake.reply(f"### FILE: index.html\n````html\n{page}\n````\n")
+        report = run_replay(
+            rt, Candidate(config=config), pages, from_step="generate",
+            max_usd=Decimal("1"), actor="me",
+        )  # fmt: skip
+    (done,) = report["tasks"]
+    assert done["after"]["passed"] is True and done["after"]["attempts"] == 1
+    assert "cost up" in done["changes"] and done["after"]["cost_usd"] > 0
+    assert report["spent_usd"] == pytest.approx(done["after"]["cost_usd"])
+    assert 0 < report["spent_usd"] <= report["cost_estimate_usd"]
