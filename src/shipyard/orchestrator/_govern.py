@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 
 from shipyard.errors import PolicyDenied
 from shipyard.jobs import JobKind
-from shipyard.model import Risk
+from shipyard.model import CheckReport, Risk
 from shipyard.observe import audit
 from shipyard.orchestrator._runtime import Runtime
-from shipyard.policy import Request, Verdict, entities
+from shipyard.policy import GateDecision, Request, Verdict, entities, gate
 from shipyard.store import transaction
 
 __all__ = ["Subject", "agent_request", "job_kind", "person_request", "require", "target_of"]
@@ -51,6 +51,28 @@ def target(rt: Runtime, name: str) -> Subject:
     settings = rt.project.settings.targets[name]
     ref, found = entities.target(name, environment=settings.environment, risk=settings.risk)
     return Subject(uid=ref, entities=found, label=f"target {name}")
+
+
+def gate_for(
+    rt: Runtime, kind: JobKind, report: CheckReport, *, diff_lines: int, cost_microusd: int
+) -> GateDecision:
+    """The gate's decision for a checked output of ``kind`` under ``rt``'s policies."""
+    target_name, environment, target_risk = target_of(rt, kind)
+    subject = job_kind(kind)
+    agent, agent_entities = entities.agent(kind.domain)
+    return gate(
+        rt.policies,
+        principal=agent,
+        resource=subject.uid,
+        entities=[*agent_entities, *subject.entities],
+        report=report,
+        base_risk=[kind.risk, target_risk],
+        diff_lines=diff_lines,
+        large_diff_lines=rt.project.settings.policy.large_diff_lines,
+        cost_microusd=cost_microusd,
+        target=target_name,
+        environment=environment,
+    )
 
 
 def person_request(

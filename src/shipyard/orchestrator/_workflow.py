@@ -57,7 +57,7 @@ from shipyard.orchestrator._memory import recall_for_task
 from shipyard.orchestrator._provenance import sign_provenance
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.orchestrator._stage import _now, _task, set_state, stage
-from shipyard.policy import Request, entities, gate
+from shipyard.policy import Request
 from shipyard.store import (
     ArtifactRow,
     AttemptRow,
@@ -643,21 +643,13 @@ def gate_step(task_id: str, attempt: int) -> str:
             select(AttemptRow).where(AttemptRow.task_id == task_id, AttemptRow.number == attempt)
         )
         report = CheckReport.from_dict(row.report if row is not None and row.report else {})
-        target, environment, target_risk = govern.target_of(rt, kind)
         subject = govern.job_kind(kind)
-        agent, agent_entities = entities.agent(kind.domain)
-        decision = gate(
-            rt.policies,
-            principal=agent,
-            resource=subject.uid,
-            entities=[*agent_entities, *subject.entities],
-            report=report,
-            base_risk=[kind.risk, target_risk],
+        decision = govern.gate_for(
+            rt,
+            kind,
+            report,
             diff_lines=_diff_lines(rt, session, task, row.files if row is not None else {}),
-            large_diff_lines=rt.project.settings.policy.large_diff_lines,
             cost_microusd=int(spend(session, task_id=task_id).usd * 1_000_000),
-            target=target,
-            environment=environment,
         )
         task.risk, task.approvals_required = decision.risk.value, decision.approvals
         session.add(

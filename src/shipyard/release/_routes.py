@@ -25,7 +25,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROUTES_FILE", "RouteTable", "bucket", "locked", "read_routes", "write_routes"]
+from shipyard.errors import StateError
+
+__all__ = [
+    "ROUTES_FILE",
+    "RouteTable",
+    "bucket",
+    "find_route",
+    "locked",
+    "read_routes",
+    "set_weight",
+    "write_routes",
+]
 
 ROUTES_FILE = "routes.json"
 
@@ -56,6 +67,25 @@ def write_routes(root: Path, routes: dict[str, dict[str, Any]]) -> None:
     with open(temp) as handle:
         os.fsync(handle.fileno())
     os.replace(temp, root / ROUTES_FILE)
+
+
+def find_route(routes: dict[str, dict[str, Any]], key: str, role: str = "candidate") -> str | None:
+    """The prefix whose ``role`` (candidate or live) is release ``key``."""
+    return next((p for p, r in routes.items() if r.get(role) == key), None)
+
+
+def set_weight(root: Path, target: str, key: str, weight: float) -> None:
+    """Give release ``key``'s candidate ``weight`` percent of its path's visitors."""
+    with locked(root):
+        routes = read_routes(root)
+        prefix = find_route(routes, key)
+        if prefix is None:
+            raise StateError(
+                f"target {target!r}: release {key} has no candidate deployed",
+                hint="deploy it first (a promoted or aborted release takes no weight)",
+            )
+        routes[prefix]["weight"] = float(weight)
+        write_routes(root, routes)
 
 
 def bucket(key: str, visitor: str) -> float:

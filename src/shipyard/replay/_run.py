@@ -37,7 +37,7 @@ from shipyard.jobs import JobKind, validate_inputs
 from shipyard.model import CheckReport, Finding, GateOutcome
 from shipyard.orchestrator import Runtime
 from shipyard.orchestrator import _govern as govern
-from shipyard.policy import Policies, entities, gate
+from shipyard.policy import Policies, entities
 from shipyard.store import AttemptRow, AuditRow, DecisionRow, StepRow, TaskRow
 
 __all__ = [
@@ -398,22 +398,13 @@ def _gate(
     after: Outcome,
     live: Policies,
 ) -> None:
-    target, environment, target_risk = govern.target_of(rt, kind)
     recorded = _gate_context(session, task.id)
-    subject = govern.job_kind(kind)
-    agent, agent_entities = entities.agent(kind.domain)
-    decision = gate(
-        rt.policies,
-        principal=agent,
-        resource=subject.uid,
-        entities=[*agent_entities, *subject.entities],
-        report=report,
-        base_risk=[kind.risk, target_risk],
+    decision = govern.gate_for(
+        rt,
+        kind,
+        report,
         diff_lines=int(recorded.get("diff_lines", 0)),
-        large_diff_lines=rt.project.settings.policy.large_diff_lines,
         cost_microusd=round(after.cost_usd * 1_000_000),
-        target=target,
-        environment=environment,
     )
     after.gate, after.approvals, after.risk = (
         decision.outcome.value, decision.approvals, decision.risk.value

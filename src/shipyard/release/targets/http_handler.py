@@ -19,10 +19,9 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from shipyard.errors import InputError, StateError
-from shipyard.release._routes import locked, read_routes, write_routes
+from shipyard.release._routes import find_route, locked, read_routes, set_weight, write_routes
 from shipyard.release._target import Deployed, Promoted
 
 __all__ = ["ENTRY_FILE", "HttpHandler"]
@@ -52,9 +51,6 @@ class HttpHandler:
 
     def version_dir(self, key: str) -> Path:
         return self.root / "versions" / key
-
-    def _find(self, key: str, routes: dict[str, dict[str, Any]], role: str) -> str | None:
-        return next((p for p, r in routes.items() if r.get(role) == key), None)
 
     def deploy(
         self, *, key: str, path: str, files: Mapping[str, bytes], title: str = ""
@@ -100,24 +96,15 @@ class HttpHandler:
         return Deployed(key=key, url_path=prefix, version=key)
 
     def shift(self, key: str, weight: float) -> None:
-        with locked(self.root):
-            routes = read_routes(self.root)
-            prefix = self._find(key, routes, "candidate")
-            if prefix is None:
-                raise StateError(
-                    f"target {self.name!r}: release {key} has no candidate deployed",
-                    hint="deploy it first (a promoted or aborted release takes no weight)",
-                )
-            routes[prefix]["weight"] = float(weight)
-            write_routes(self.root, routes)
+        set_weight(self.root, self.name, key, weight)
 
     def promote(self, key: str) -> Promoted:
         with locked(self.root):
             routes = read_routes(self.root)
-            live = self._find(key, routes, "live")
+            live = find_route(routes, key, "live")
             if live is not None:
                 return Promoted(key=key, url_path=live, version=key, already=True)
-            prefix = self._find(key, routes, "candidate")
+            prefix = find_route(routes, key)
             if prefix is None:
                 raise StateError(
                     f"target {self.name!r}: release {key} is neither a candidate nor live",
@@ -133,7 +120,7 @@ class HttpHandler:
     def abort(self, key: str) -> bool:
         with locked(self.root):
             routes = read_routes(self.root)
-            prefix = self._find(key, routes, "candidate")
+            prefix = find_route(routes, key)
             if prefix is None:
                 return False
             route = routes[prefix]
@@ -148,7 +135,7 @@ class HttpHandler:
         """Put back the version the release replaced (or unroute it if it was the first)."""
         with locked(self.root):
             routes = read_routes(self.root)
-            prefix = self._find(key, routes, "live")
+            prefix = find_route(routes, key, "live")
             if prefix is None:
                 return None
             route = routes[prefix]

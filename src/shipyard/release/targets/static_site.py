@@ -31,7 +31,7 @@ from typing import Any
 
 from shipyard._crash import crashpoint
 from shipyard.errors import InputError, StateError
-from shipyard.release._routes import locked, read_routes, write_routes
+from shipyard.release._routes import find_route, locked, read_routes, set_weight, write_routes
 from shipyard.release._target import Deployed, Promoted
 
 __all__ = ["PublishResult", "RollbackResult", "StaticSite"]
@@ -238,26 +238,14 @@ class StaticSite:
             write_routes(self.root, routes)
             return Deployed(key=key, url_path=prefix, version=key)
 
-    def _route_of(self, key: str, routes: dict[str, dict[str, Any]]) -> str | None:
-        return next((p for p, r in routes.items() if r["candidate"] == key), None)
-
     def shift(self, key: str, weight: float) -> None:
-        with self._locked():
-            routes = read_routes(self.root)
-            prefix = self._route_of(key, routes)
-            if prefix is None:
-                raise StateError(
-                    f"target {self.name!r}: release {key} has no candidate deployed",
-                    hint="deploy it first (a promoted or aborted release takes no weight)",
-                )
-            routes[prefix]["weight"] = float(weight)
-            write_routes(self.root, routes)
+        set_weight(self.root, self.name, key, weight)
 
     def promote(self, key: str) -> Promoted:
         """Publish the candidate's files as the live version of its path; drop its route."""
         with self._locked():
             routes = read_routes(self.root)
-            prefix = self._route_of(key, routes)
+            prefix = find_route(routes, key)
             live = self.manifest()
         if prefix is None:
             if key in live["releases"]:
@@ -282,7 +270,7 @@ class StaticSite:
         """Send the path's traffic back to the live version and drop the candidate."""
         with self._locked():
             routes = read_routes(self.root)
-            prefix = self._route_of(key, routes)
+            prefix = find_route(routes, key)
             if prefix is not None:
                 del routes[prefix]
                 write_routes(self.root, routes)  # from here on no visitor reaches it
@@ -293,7 +281,7 @@ class StaticSite:
         with self._locked():
             if key in self.manifest()["releases"]:
                 return None
-            prefix = self._route_of(key, read_routes(self.root))
+            prefix = find_route(read_routes(self.root), key)
         if prefix is None:
             return f"release {key} is not deployed on {self.name}"
         if not (self.root / "candidates" / key).is_dir():
