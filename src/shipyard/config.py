@@ -84,6 +84,16 @@ class TierSettings(_Section):
     timeout_seconds: float = Field(default=120.0, gt=0, description="per model call")
     max_tokens: int = Field(default=4096, ge=1, description="reply length limit")
     temperature: float = Field(default=0.2, ge=0, le=2)
+    calls_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="model calls this tier may start per minute, across every worker",
+    )
+    rate_key: str = Field(
+        default="",
+        description="tiers with the same key share one calls_per_minute window "
+        "(e.g. one provider account); default: the tier's own name",
+    )
 
 
 TIER_KEYS = frozenset(TierSettings.model_fields)
@@ -143,6 +153,9 @@ class DomainSettings(_Section):
     jobs: list[str] = Field(description="folders of the job kinds this domain owns")
     concurrency: int = Field(default=8, ge=1, description="tasks running at once, all workers")
     worker_concurrency: int = Field(default=4, ge=1, description="tasks at once per worker")
+    tasks_per_minute: int | None = Field(
+        default=None, ge=1, description="tasks this domain may start per minute, all workers"
+    )
     day_usd: float | None = Field(default=None, ge=0, description="this domain, per UTC day")
     day_tokens: int | None = Field(default=None, ge=0)
     memory_reads: list[str] = Field(
@@ -335,6 +348,33 @@ class SandboxSettings(_Section):
     max_output_bytes: int = Field(default=1_000_000, ge=1024)
 
 
+class WorkerSettings(_Section):
+    """``[workers]``: liveness of worker processes, and how they stop."""
+
+    heartbeat_seconds: float = Field(
+        default=2.0, ge=0.1, le=60, description="how often each worker says it is alive"
+    )
+    recovery_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        description="a worker silent this long is taken for dead: a live one takes its tasks",
+    )
+    drain_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="on SIGTERM, how long the steps under way get to finish before exit",
+    )
+
+    @model_validator(mode="after")
+    def _beats_within_recovery(self) -> WorkerSettings:
+        if self.heartbeat_seconds * 3 > self.recovery_seconds:
+            raise ValueError(
+                f"heartbeat_seconds ({self.heartbeat_seconds}) must be at most a third of "
+                f"recovery_seconds ({self.recovery_seconds}), or a slow beat looks like a death"
+            )
+        return self
+
+
 class ServeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -357,6 +397,7 @@ class Settings(_Section):
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
     sandbox: SandboxSettings = SandboxSettings()
     serve: ServeSettings = ServeSettings()
+    workers: WorkerSettings = WorkerSettings()
     prices: dict[str, PriceSettings] = Field(
         default_factory=dict, description="per-model prices that override genai-prices"
     )

@@ -57,6 +57,7 @@ def _root(
 app.command("init")(_init.init)
 app.command("submit")(_submit.submit)
 app.command("worker")(_worker.worker)
+app.command("workers")(_worker.workers)
 app.command("status")(_tasks.status)
 app.command("list")(_tasks.list_)
 app.command("show")(_tasks.show)

@@ -1,4 +1,4 @@
-"""``shipyard worker``: run tasks from the domains' queues (recovering any left in flight)."""
+"""``shipyard worker`` (run tasks from the domains' queues) and ``shipyard workers`` (who is)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,20 @@ from types import FrameType
 
 import typer
 from prometheus_client import start_http_server
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from shipyard.cli._common import console, err_console, handle_errors, open_runtime
+from shipyard.cli._common import console, err_console, handle_errors, open_runtime, print_json
 from shipyard.observe import registry_for
 from shipyard.orchestrator import (
     busy_tasks,
     count_by_state,
     escalate_overdue,
     launch,
+    list_workers,
     shutdown,
+    stop_gracefully,
 )
 
 
@@ -34,12 +38,29 @@ def worker(
     metrics_port: int = typer.Option(
         -1, "--metrics-port", help="Serve Prometheus /metrics on this port (0: a free one)."
     ),
+    drain_seconds: float = typer.Option(
+        -1.0,
+        "--drain-seconds",
+        help="On SIGTERM, seconds the steps under way get to finish (default: "
+        "workers.drain_seconds).",
+    ),
 ) -> None:
-    """Run tasks until stopped (SIGINT / SIGTERM), or with --until-idle until nothing is busy."""
+    """Run tasks until stopped, or with --until-idle until nothing is busy.
+
+    SIGTERM or SIGINT stops gracefully: no new step starts, the steps under way finish, and
+    the worker leaves; live workers take over its tasks from their last finished step. A
+    second signal stops at once.
+    """
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        err_console.print(f"worker: {signal.Signals(signum).name}, stopping after this poll")
+        if stop.is_set():
+            err_console.print(f"worker: second {signal.Signals(signum).name}, stopping now")
+            sys.stderr.flush()
+            os._exit(130)
+        err_console.print(
+            f"worker: {signal.Signals(signum).name}: taking no new step, finishing those under way"
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
@@ -51,6 +72,7 @@ def worker(
                 metrics_port, addr="127.0.0.1", registry=registry_for(rt.sessions)
             )
             err_console.print(f"worker: metrics at http://127.0.0.1:{server.server_port}/metrics")
+        graceful = False
         try:
             with Progress(
                 TextColumn("[bold]worker[/] {task.description}"),
@@ -72,12 +94,77 @@ def worker(
                     progress.update(bar, total=total, completed=total - busy)
                     if until_idle and busy == 0:
                         break
+            graceful = stop.is_set()
         finally:
-            shutdown()
+            if graceful:
+                budget = drain_seconds if drain_seconds >= 0 else None
+                started = time.monotonic()
+                left = stop_gracefully(
+                    rt.project.settings.workers.drain_seconds if budget is None else budget
+                )
+                err_console.print(
+                    f"worker: stopped after {time.monotonic() - started:.1f} s of draining"
+                    + (f"; {left} step(s) cut short will run again elsewhere" if left else "")
+                )
+            else:
+                shutdown()
         counts = count_by_state(rt)
     console.print("tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     # Workflows waiting for a person hold executor threads in a timed wait; their state is
-    # checkpointed, so leave without joining them (the next worker resumes them).
+    # checkpointed, so leave without joining them (a live worker resumes them).
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+@handle_errors
+def workers(
+    ctx: typer.Context,
+    all_: bool = typer.Option(False, "--all", help="Also workers that stopped or died."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Workers: their domains, last heartbeat, and the tasks each holds now."""
+    with open_runtime(ctx) as rt:
+        found = list_workers(rt, include_gone=all_)
+        recovery = rt.project.settings.workers.recovery_seconds
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": w.id,
+                    "host": w.host,
+                    "pid": w.pid,
+                    "domains": w.domains,
+                    "version": w.version,
+                    "state": w.state,
+                    "started_at": w.started_at.isoformat(),
+                    "heartbeat_age_seconds": round(w.heartbeat_age, 3),
+                    "in_flight": w.in_flight,
+                    "taken_over_by": w.taken_over_by,
+                    "recovered": w.recovered,
+                }
+                for w in found
+            ]
+        )
+        return
+    if not found:
+        console.print("no workers" + ("" if all_ else " running (see --all)"))
+        return
+    table = Table("worker", "host", "pid", "domains", "state", "heartbeat", "in flight")
+    for w in found:
+        late = w.state in ("running", "draining") and w.heartbeat_age > recovery
+        state = w.state + (f" → {w.taken_over_by} ({w.recovered})" if w.taken_over_by else "")
+        beat = f"{w.heartbeat_age:.1f} s ago" + (" (silent: to be taken over)" if late else "")
+        shown = ", ".join(w.in_flight[:3]) + (
+            f" +{len(w.in_flight) - 3}" if len(w.in_flight) > 3 else ""
+        )
+        table.add_row(
+            escape(w.id),
+            escape(w.host),
+            str(w.pid),
+            escape(",".join(w.domains)),
+            escape(state),
+            beat,
+            f"{len(w.in_flight)}" + (f": {shown}" if shown else ""),
+        )
+    console.print(table)

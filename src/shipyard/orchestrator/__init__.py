@@ -6,6 +6,7 @@ release); the stages never import it.
 
 from __future__ import annotations
 
+from shipyard.orchestrator._fleet import WorkerInfo, list_workers
 from shipyard.orchestrator._rollout import gateway_info, releases, steer
 from shipyard.orchestrator._runtime import Runtime, current_runtime, install_runtime
 from shipyard.orchestrator._service import (
@@ -30,7 +31,13 @@ from shipyard.orchestrator._service import (
     submit,
     task_story,
 )
-from shipyard.orchestrator._worker import busy_tasks, launch, shutdown
+from shipyard.orchestrator._worker import (
+    busy_tasks,
+    current_fleet,
+    launch,
+    shutdown,
+    stop_gracefully,
+)
 from shipyard.orchestrator._workflow import (
     DECISION_WORKFLOW,
     RESUME_WORKFLOW,
@@ -48,11 +55,13 @@ __all__ = [
     "Runtime",
     "SubmitResult",
     "TaskStory",
+    "WorkerInfo",
     "approval_queue",
     "approve",
     "budget_report",
     "busy_tasks",
     "count_by_state",
+    "current_fleet",
     "current_runtime",
     "dbos_config",
     "decision_workflow",
@@ -64,6 +73,7 @@ __all__ = [
     "launch",
     "list_artifacts",
     "list_tasks",
+    "list_workers",
     "provide",
     "queue_name",
     "reject",
@@ -73,6 +83,7 @@ __all__ = [
     "rollback",
     "shutdown",
     "steer",
+    "stop_gracefully",
     "submit",
     "task_story",
     "task_workflow",

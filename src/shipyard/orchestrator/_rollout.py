@@ -35,7 +35,7 @@ from shipyard.model import TaskState
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator._effects import restore_replaced
 from shipyard.orchestrator._runtime import Runtime, current_runtime
-from shipyard.orchestrator._stage import _task, set_state, stage
+from shipyard.orchestrator._stage import _task, set_state, stage, step
 from shipyard.release import Arm, ProbeTally, Rules, analyse
 from shipyard.store import ReleaseRow, ReleaseSampleRow, StepRow, TaskRow, transaction
 
@@ -89,7 +89,7 @@ def _release_row(session: Session, task_id: str) -> ReleaseRow:
 # -- steps --------------------------------------------------------------------------------
 
 
-@DBOS.step(name="shipyard.deploy")
+@step("shipyard.deploy")
 def deploy_step(task_id: str) -> dict[str, Any]:
     """Put the candidate beside the live version; ``busy`` when its path has another."""
     rt = current_runtime()
@@ -160,7 +160,7 @@ def deploy_step(task_id: str) -> dict[str, Any]:
     return {"stages": len(plan.stages), "interval": plan.interval_seconds}
 
 
-@DBOS.step(name="shipyard.shift")
+@step("shipyard.shift")
 def shift_step(task_id: str, index: int) -> None:
     """Give the candidate the stage's share of traffic; the stage's bake starts now.
 
@@ -185,7 +185,7 @@ def shift_step(task_id: str, index: int) -> None:
         row.reason = ""
 
 
-@DBOS.step(name="shipyard.watch")
+@step("shipyard.watch")
 def watch_step(task_id: str, index: int) -> dict[str, str]:
     """One look at a baking stage: ``next``, ``wait``, ``paused``, ``promote`` or
     ``rollback`` (the rollback itself is done here, traffic first), and why."""

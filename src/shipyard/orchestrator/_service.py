@@ -17,7 +17,6 @@ from dbos import DBOS, DBOSClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from shipyard import __version__
 from shipyard.config import Project
 from shipyard.errors import InputError, NotFound, PolicyDenied, StateError, StoreError
 from shipyard.jobs import BatchRow, JobKind, inputs_hash, validate_inputs
@@ -30,6 +29,7 @@ from shipyard.orchestrator._workflow import (
     DECISION_WORKFLOW,
     RESUME_WORKFLOW,
     WORKFLOW_NAME,
+    WORKFLOW_VERSION,
     decision_workflow_id,
     resume_workflow_id,
 )
@@ -61,6 +61,7 @@ __all__ = [
     "list_tasks",
     "provide",
     "queue_name",
+    "queue_settings",
     "reject",
     "resume",
     "rollback",
@@ -78,7 +79,7 @@ def dbos_config(project: Project, *, executor_id: str | None = None) -> dict[str
     config: dict[str, Any] = {
         "name": "shipyard",
         "system_database_url": project.system_database_url,
-        "application_version": __version__,
+        "application_version": WORKFLOW_VERSION,
         "log_level": "WARNING",
         "notification_listener_polling_interval_sec": 0.2,
     }
@@ -92,14 +93,22 @@ def _client(project: Project) -> DBOSClient:
     return DBOSClient(system_database_url=project.system_database_url)
 
 
+def queue_settings(project: Project, domain: str) -> dict[str, Any]:
+    """A domain queue's limits: tasks at once (all workers, per worker) and per minute."""
+    settings = project.settings.domains[domain]
+    found: dict[str, Any] = {
+        "global_concurrency": settings.concurrency,
+        "worker_concurrency": settings.worker_concurrency,
+        "polling_interval_sec": 0.2,
+    }
+    if settings.tasks_per_minute is not None:
+        found["limiter"] = {"limit": settings.tasks_per_minute, "period": 60.0}
+    return found
+
+
 def _register_queues(client: DBOSClient, project: Project) -> None:
-    for domain, settings in project.settings.domains.items():
-        client.register_queue(
-            queue_name(domain),
-            global_concurrency=settings.concurrency,
-            worker_concurrency=settings.worker_concurrency,
-            polling_interval_sec=0.2,
-        )
+    for domain in project.settings.domains:
+        client.register_queue(queue_name(domain), **queue_settings(project, domain))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,7 +216,7 @@ def _enqueue(project: Project, domain: str, runs: Sequence[tuple[str, str, str]]
                     "workflow_name": workflow,
                     "queue_name": queue_name(domain),
                     "workflow_id": workflow_id,
-                    "app_version": __version__,
+                    "app_version": WORKFLOW_VERSION,
                 },
                 task_id,
             )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+from dbos import DBOS
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -17,7 +21,80 @@ from shipyard.observe import redact
 from shipyard.orchestrator._runtime import Runtime
 from shipyard.store import StepRow, TaskRow, transaction
 
-__all__ = ["set_state", "stage"]
+__all__ = ["close_steps", "open_steps", "set_state", "stage", "step", "steps_under_way"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Steps:
+    """The steps this process is running, and whether new ones may start.
+
+    A worker told to stop closes the door: a workflow reaching its next step waits there
+    (everything before it is checkpointed), the steps under way finish, and the worker
+    leaves; another worker resumes those workflows at the step that waited.
+    """
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.active = 0
+        self.closed = False
+
+    def enter(self) -> None:
+        with self.cond:
+            while self.closed:
+                self.cond.wait()
+            self.active += 1
+
+    def leave(self) -> None:
+        with self.cond:
+            self.active -= 1
+            self.cond.notify_all()
+
+
+_steps = _Steps()
+
+
+def step(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A durable step (``DBOS.step``) that waits at the door while the worker is stopping.
+
+    A step DBOS replays from its checkpoint never runs the body, so it never waits.
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def gated(*args: P.args, **kwargs: P.kwargs) -> R:
+            _steps.enter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _steps.leave()
+
+        return DBOS.step(name=name)(gated)
+
+    return decorate
+
+
+def close_steps(timeout: float) -> int:
+    """Let no new step start; wait up to ``timeout`` s for those under way. How many remain."""
+    deadline = time.monotonic() + timeout
+    with _steps.cond:
+        _steps.closed = True
+        while _steps.active and (left := deadline - time.monotonic()) > 0:
+            _steps.cond.wait(left)
+        return _steps.active
+
+
+def open_steps() -> None:
+    """Let steps start again (a worker launched in a process that stopped one before)."""
+    with _steps.cond:
+        _steps.closed = False
+        _steps.cond.notify_all()
+
+
+def steps_under_way() -> int:
+    with _steps.cond:
+        return _steps.active
 
 
 def _now() -> datetime:

@@ -1,8 +1,8 @@
 """Workers: processes that launch DBOS, listen to the domains' queues and run tasks.
 
-A worker recovers the workflows a killed worker left in flight when it launches (DBOS does
-this from its checkpoints), then runs queued tasks until it is stopped, or, with
-``until_idle``, until every task is finished or waiting for a person.
+Each worker has its own DBOS executor id and a row in ``workers`` (see ``_fleet``). At launch
+it takes over what workers that died or left still held, then runs queued tasks until it is
+stopped, or, with ``until_idle``, until every task is finished or waiting for a person.
 """
 
 from __future__ import annotations
@@ -16,11 +16,18 @@ from sqlalchemy import func, select
 
 from shipyard.errors import ConfigError, StateError
 from shipyard.model import TaskState
+from shipyard.orchestrator._fleet import Fleet, new_worker_id
 from shipyard.orchestrator._runtime import Runtime, current_runtime, install_runtime
-from shipyard.orchestrator._service import dbos_config, enqueue_pending, queue_name
-from shipyard.store import TaskRow
+from shipyard.orchestrator._service import (
+    dbos_config,
+    enqueue_pending,
+    queue_name,
+    queue_settings,
+)
+from shipyard.orchestrator._stage import close_steps, open_steps, steps_under_way
+from shipyard.store import TaskRow, migration_lock
 
-__all__ = ["busy_tasks", "launch", "shutdown"]
+__all__ = ["busy_tasks", "current_fleet", "launch", "shutdown", "stop_gracefully"]
 
 _BUSY = (
     TaskState.QUEUED.value,
@@ -30,11 +37,19 @@ _BUSY = (
     TaskState.RELEASING.value,
 )
 
+_fleet: Fleet | None = None
+
+
+def current_fleet() -> Fleet | None:
+    """This process's worker membership, while a worker is launched here."""
+    return _fleet
+
 
 def launch(
     rt: Runtime, *, domains: Sequence[str] = (), executor_id: str | None = None
 ) -> list[str]:
     """Install ``rt`` and launch DBOS on the domains' queues (all domains when empty)."""
+    global _fleet
     known = rt.project.settings.domains
     chosen = list(domains) or list(known)
     unknown = [d for d in chosen if d not in known]
@@ -45,17 +60,21 @@ def launch(
         )
     rt.check_tiers()  # a tier it cannot call (no key, no such provider) stops it here
     install_runtime(rt)
-    DBOS(config=dbos_config(rt.project, executor_id=executor_id))  # type: ignore[arg-type]
+    worker_id = executor_id or new_worker_id()
+    with migration_lock(rt.engine):  # workers starting together migrate DBOS's tables once
+        DBOS.migrate(rt.project.system_database_url)
+    fleet = Fleet(rt=rt, worker_id=worker_id, domains=chosen)
+    fleet.join()
+    open_steps()
+    DBOS(config=dbos_config(rt.project, executor_id=worker_id))  # type: ignore[arg-type]
     DBOS.listen_queues([queue_name(d) for d in chosen])
     DBOS.launch()
     for domain in chosen:
         DBOS.register_queue(
-            queue_name(domain),
-            global_concurrency=known[domain].concurrency,
-            worker_concurrency=known[domain].worker_concurrency,
-            polling_interval_sec=0.2,
-            on_conflict="always_update",
+            queue_name(domain), on_conflict="always_update", **queue_settings(rt.project, domain)
         )
+    _fleet = fleet
+    fleet.start()  # takes over dead workers' workflows, then beats
     enqueue_pending(rt)  # work recorded by a process that died before enqueueing it
     rt.sandbox.warm()  # the zygotes import the check tooling while the first tasks generate
     return chosen
@@ -66,22 +85,57 @@ def shutdown(*, drain_seconds: float = 10.0) -> None:
 
     Workflows still running get up to ``drain_seconds`` to reach their end (a task whose
     state is final may still be recording its workflow's result); whatever is in flight
-    after that resumes from its last finished step at the next launch.
+    after that is taken over by a live worker (or the next one to start), from its last
+    finished step.
     """
+    global _fleet
     deadline = time.monotonic() + drain_seconds
     while time.monotonic() < deadline and _running_workflows():
         time.sleep(0.05)
     DBOS.destroy(workflow_completion_timeout_sec=0)
+    if _fleet is not None:
+        _fleet.leave()
+        _fleet = None
     with contextlib.suppress(StateError):  # no runtime installed: nothing to flush
         current_runtime().tracing.flush()
     install_runtime(None)
 
 
+def stop_gracefully(drain_seconds: float) -> int:
+    """SIGTERM: start no new step, let those under way finish, then leave.
+
+    Workflows reaching their next step wait at it; each one's finished steps are
+    checkpointed, so a live worker takes it over from there. Returns the steps that were
+    still running when ``drain_seconds`` ran out (they run again elsewhere).
+    """
+    global _fleet
+    if _fleet is not None:
+        _fleet.beat("draining")
+    left = close_steps(drain_seconds)
+    DBOS.destroy(workflow_completion_timeout_sec=0)
+    if _fleet is not None:
+        _fleet.leave()
+        _fleet = None
+    with contextlib.suppress(StateError):
+        current_runtime().tracing.flush()
+    install_runtime(None)
+    return left
+
+
 def _running_workflows() -> int:
+    """Workflows of this process still running a step (waiting for a person is not running)."""
+    if steps_under_way():
+        return 1
     try:
-        return len(DBOS.list_workflows(status="PENDING", load_input=False, load_output=False))
+        mine = DBOS.list_workflows(
+            status="PENDING",
+            executor_id=DBOS.executor_id,
+            load_input=False,
+            load_output=False,
+        )
     except Exception:  # DBOS not launched, or its database is gone: nothing to drain
         return 0
+    return len(mine)
 
 
 def busy_tasks(rt: Runtime, domains: Sequence[str]) -> int:

@@ -56,7 +56,7 @@ from shipyard.orchestrator._ledger import limits_for, rates_for, spend
 from shipyard.orchestrator._memory import recall_for_task
 from shipyard.orchestrator._provenance import sign_provenance
 from shipyard.orchestrator._runtime import Runtime, current_runtime
-from shipyard.orchestrator._stage import _now, _task, set_state, stage
+from shipyard.orchestrator._stage import _now, _task, set_state, stage, step
 from shipyard.policy import Request
 from shipyard.store import (
     ArtifactRow,
@@ -73,12 +73,19 @@ __all__ = [
     "DECISION_WORKFLOW",
     "RESUME_WORKFLOW",
     "WORKFLOW_NAME",
+    "WORKFLOW_VERSION",
     "decision_workflow",
     "decision_workflow_id",
     "resume_workflow",
     "resume_workflow_id",
     "task_workflow",
 ]
+
+WORKFLOW_VERSION = "shipyard-1"
+"""What DBOS calls the application version: workers recover and dequeue only workflows of
+their own. Bump it when the steps of a workflow change order, name or arguments (a recorded
+workflow could not be resumed by the new code); a release that keeps them keeps it, so
+workers of either release take each other's tasks during a rolling upgrade."""
 
 WORKFLOW_NAME = "shipyard.task"
 DECISION_WORKFLOW = "shipyard.decision"
@@ -102,7 +109,7 @@ def resume_workflow_id(task_id: str, resumption: int) -> str:
 # -- steps --------------------------------------------------------------------------------
 
 
-@DBOS.step(name="shipyard.start")
+@step("shipyard.start")
 def start_step(task_id: str) -> dict[str, Any]:
     """Re-validate the inputs (the job kind may have changed since submit) and mark running."""
     rt = current_runtime()
@@ -122,7 +129,7 @@ def start_step(task_id: str) -> dict[str, Any]:
     }
 
 
-@DBOS.step(name="shipyard.resume")
+@step("shipyard.resume")
 def resume_step(task_id: str) -> dict[str, Any]:
     """Where a resumed task goes on: checking a person's code, or the next generation."""
     rt = current_runtime()
@@ -153,7 +160,7 @@ def resume_step(task_id: str) -> dict[str, Any]:
     }
 
 
-@DBOS.step(name="shipyard.recall")
+@step("shipyard.recall")
 def recall_step(task_id: str, at: int = 0) -> list[dict[str, Any]]:
     rt = current_runtime()
     with stage(rt, task_id, "recall", at) as record:
@@ -167,7 +174,7 @@ def recall_step(task_id: str, at: int = 0) -> list[dict[str, Any]]:
     return items
 
 
-@DBOS.step(name="shipyard.generate")
+@step("shipyard.generate")
 def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) -> str:
     """One generation: the prompt (with the previous attempt's findings), then the router.
 
@@ -264,7 +271,7 @@ def _generate_request(
     )
 
 
-@DBOS.step(name="shipyard.escalate")
+@step("shipyard.escalate")
 def escalate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) -> str:
     """Every repair failed: ask a person for the code rather than give up or act anyway."""
     rt = current_runtime()
@@ -510,7 +517,7 @@ def _check_outputs(kind: JobKind, files: dict[str, str]) -> None:
         )
 
 
-@DBOS.step(name="shipyard.verify")
+@step("shipyard.verify")
 def verify_step(task_id: str, attempt: int) -> bool:
     """Run the job kind's checks on this attempt's output in the sandbox; store the report."""
     rt = current_runtime()
@@ -564,7 +571,7 @@ def verify_step(task_id: str, attempt: int) -> bool:
     return report.passed
 
 
-@DBOS.step(name="shipyard.register")
+@step("shipyard.register")
 def register_step(task_id: str, attempt: int) -> str:
     """Store the passing output as a content-addressed artifact with its provenance."""
     rt = current_runtime()
@@ -632,7 +639,7 @@ def register_step(task_id: str, attempt: int) -> str:
     return stored.id
 
 
-@DBOS.step(name="shipyard.gate")
+@step("shipyard.gate")
 def gate_step(task_id: str, attempt: int) -> str:
     """Policy decides: release now, after N distinct approvals, or never (see policy.gate)."""
     rt = current_runtime()
@@ -702,7 +709,7 @@ def _diff_lines(rt: Runtime, session: Session, task: TaskRow, files: dict[str, A
     return changed
 
 
-@DBOS.step(name="shipyard.read_decision")
+@step("shipyard.read_decision")
 def read_decision_step(task_id: str) -> dict[str, Any] | None:
     """The people's decision on this task, if one is recorded (the database is the truth).
 
@@ -739,7 +746,7 @@ def read_decision_step(task_id: str) -> dict[str, Any] | None:
     }
 
 
-@DBOS.step(name="shipyard.record_decision")
+@step("shipyard.record_decision")
 def record_decision_step(task_id: str, decision: dict[str, Any]) -> None:
     rt = current_runtime()
     with stage(rt, task_id, "approval") as record, transaction(rt.sessions) as session:
@@ -756,7 +763,7 @@ def record_decision_step(task_id: str, decision: dict[str, Any]) -> None:
         )
 
 
-@DBOS.step(name="shipyard.release")
+@step("shipyard.release")
 def release_step(task_id: str) -> dict[str, Any]:
     """Put the artifact live through the ``publish`` tool (journalled: a re-run replays it)."""
     rt = current_runtime()
@@ -815,7 +822,7 @@ def release_step(task_id: str) -> dict[str, Any]:
     return result
 
 
-@DBOS.step(name="shipyard.effect")
+@step("shipyard.effect")
 def effect_step(task_id: str, position: int, release: dict[str, Any]) -> dict[str, Any]:
     """The job kind's effect at ``position`` (1-based), its options rendered with the inputs."""
     rt = current_runtime()
@@ -846,7 +853,7 @@ def _render_options(value: Any, context: dict[str, Any], *, where: str) -> Any:
     return value
 
 
-@DBOS.step(name="shipyard.compensate")
+@step("shipyard.compensate")
 def compensate_step(task_id: str, reason: str) -> list[str]:
     """Undo the task's completed effects, newest first (a re-run skips what is undone)."""
     rt = current_runtime()
@@ -858,7 +865,7 @@ def compensate_step(task_id: str, reason: str) -> list[str]:
     return notes
 
 
-@DBOS.step(name="shipyard.finish")
+@step("shipyard.finish")
 def finish_step(task_id: str, state: str, outcome: str, error: str = "") -> None:
     """Remember the outcome for next time and close the task."""
     rt = current_runtime()

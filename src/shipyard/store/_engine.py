@@ -6,6 +6,7 @@ CLI can write at once; PostgreSQL goes through psycopg 3. Both are migrated with
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,12 +16,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shipyard.errors import StoreError
+from shipyard.errors import StateError, StoreError
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -59,15 +60,75 @@ def _alembic_config(engine: Engine) -> Config:
     return config
 
 
+_MIGRATION_LOCK = 0x5348_4950_5941_5244 & 0x7FFF_FFFF_FFFF_FFFF
+"""PostgreSQL advisory lock key that serializes migrations (b"SHIPYARD")."""
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Held by one process at a time: the one that migrates; the others wait, then find the
+    schema current.
+
+    PostgreSQL takes a session advisory lock (every machine sees it); SQLite locks a file
+    beside the database (every process on the machine that holds the file sees it).
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+                conn.commit()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision this code knows (safe to call every start)."""
+    """Bring the schema to the newest revision this code knows (safe to call every start).
+
+    Several processes starting at once migrate once: the first takes the migration lock, the
+    rest wait for it and find nothing to do. A database migrated by a newer Shipyard is
+    refused rather than touched.
+    """
+    config = _alembic_config(engine)
     try:
-        command.upgrade(_alembic_config(engine), "head")
+        with migration_lock(engine):
+            refuse_newer_schema(engine)
+            command.upgrade(config, "head")
     except OperationalError as exc:
         raise StoreError(
             f"could not migrate the database at {engine.url.render_as_string()}: {exc.orig}",
             hint="check that the database is reachable and writable",
         ) from exc
+
+
+def refuse_newer_schema(engine: Engine) -> None:
+    """StateError when the database's schema revision is one this code does not know."""
+    script = ScriptDirectory.from_config(_alembic_config(engine))
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current is None:
+        return
+    try:
+        script.get_revision(current)
+    except Exception:  # alembic: "Can't locate revision"
+        raise StateError(
+            f"the database at {engine.url.render_as_string()} has schema revision {current!r}, "
+            f"newer than this Shipyard knows (its newest is {script.get_current_head()!r})",
+            hint="a newer Shipyard migrated it: upgrade Shipyard on this machine "
+            "(workers refuse to run against a schema they do not know)",
+        ) from None
 
 
 def schema_status(engine: Engine) -> tuple[str | None, str | None]:
@@ -104,3 +165,19 @@ def insert_ignore(session: Session, model: type[Any], values: dict[str, Any]) ->
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         session.execute(pg_insert(model).values(**values).on_conflict_do_nothing())
+
+
+def lock_rows(session: Session, *names: str) -> None:
+    """Lock these named rows until the session's transaction ends (created on first use).
+
+    Every worker that locks a name waits for the one holding it: on PostgreSQL a row lock,
+    on SQLite the database's write lock (taken by the first write, before anything is read).
+    Names are locked in sorted order, so two transactions never wait on each other.
+    """
+    from shipyard.store._schema import LockRow
+
+    for name in sorted(set(names)):
+        insert_ignore(session, LockRow, {"name": name, "version": 0})
+        session.execute(
+            update(LockRow).where(LockRow.name == name).values(version=LockRow.version + 1)
+        )

@@ -375,3 +375,94 @@ class SpanRow(Base):
         Index("ix_spans_trace", "trace_id"),
         Index("ix_spans_start", "start_ns"),
     )
+
+
+class WorkerRow(Base):
+    """A worker process: where it runs, what it serves, and when it was last heard from.
+
+    Its id is its DBOS executor id, so the workflows it holds are the system database's
+    pending workflows under that id. A live worker that finds another one silent past the
+    recovery time (or stopped, or dead on its own machine) takes its workflows over.
+    """
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    machine: Mapped[str] = mapped_column(String(64))
+    """The machine's id (``/etc/machine-id``, else the host name): pids compare within it."""
+    pid: Mapped[int] = mapped_column(Integer)
+    domains: Mapped[list[Any]] = mapped_column(JSON)
+    version: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16))
+    """``running``, ``draining``, ``stopped`` (said goodbye) or ``dead`` (taken over silent)."""
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    taken_over_by: Mapped[str] = mapped_column(String(80), default="", server_default="")
+    taken_over_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    recovered: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Workflows handed back to the queues when it was taken over."""
+
+    __table_args__ = (Index("ix_workers_heartbeat", "heartbeat_at"),)
+
+
+class LockRow(Base):
+    """A named row to lock: what serializes budget checks and call windows across workers."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class BudgetHoldRow(Base):
+    """Spend set aside for a model call in flight: the call's worst case, until it is recorded.
+
+    Budgets count attempts (what was spent) plus unexpired holds (what may be), under a row
+    lock, so two workers can never both take the last of a budget.
+    """
+
+    __tablename__ = "budget_holds"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(40))
+    domain: Mapped[str] = mapped_column(String(64))
+    usd: Mapped[Decimal] = mapped_column(Numeric(14, 6))
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    """A worker that dies mid-call leaves its hold; it stops counting after this."""
+
+    __table_args__ = (Index("ix_budget_holds_expires", "expires_at"),)
+
+
+class ModelCallRow(Base):
+    """One model call started, by rate-limit key: the sliding window every worker shares."""
+
+    __tablename__ = "model_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(120))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index("ix_model_calls_key_at", "key", "at"),)
+
+
+class ArtifactBlobRow(Base):
+    """One distinct file content of the database artifact backend (content-addressed)."""
+
+    __tablename__ = "artifact_blobs"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ArtifactManifestRow(Base):
+    """One artifact version's canonical manifest in the database artifact backend."""
+
+    __tablename__ = "artifact_manifests"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    manifest: Mapped[bytes] = mapped_column(LargeBinary)
