@@ -271,8 +271,19 @@ class PolicySettings(_Section):
 
 
 class ArtifactSettings(_Section):
-    """``[artifacts]``: what provenance records, and how long unreleased versions stay."""
+    """``[artifacts]``: where artifact files live, what provenance records, and how long
+    unreleased versions stay."""
 
+    backend: Literal["auto", "folder", "database"] = Field(
+        default="auto",
+        description="where artifact files live: 'folder', 'database' (Shipyard's database), "
+        "or 'auto' (the database on PostgreSQL, the folder on SQLite or when folder is set)",
+    )
+    folder: str = Field(
+        default="",
+        description="the folder backend's folder, e.g. a shared mount, relative to "
+        "shipyard.toml (default: artifacts in the state folder)",
+    )
     record_inputs: bool = Field(
         default=True,
         description="put each task's inputs in its signed provenance (their digest always is)",
@@ -282,6 +293,22 @@ class ArtifactSettings(_Section):
         ge=0,
         description="`artifacts gc` may remove unreleased versions older than this",
     )
+
+    @model_validator(mode="after")
+    def _folder_for_folder_backend(self) -> ArtifactSettings:
+        if self.folder and self.backend == "database":
+            raise ValueError(
+                "artifacts.folder is for the folder backend: remove it, or set "
+                "artifacts.backend = 'folder' to keep the files there"
+            )
+        return self
+
+    def backend_for(self, *, sqlite: bool) -> Literal["folder", "database"]:
+        """The backend ``auto`` stands for: an explicit folder, else the database on PostgreSQL
+        (workers on other machines can reach it) and the folder on SQLite."""
+        if self.backend != "auto":
+            return self.backend
+        return "folder" if self.folder or sqlite else "database"
 
 
 class NamespaceSettings(_Section):
@@ -479,7 +506,17 @@ class Project:
 
     @property
     def artifacts_dir(self) -> Path:
+        """The folder backend's store: ``[artifacts] folder``, else ``artifacts`` in the state
+        folder."""
+        folder = self.settings.artifacts.folder
+        if folder:
+            return (self.root / Path(folder).expanduser()).resolve()
         return self.state_dir / "artifacts"
+
+    @property
+    def artifact_backend(self) -> Literal["folder", "database"]:
+        """Where artifact files live, ``[artifacts] backend = "auto"`` resolved."""
+        return self.settings.artifacts.backend_for(sqlite=self.is_sqlite)
 
     @property
     def keys_dir(self) -> Path:

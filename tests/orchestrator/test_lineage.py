@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 from sqlalchemy import update
 
+from shipyard.artifacts import ArtifactStore, DatabaseArtifactStore
 from shipyard.config import Project
 from shipyard.generate import GenerationRequest, render
 from shipyard.jobs import BatchRow, load_job_kind, validate_inputs
@@ -26,7 +27,7 @@ from shipyard.orchestrator._lineage import (
     produced_with,
 )
 from shipyard.orchestrator._provenance import verify_artifact
-from shipyard.store import ArtifactRow, AttemptRow, ProvenanceRow
+from shipyard.store import ArtifactBlobRow, ArtifactRow, AttemptRow, ProvenanceRow
 from shipyard.testing import FunctionProvider
 from support import PRODUCT, SETTLED, run_cli, wait_for_state, wait_until_finished
 
@@ -169,12 +170,19 @@ def test_tampering_with_a_file_the_statement_or_a_report_is_caught(
     [problem] = verify_artifact(rt, artifact_id).problems
     assert "the signature does not match the statement" in problem
 
-    # A file on disk changed: its digest no longer matches.
-    blob = next((project.root / ".shipyard" / "artifacts" / "sha256").rglob("*"))
-    while blob.is_dir():
-        blob = next(blob.iterdir())
-    os.chmod(blob, 0o644)
-    blob.write_bytes(b"<h1>defaced</h1>")
+    # A stored file changed (on disk, or in the database): its digest no longer matches.
+    digest = rt.artifacts.get(artifact_id).manifest["index.html"]["sha256"]
+    if isinstance(rt.artifacts, DatabaseArtifactStore):
+        with rt.sessions() as session, session.begin():
+            session.execute(
+                update(ArtifactBlobRow)
+                .where(ArtifactBlobRow.digest == digest)
+                .values(content=b"<h1>defaced</h1>")
+            )
+    else:
+        blob = ArtifactStore(project.artifacts_dir).blob_path(digest)
+        os.chmod(blob, 0o644)
+        blob.write_bytes(b"<h1>defaced</h1>")
     done = run_cli(project.root, "artifacts", "verify", artifact_id)
     assert done.returncode == 1
     assert "does not match its digest" in done.stdout

@@ -63,12 +63,15 @@ def strict_policy(project: Project, folder: Path) -> Path:
 
 
 def live_tables(rt: Runtime) -> dict[str, list[Any]]:
-    """Every row of every live table (everything but replay runs), and the state folder."""
+    """Every row of every live table, and the state folder.
+
+    Not replay runs (the replay's own record) nor workers (the running worker's heartbeat).
+    """
     rt.tracing.flush()  # spans still batched would land after the snapshot
     found: dict[str, list[Any]] = {}
     with rt.engine.connect() as connection:
         for table in Base.metadata.sorted_tables:
-            if table.name != "replay_runs":
+            if table.name not in ("replay_runs", "workers"):
                 rows = connection.execute(select(table)).all()
                 found[table.name] = sorted(map(repr, rows))
         found["alembic_version"] = list(connection.execute(text("select * from alembic_version")))

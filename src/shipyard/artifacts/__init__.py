@@ -14,14 +14,21 @@ from shipyard.artifacts._attest import (
     verify_envelope,
 )
 from shipyard.artifacts._provenance import Attempt, build_statement, check_statement
-from shipyard.artifacts._store import ArtifactStore, StoredArtifact
+from shipyard.artifacts._store import (
+    ArtifactBackend,
+    ArtifactStore,
+    DatabaseArtifactStore,
+    StoredArtifact,
+)
 
 __all__ = [
     "PAYLOAD_TYPE",
     "PREDICATE_TYPE",
     "STATEMENT_TYPE",
+    "ArtifactBackend",
     "ArtifactStore",
     "Attempt",
+    "DatabaseArtifactStore",
     "SigningKey",
     "StoredArtifact",
     "build_statement",

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,14 +88,23 @@ class SigningKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole under a temporary name, then linked into place: a process starting
+        # beside this one sees no key or a complete one, and only one process creates it.
+        temp = folder / f".signing.key.{os.getpid()}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
-        public_path.write_bytes(
+        try:
+            os.link(temp, private_path)  # FileExistsError: another process made one first
+        finally:
+            temp.unlink()
+        public_temp = folder / f".signing.pub.{os.getpid()}.tmp"
+        public_temp.write_bytes(
             private.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
+        os.replace(public_temp, public_path)
         return cls(private, private.public_key())
 
     @classmethod
@@ -129,14 +139,26 @@ class SigningKey:
         everything signed before would stop verifying.
         """
         if (folder / "signing.key").exists():
-            return cls.load(folder)
+            return cls._load_complete(folder)
         if (folder / "signing.pub").exists():
             raise ConfigError(
                 f"{folder / 'signing.key'} is missing but {folder / 'signing.pub'} is there",
                 hint="restore signing.key from your backup; to start a new key instead, remove "
                 "signing.pub (what the old key signed will no longer verify)",
             )
-        return cls.create(folder)
+        try:
+            return cls.create(folder)
+        except FileExistsError:  # workers starting together: another one made it
+            return cls._load_complete(folder)
+
+    @classmethod
+    def _load_complete(cls, folder: Path) -> SigningKey:
+        """Load, waiting a moment for the public half of a pair another process is making."""
+        for _ in range(40):
+            if (folder / "signing.pub").exists():
+                break
+            time.sleep(0.05)
+        return cls.load(folder)
 
 
 def sign_statement(statement: dict[str, Any], key: SigningKey) -> dict[str, Any]:

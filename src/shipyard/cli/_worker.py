@@ -66,6 +66,11 @@ def worker(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     with open_runtime(ctx) as rt:
+        if rt.migrated is not None:
+            before, after = rt.migrated
+            err_console.print(
+                f"worker: migrated the database schema {before or '(empty)'} → {after}"
+            )
         chosen = launch(rt, domains=[d for d in domains.split(",") if d])
         if metrics_port >= 0:
             server, _ = start_http_server(

@@ -137,6 +137,11 @@ class Breaker:
             self._trial.add(tier)
             return 0.0
 
+    def release(self, tier: str) -> None:
+        """Give back a trial ``acquire`` granted when the call was not made after all."""
+        with self._lock:
+            self._trial.discard(tier)
+
     def succeeded(self, tier: str) -> None:
         with self._lock:
             self._streak.pop(tier, None)

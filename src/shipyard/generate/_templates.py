@@ -6,11 +6,12 @@ outputs are autoescaped, so a product name cannot inject markup.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from shipyard.errors import ConfigError
@@ -36,11 +37,19 @@ def _environment(autoescape: bool) -> SandboxedEnvironment:
     return env
 
 
+_ENVIRONMENTS = {escaped: _environment(escaped) for escaped in (False, True)}
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str, escaped: bool) -> Template:
+    """Compiled once per process: every task of a job kind renders the same templates."""
+    return _ENVIRONMENTS[escaped].from_string(source)
+
+
 def render(source: str, context: dict[str, Any], *, name: str, where: str) -> str:
     """Render ``source``; ``name`` (e.g. ``index.html``) decides autoescaping."""
-    env = _environment(name.rsplit(".", 1)[-1].lower() in _ESCAPED)
     try:
-        return env.from_string(source).render(context)
+        return _compiled(source, name.rsplit(".", 1)[-1].lower() in _ESCAPED).render(context)
     except TemplateError as exc:
         raise ConfigError(
             f"{where}: template error while rendering {name!r}: {exc}",

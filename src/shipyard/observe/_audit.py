@@ -58,11 +58,13 @@ def append(
     detail: dict[str, Any] | None = None,
 ) -> AuditRow:
     """Add one entry in the caller's transaction (it commits or rolls back with it)."""
-    session.execute(
-        update(AuditHeadRow).where(AuditHeadRow.id == 1).values(seq=AuditHeadRow.seq + 1)
-    )
+    # Taking the next number locks the head until the caller commits: one chain, however
+    # many workers append at once.
     head = session.execute(
-        select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1)
+        update(AuditHeadRow)
+        .where(AuditHeadRow.id == 1)
+        .values(seq=AuditHeadRow.seq + 1)
+        .returning(AuditHeadRow.seq, AuditHeadRow.hash)
     ).one()
     row = AuditRow(
         seq=int(head.seq),

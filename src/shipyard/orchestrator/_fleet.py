@@ -24,16 +24,16 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from dbos import DBOS, DBOSClient
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import or_, select, update
 
 from shipyard import __version__
 from shipyard.orchestrator._runtime import Runtime
-from shipyard.store import WorkerRow, transaction
+from shipyard.orchestrator._service import system_database
+from shipyard.store import WorkerRow, database_now, transaction
 
 __all__ = ["Fleet", "WorkerInfo", "list_workers", "machine_id", "new_worker_id"]
 
@@ -41,7 +41,13 @@ _MACHINE_ID_FILES = (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id"))
 
 
 def machine_id() -> str:
-    """This machine's id: process ids are compared only between workers on one machine."""
+    """This machine's id: process ids are compared only between workers on one machine.
+
+    ``SHIPYARD_MACHINE_ID`` overrides it (containers that share a machine id, or none).
+    """
+    override = os.environ.get("SHIPYARD_MACHINE_ID", "").strip()
+    if override:
+        return override[:64]
     for path in _MACHINE_ID_FILES:
         with contextlib.suppress(OSError):
             found = path.read_text().strip()
@@ -53,15 +59,6 @@ def machine_id() -> str:
 def new_worker_id() -> str:
     """A worker id no other worker has had: host, process and a random suffix."""
     return f"{socket.gethostname()[:48]}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-def db_now(session: Session) -> datetime:
-    """The database's clock on PostgreSQL (machines' clocks differ), this one's on SQLite."""
-    if session.get_bind().dialect.name == "postgresql":
-        found = session.scalar(select(func.now()))
-        if isinstance(found, datetime):
-            return found.astimezone(UTC)
-    return datetime.now(UTC)
 
 
 def _alive_here(pid: int) -> bool:
@@ -87,7 +84,7 @@ class Fleet:
     def join(self) -> None:
         """Register this worker (state ``running``) before DBOS dequeues anything for it."""
         with transaction(self.rt.sessions) as session:
-            now = db_now(session)
+            now = database_now(session)
             session.add(
                 WorkerRow(
                     id=self.worker_id,
@@ -127,7 +124,7 @@ class Fleet:
     def beat(self, state: str = "running") -> bool:
         """Record that this worker is alive; False when it has been taken over."""
         with transaction(self.rt.sessions) as session:
-            now = db_now(session)
+            now = database_now(session)
             done = session.execute(
                 update(WorkerRow)
                 .where(WorkerRow.id == self.worker_id, WorkerRow.taken_over_at.is_(None))
@@ -143,7 +140,7 @@ class Fleet:
         settings = self.rt.project.settings.workers
         here = machine_id()
         with self.rt.sessions() as session:
-            now = db_now(session)
+            now = database_now(session)
             silent = now - timedelta(seconds=settings.recovery_seconds)
             missed = now - timedelta(seconds=settings.heartbeat_seconds * 1.5)
             rows = session.scalars(
@@ -172,7 +169,7 @@ class Fleet:
                     .where(WorkerRow.id == row.id, WorkerRow.taken_over_at.is_(None))
                     .values(
                         taken_over_by=self.worker_id,
-                        taken_over_at=db_now(session),
+                        taken_over_at=database_now(session),
                         state="stopped" if row.state == "stopped" else "dead",
                     )
                 )
@@ -203,7 +200,7 @@ class Fleet:
             session.execute(
                 update(WorkerRow)
                 .where(WorkerRow.id == self.worker_id, WorkerRow.taken_over_at.is_(None))
-                .values(state="stopped", stopped_at=db_now(session))
+                .values(state="stopped", stopped_at=database_now(session))
             )
 
 
@@ -229,7 +226,7 @@ class WorkerInfo:
 def list_workers(rt: Runtime, *, include_gone: bool = False, limit: int = 50) -> list[WorkerInfo]:
     """Workers, newest first: the live ones, and with ``include_gone`` those that left."""
     with rt.sessions() as session:
-        now = db_now(session)
+        now = database_now(session)
         query = select(WorkerRow).order_by(WorkerRow.started_at.desc()).limit(limit)
         if not include_gone:
             query = query.where(WorkerRow.taken_over_at.is_(None), WorkerRow.state != "stopped")
@@ -257,7 +254,7 @@ def _pending_by_executor(rt: Runtime, executor_ids: Sequence[str]) -> dict[str, 
     """Task ids of the pending workflows each executor holds (workflow ids start with them)."""
     if not executor_ids:
         return {}
-    client = DBOSClient(system_database_url=rt.project.system_database_url)
+    client = DBOSClient(system_database_url=system_database(rt.project))
     try:
         pending = client.list_workflows(
             status="PENDING",

@@ -13,12 +13,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.config import Settings
+from shipyard.errors import StateError
 from shipyard.generate import GenerationRequest, Limit, Rate, Recorded, Spend
-from shipyard.store import AttemptRow, TaskRow
+from shipyard.store import AttemptRow, BudgetHoldRow, TaskRow, lock_rows, transaction
 
 __all__ = [
     "BudgetLine",
@@ -26,6 +27,8 @@ __all__ = [
     "Rollup",
     "budget_report",
     "day_start",
+    "drop_hold",
+    "hold",
     "limits_for",
     "rates_for",
     "replay_lookup",
@@ -60,6 +63,95 @@ def spend(
     return Spend(usd=Decimal(usd), tokens=int(tokens))
 
 
+def held(
+    session: Session, *, task_id: str = "", domain: str = "", since: datetime | None = None
+) -> Spend:
+    """Spend set aside for model calls in flight (unexpired holds) matching every filter."""
+    query = select(
+        func.coalesce(func.sum(BudgetHoldRow.usd), 0),
+        func.coalesce(func.sum(BudgetHoldRow.tokens), 0),
+    ).where(BudgetHoldRow.expires_at > datetime.now(UTC))
+    if domain:
+        query = query.where(BudgetHoldRow.domain == domain)
+    if task_id:
+        query = query.where(BudgetHoldRow.task_id == task_id)
+    if since is not None:
+        query = query.where(BudgetHoldRow.created_at >= since)
+    usd, tokens = session.execute(query).one()
+    return Spend(usd=Decimal(usd), tokens=int(tokens))
+
+
+def _committed(
+    session: Session, *, task_id: str = "", domain: str = "", since: datetime | None = None
+) -> Spend:
+    """What is spent plus what calls in flight may still spend."""
+    return spend(session, task_id=task_id, domain=domain, since=since) + held(
+        session, task_id=task_id, domain=domain, since=since
+    )
+
+
+def _budget_locks(settings: Settings, task: TaskRow) -> list[str]:
+    """The lock names of the budgets that bind ``task`` (none when no budget is set)."""
+    budgets, names = settings.budgets, []
+    if budgets.task_usd is not None or budgets.task_tokens is not None:
+        names.append(f"budget task {task.id}")
+    domain = settings.domains.get(task.domain)
+    if domain is not None and (domain.day_usd is not None or domain.day_tokens is not None):
+        names.append(f"budget domain {task.domain}")
+    if budgets.day_usd is not None or budgets.day_tokens is not None:
+        names.append("budget all")
+    return names
+
+
+def hold(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    task_id: str,
+    key: str,
+    call: Spend,
+    *,
+    seconds: float,
+) -> str:
+    """Set ``call``'s worst case aside against every budget binding the task.
+
+    Returns '' when held, else why the call would break a budget. The budgets' rows are
+    locked while spend and holds are summed and the hold is written, so two workers can
+    never both take the last of a budget. ``key`` names the call (a re-run step replaces
+    its own hold); the hold lapses after ``seconds`` if its worker dies mid-call.
+    """
+    with transaction(sessions) as session:
+        task = session.get(TaskRow, task_id)
+        if task is None:
+            raise StateError(f"task {task_id} vanished from the database")
+        names = _budget_locks(settings, task)
+        if not names:
+            return ""
+        lock_rows(session, *names)
+        session.execute(delete(BudgetHoldRow).where(BudgetHoldRow.id == key))
+        for limit in limits_for(session, settings, task):
+            reason = limit.broken_by(call)
+            if reason:
+                return reason
+        now = datetime.now(UTC)
+        session.add(
+            BudgetHoldRow(
+                id=key,
+                task_id=task.id,
+                domain=task.domain,
+                usd=call.usd,
+                tokens=call.tokens,
+                created_at=now,
+                expires_at=now + timedelta(seconds=seconds),
+            )
+        )
+    return ""
+
+
+def drop_hold(session: Session, key: str) -> None:
+    """The call is recorded (its attempt carries the real spend) or was never made."""
+    session.execute(delete(BudgetHoldRow).where(BudgetHoldRow.id == key))
+
+
 def _decimal(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
@@ -75,7 +167,7 @@ def limits_for(session: Session, settings: Settings, task: TaskRow) -> list[Limi
                 scope=f"task {task.id}",
                 usd=_decimal(budgets.task_usd),
                 tokens=budgets.task_tokens,
-                spent=spend(session, task_id=task.id),
+                spent=_committed(session, task_id=task.id),
             )
         )
     domain = settings.domains.get(task.domain)
@@ -85,7 +177,7 @@ def limits_for(session: Session, settings: Settings, task: TaskRow) -> list[Limi
                 scope=f"domain {task.domain} today",
                 usd=_decimal(domain.day_usd),
                 tokens=domain.day_tokens,
-                spent=spend(session, domain=task.domain, since=today),
+                spent=_committed(session, domain=task.domain, since=today),
             )
         )
     if budgets.day_usd is not None or budgets.day_tokens is not None:
@@ -94,7 +186,7 @@ def limits_for(session: Session, settings: Settings, task: TaskRow) -> list[Limi
                 scope="all domains today",
                 usd=_decimal(budgets.day_usd),
                 tokens=budgets.day_tokens,
-                spent=spend(session, since=today),
+                spent=_committed(session, since=today),
             )
         )
     return found

@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from shipyard.artifacts import ArtifactStore, SigningKey
+from shipyard.artifacts import ArtifactBackend, ArtifactStore, DatabaseArtifactStore, SigningKey
 from shipyard.checks import BUILTIN_CHECKS, Check
 from shipyard.config import Project
 from shipyard.errors import ConfigError, SandboxError, StateError
@@ -55,6 +55,8 @@ class Runtime:
     """Providers chosen by the caller for some tiers instead of the configured ones."""
     sandbox_override: SandboxBackend | None = None
     """A backend chosen by the caller instead of the configured one (tests, benchmarks)."""
+    migrated: tuple[str | None, str | None] | None = None
+    """(from, to) schema revisions when opening this runtime migrated the database."""
     _providers: dict[str, Provider] = field(default_factory=dict, init=False, repr=False)
     _providers_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -87,8 +89,7 @@ class Runtime:
                     )
         policies = Policies.load(project.policy_files)  # refuses to start on a bad policy
         engine = make_engine(project.database_url)
-        if upgrade_schema:
-            migrate(engine)
+        migrated = migrate(engine) if upgrade_schema else None
         current, head = schema_status(engine)
         if current != head:
             raise StateError(
@@ -106,6 +107,7 @@ class Runtime:
             checks=registry,
             policies=policies,
             provider_overrides=overrides,
+            migrated=migrated,
         )
         for kind in jobs:
             for number, effect in enumerate(kind.effects, start=1):
@@ -164,7 +166,11 @@ class Runtime:
         return session_factory(self.engine)
 
     @cached_property
-    def artifacts(self) -> ArtifactStore:
+    def artifacts(self) -> ArtifactBackend:
+        """Where artifact files live: ``[artifacts] backend`` (auto: the database on
+        PostgreSQL, so every worker sharing it shares the store; a folder on SQLite)."""
+        if self.project.artifact_backend == "database":
+            return DatabaseArtifactStore(self.sessions)
         return ArtifactStore(self.project.artifacts_dir)
 
     @cached_property

@@ -44,6 +44,7 @@ from shipyard.store import (
     StepRow,
     TaskRow,
     transaction,
+    use_wal,
 )
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "resume",
     "rollback",
     "submit",
+    "system_database",
     "task_story",
 ]
 
@@ -78,19 +80,26 @@ def dbos_config(project: Project, *, executor_id: str | None = None) -> dict[str
     """DBOS settings for this project: its system database, Shipyard's version as app version."""
     config: dict[str, Any] = {
         "name": "shipyard",
-        "system_database_url": project.system_database_url,
         "application_version": WORKFLOW_VERSION,
         "log_level": "WARNING",
         "notification_listener_polling_interval_sec": 0.2,
     }
     if executor_id:
         config["executor_id"] = executor_id
+    config["system_database_url"] = system_database(project)
     return config
 
 
+def system_database(project: Project) -> str:
+    """DBOS's database URL; on SQLite its connections are set to WAL (see ``use_wal``)."""
+    if project.is_sqlite:
+        use_wal(project.state_dir / "workflows.sqlite")
+    return project.system_database_url
+
+
 def _client(project: Project) -> DBOSClient:
-    DBOS.migrate(project.system_database_url)
-    return DBOSClient(system_database_url=project.system_database_url)
+    DBOS.migrate(system_database(project))
+    return DBOSClient(system_database_url=system_database(project))
 
 
 def queue_settings(project: Project, domain: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from dbos import DBOS
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from shipyard._crash import crashpoint
@@ -124,12 +124,13 @@ def stage(rt: Runtime, task_id: str, name: str, attempt: int = 0) -> Iterator[di
     The body fills the yielded dict: ``summary`` (one line) and anything else for ``detail``.
     """
     with transaction(rt.sessions) as session:
-        row = session.scalar(
-            select(StepRow).where(
-                StepRow.task_id == task_id, StepRow.stage == name, StepRow.attempt == attempt
-            )
+        started = _now()
+        rerun = session.execute(
+            update(StepRow)
+            .where(StepRow.task_id == task_id, StepRow.stage == name, StepRow.attempt == attempt)
+            .values(runs=StepRow.runs + 1, status="running", started_at=started, finished_at=None)
         )
-        if row is None:
+        if not rerun.rowcount:  # type: ignore[attr-defined]
             session.add(
                 StepRow(
                     task_id=task_id,
@@ -137,13 +138,10 @@ def stage(rt: Runtime, task_id: str, name: str, attempt: int = 0) -> Iterator[di
                     attempt=attempt,
                     status="running",
                     runs=1,
-                    started_at=_now(),
+                    started_at=started,
                     detail={},
                 )
             )
-        else:
-            row.runs += 1
-            row.status, row.started_at, row.finished_at = "running", _now(), None
     crashpoint(f"{name}.before")
     record: dict[str, Any] = {}
     status = "failed"

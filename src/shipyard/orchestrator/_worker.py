@@ -23,9 +23,10 @@ from shipyard.orchestrator._service import (
     enqueue_pending,
     queue_name,
     queue_settings,
+    system_database,
 )
 from shipyard.orchestrator._stage import close_steps, open_steps, steps_under_way
-from shipyard.store import TaskRow, migration_lock
+from shipyard.store import TaskRow
 
 __all__ = ["busy_tasks", "current_fleet", "launch", "shutdown", "stop_gracefully"]
 
@@ -61,8 +62,7 @@ def launch(
     rt.check_tiers()  # a tier it cannot call (no key, no such provider) stops it here
     install_runtime(rt)
     worker_id = executor_id or new_worker_id()
-    with migration_lock(rt.engine):  # workers starting together migrate DBOS's tables once
-        DBOS.migrate(rt.project.system_database_url)
+    DBOS.migrate(system_database(rt.project))  # DBOS serializes its own migrations
     fleet = Fleet(rt=rt, worker_id=worker_id, domains=chosen)
     fleet.join()
     open_steps()

@@ -52,9 +52,10 @@ from shipyard.model import CheckReport, CheckResult, Finding, GateOutcome, TaskS
 from shipyard.orchestrator import _effects as effects
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator import _rollout as rollout
-from shipyard.orchestrator._ledger import limits_for, rates_for, spend
+from shipyard.orchestrator._ledger import drop_hold, hold, limits_for, rates_for, spend
 from shipyard.orchestrator._memory import recall_for_task
 from shipyard.orchestrator._provenance import sign_provenance
+from shipyard.orchestrator._ratelimit import take_slot
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.orchestrator._stage import _now, _task, set_state, stage, step
 from shipyard.policy import Request
@@ -202,9 +203,19 @@ def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
                 budget_blocked |= by_budget
                 other_blocked |= not by_budget
                 continue
+            reason = _hold_budget(rt, request, tier)
+            if reason:
+                rt.router.breaker.release(tier)
+                notes.append(f"{tier} skipped: {reason}")
+                budget_blocked = True
+                continue
+            waited = _take_rate_slot(rt, tier)
+            if waited:
+                notes.append(f"{tier}: waited {waited:.1f} s for its calls-per-minute limit")
             try:
                 served = (tier, *_generate_on(rt, tier, request))
             except ProviderError as exc:
+                _drop_hold(rt, request)
                 other_blocked = True
                 # "Nothing here" (404) says the service answered; the rest counts against it.
                 if exc.details.get("status") == 404:
@@ -218,6 +229,7 @@ def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
                 )
                 continue
             except ConfigError as exc:
+                _drop_hold(rt, request)
                 other_blocked = True
                 rt.router.breaker.failed(tier)
                 notes.append(f"{tier} unavailable: {exc.message}")
@@ -251,6 +263,41 @@ def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
         record["provider"], record["model"] = generation.provider, generation.model
         record["tokens"] = [generation.input_tokens, generation.output_tokens]
     return "generated"
+
+
+def _hold_key(request: GenerationRequest) -> str:
+    return f"{request.task_id}:{request.attempt}"
+
+
+def _hold_budget(rt: Runtime, request: GenerationRequest, tier: str) -> str:
+    """Set the call's worst case aside against the budgets; why not ('' when held)."""
+    call = rt.router.estimate(tier, request.prompt)
+    if not (call.usd or call.tokens):
+        return ""
+    settings = rt.project.settings
+    tier_settings = settings.tiers[tier]
+    tries = settings.generate.tries_per_call
+    return hold(
+        rt.sessions,
+        settings,
+        request.task_id,
+        _hold_key(request),
+        call,
+        seconds=tries * (tier_settings.timeout_seconds + 60.0),  # every try and its backoff
+    )
+
+
+def _drop_hold(rt: Runtime, request: GenerationRequest) -> None:
+    with transaction(rt.sessions) as session:
+        drop_hold(session, _hold_key(request))
+
+
+def _take_rate_slot(rt: Runtime, tier: str) -> float:
+    """Wait for the tier's calls-per-minute window (shared by every worker); seconds waited."""
+    settings = rt.project.settings.tiers[tier]
+    if settings.calls_per_minute is None or settings.provider in FREE_PROVIDERS:
+        return 0.0
+    return take_slot(rt.sessions, settings.rate_key or tier, settings.calls_per_minute)
 
 
 def _generate_request(
@@ -490,6 +537,7 @@ def _store_attempt(
         row.passed = False if report is not None else None
         row.checked_at = _now() if report is not None else None
         _task(session, request.task_id).attempts = request.attempt
+        drop_hold(session, _hold_key(request))  # the attempt now carries the real spend
         govern.record(
             session,
             actor=f"agent {request.kind.domain}",

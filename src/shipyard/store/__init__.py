@@ -6,6 +6,7 @@ Tables are SQLAlchemy 2 models; the schema is migrated with Alembic on every sta
 from __future__ import annotations
 
 from shipyard.store._engine import (
+    database_now,
     insert_ignore,
     lock_rows,
     make_engine,
@@ -15,6 +16,7 @@ from shipyard.store._engine import (
     schema_status,
     session_factory,
     transaction,
+    use_wal,
 )
 from shipyard.store._schema import (
     ArtifactBlobRow,
@@ -63,6 +65,7 @@ __all__ = [
     "TaskRow",
     "ToolCallRow",
     "WorkerRow",
+    "database_now",
     "include_object",
     "insert_ignore",
     "lock_rows",
@@ -73,4 +76,5 @@ __all__ = [
     "schema_status",
     "session_factory",
     "transaction",
+    "use_wal",
 ]

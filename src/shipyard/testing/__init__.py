@@ -6,13 +6,15 @@ explicitly.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from shipyard.errors import ProviderError
 from shipyard.generate import Generation, GenerationRequest
 
-__all__ = ["FunctionProvider", "ScriptedProvider"]
+__all__ = ["FunctionProvider", "ScriptedProvider", "scaffold_project"]
 
 
 class ScriptedProvider:
@@ -60,3 +62,50 @@ class FunctionProvider:
         except Exception as exc:
             raise ProviderError(f"function provider failed: {exc}") from exc
         return Generation(files=files, provider=self.name, model=self.model)
+
+
+def scaffold_project(
+    root: Path,
+    *,
+    concurrency: int = 64,
+    worker_concurrency: int = 8,
+    extra_toml: str = "",
+) -> Path:
+    """Write a one-job-kind project for scale tests and benchmarks; returns its folder.
+
+    Job kind ``note`` (domain ``ops``): one input (``name``), one output (``note.json``)
+    rendered by the template tier, one check (the output fits a JSON Schema, in the
+    sandbox), released without approval to the static-site target ``site``. What it costs
+    is the platform's own work plus one sandboxed check: a floor for any real job kind.
+    """
+    job = root / "jobs" / "note"
+    job.mkdir(parents=True, exist_ok=True)
+    (root / "shipyard.toml").write_text(
+        '[project]\nname = "scale"\n\n[generate]\ntier = "template"\n\n'
+        f'[domains.ops]\njobs = ["jobs/note"]\nconcurrency = {concurrency}\n'
+        f"worker_concurrency = {worker_concurrency}\n\n"
+        '[targets.site]\nkind = "static-site"\nenvironment = "staging"\nrisk = "low"\n' + extra_toml
+    )
+    (job / "job.toml").write_text(
+        'name = "note"\ndescription = "A JSON note for one name"\nrisk = "low"\n'
+        'publish = false\ninput_key = "name"\nmax_attempts = 1\n'
+        'outputs = { "note.json" = "note.json.j2" }\n'
+        'checks = [{ name = "jsonschema", schema = "note.schema.json" }]\n'
+        '\n[release]\ntarget = "site"\npath = "notes/{{ name | slug }}"\n'
+    )
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "pattern": "^[a-z0-9-]{1,40}$"}},
+        "required": ["name"],
+        "additionalProperties": False,
+    }
+    (job / "input.schema.json").write_text(json.dumps(schema))
+    note_schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "greeting": {"type": "string"}},
+        "required": ["name", "greeting"],
+    }
+    (job / "note.schema.json").write_text(json.dumps(note_schema))
+    (job / "prompt.md.j2").write_text("Write a JSON note greeting {{ inputs.name }}.\n")
+    (job / "note.json.j2").write_text('{"name": "{{ name }}", "greeting": "Hello, {{ name }}"}\n')
+    return root
