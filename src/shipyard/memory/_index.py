@@ -36,6 +36,11 @@ class VectorIndex:
         self._hnsw: object | None = None
         self._known: set[int] = set()
 
+    def missing(self, ids: Sequence[int]) -> list[int]:
+        """Those of ``ids`` the index does not hold."""
+        with self._lock:
+            return [int(i) for i in ids if int(i) not in self._known]
+
     def __len__(self) -> int:
         return int(self._ids.shape[0]) + sum(len(i) for i, _ in self._pending)
 

@@ -237,26 +237,31 @@ class SemanticMemory:
             if index is None:
                 index = VectorIndex(self.embedder.dim, hnsw_threshold=self.hnsw_threshold)
                 self._indexes[namespace] = index
-        newest = session.scalar(
-            select(func.max(MemoryRow.id)).where(
-                MemoryRow.namespace == namespace, MemoryRow.embedder == self.embedder.name
+        # The ids from a little behind the highest one loaded: on PostgreSQL an earlier id
+        # can commit after a later one (another worker's slower transaction). Only the ids
+        # are read here; vectors are fetched for those the index lacks.
+        recent = session.scalars(
+            select(MemoryRow.id).where(
+                MemoryRow.namespace == namespace,
+                MemoryRow.embedder == self.embedder.name,
+                MemoryRow.id > index.last_id - SYNC_OVERLAP,
             )
-        )
-        if newest is None or newest <= index.last_id:
+        ).all()
+        wanted = index.missing(recent)
+        if not wanted:
             return index
+        query = select(MemoryRow.id, MemoryRow.vector).order_by(MemoryRow.id)
+        if len(wanted) > 1000:  # a first load: the range (the index skips ids it holds)
+            query = query.where(
+                MemoryRow.namespace == namespace,
+                MemoryRow.embedder == self.embedder.name,
+                MemoryRow.id > index.last_id - SYNC_OVERLAP,
+            )
+        else:
+            query = query.where(MemoryRow.id.in_(wanted))
         rows = [
             (row_id, vector)
-            for row_id, vector in session.execute(
-                select(MemoryRow.id, MemoryRow.vector)
-                .where(
-                    MemoryRow.namespace == namespace,
-                    MemoryRow.embedder == self.embedder.name,
-                    # A little behind the highest id seen: on PostgreSQL an earlier id can
-                    # commit after a later one; the index skips ids it already holds.
-                    MemoryRow.id > index.last_id - SYNC_OVERLAP,
-                )
-                .order_by(MemoryRow.id)
-            ).all()
+            for row_id, vector in session.execute(query).all()
             if vector is not None
         ]
         if rows:

@@ -89,9 +89,14 @@ class Runtime:
                     )
         policies = Policies.load(project.policy_files)  # refuses to start on a bad policy
         engine = make_engine(project.database_url)
-        migrated = migrate(engine) if upgrade_schema else None
-        current, head = schema_status(engine)
+        try:
+            migrated = migrate(engine) if upgrade_schema else None
+            current, head = schema_status(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         if current != head:
+            engine.dispose()
             raise StateError(
                 f"the database schema is at revision {current}, this Shipyard expects {head}",
                 hint="run `shipyard init` to migrate, or upgrade Shipyard if the database is newer",
