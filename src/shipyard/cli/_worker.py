@@ -102,10 +102,10 @@ def worker(
             graceful = stop.is_set()
         finally:
             if graceful:
-                budget = drain_seconds if drain_seconds >= 0 else None
+                settings = rt.project.settings.workers
                 started = time.monotonic()
                 left = stop_gracefully(
-                    rt.project.settings.workers.drain_seconds if budget is None else budget
+                    drain_seconds if drain_seconds >= 0 else settings.drain_seconds
                 )
                 err_console.print(
                     f"worker: stopped after {time.monotonic() - started:.1f} s of draining"
