@@ -45,6 +45,16 @@ def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.delenv("SHIPYARD_DATABASE_URL", raising=False)
         yield "sqlite"
         return
+    yield from _postgres(monkeypatch)
+
+
+@pytest.fixture
+def postgres(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh PostgreSQL database, for tests that only make sense there (scale-out)."""
+    yield from _postgres(monkeypatch)
+
+
+def _postgres(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     base = os.environ.get(PG_ENV)
     if not base:
         pytest.skip(f"PostgreSQL tests need {PG_ENV} (e.g. postgresql://postgres@127.0.0.1/test)")

@@ -14,14 +14,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
 
-from conftest import _fresh_postgres_database
 from generate._fake_openai import FakeOpenAI
 from shipyard.config import load_project
 from shipyard.observe import audit
@@ -37,24 +35,11 @@ from shipyard.store import (
     make_engine,
 )
 from shipyard.testing import scaffold_project
-from support import PG_ENV, run_cli
+from support import run_cli
 
 pytestmark = pytest.mark.postgres
 
 FINAL = ("published", "error", "rejected", "invalid", "paused", "rolled_back")
-
-
-@pytest.fixture
-def pg_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"scale-out tests need {PG_ENV} (e.g. postgresql://postgres@127.0.0.1/test)")
-    url, drop = _fresh_postgres_database(base)
-    monkeypatch.setenv("SHIPYARD_DATABASE_URL", url)
-    try:
-        yield url
-    finally:
-        drop()
 
 
 def _start_worker(root: Path, name: str, *args: str) -> subprocess.Popen[str]:
@@ -107,7 +92,7 @@ def _stop(*procs: subprocess.Popen[str]) -> None:
 
 
 def test_three_workers_run_300_tasks_exactly_once_and_take_over_a_killed_one(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, postgres: str
 ) -> None:
     recovery = 6.0
     root = scaffold_project(
@@ -199,7 +184,7 @@ def test_three_workers_run_300_tasks_exactly_once_and_take_over_a_killed_one(
     rt.close()
 
 
-def test_two_workers_never_overspend_a_budget_together(tmp_path: Path, pg_url: str) -> None:
+def test_two_workers_never_overspend_a_budget_together(tmp_path: Path, postgres: str) -> None:
     limit = Decimal("0.05")
     with FakeOpenAI() as fake:
         reply = '### FILE: note.json\n```json\n{"name": "x", "greeting": "hi"}\n```\n'
@@ -244,7 +229,7 @@ def test_two_workers_never_overspend_a_budget_together(tmp_path: Path, pg_url: s
 
 
 def test_workers_starting_together_on_an_empty_database_migrate_it_once(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, postgres: str
 ) -> None:
     root = scaffold_project(tmp_path / "empty")
     procs = [
@@ -261,14 +246,14 @@ def test_workers_starting_together_on_an_empty_database_migrate_it_once(
     assert [proc.returncode for proc in procs] == [0, 0, 0], outputs
     migrated = [err for _, err in outputs if "migrated the database schema" in err]
     assert len(migrated) == 1, outputs
-    engine = make_engine(pg_url)
+    engine = make_engine(postgres)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     engine.dispose()
 
 
 def test_sigterm_finishes_the_steps_under_way_and_starts_no_new_one(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, postgres: str
 ) -> None:
     with FakeOpenAI() as fake:
         reply = '### FILE: note.json\n```json\n{"name": "x", "greeting": "hi"}\n```\n'

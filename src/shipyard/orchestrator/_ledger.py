@@ -90,19 +90,6 @@ def _committed(
     )
 
 
-def _budget_locks(settings: Settings, task: TaskRow) -> list[str]:
-    """The lock names of the budgets that bind ``task`` (none when no budget is set)."""
-    budgets, names = settings.budgets, []
-    if budgets.task_usd is not None or budgets.task_tokens is not None:
-        names.append(f"budget task {task.id}")
-    domain = settings.domains.get(task.domain)
-    if domain is not None and (domain.day_usd is not None or domain.day_tokens is not None):
-        names.append(f"budget domain {task.domain}")
-    if budgets.day_usd is not None or budgets.day_tokens is not None:
-        names.append("budget all")
-    return names
-
-
 def hold(
     sessions: sessionmaker[Session],
     settings: Settings,
@@ -123,10 +110,10 @@ def hold(
         task = session.get(TaskRow, task_id)
         if task is None:
             raise StateError(f"task {task_id} vanished from the database")
-        names = _budget_locks(settings, task)
-        if not names:
+        binding = _binding(settings, task)
+        if not binding:
             return ""
-        lock_rows(session, *names)
+        lock_rows(session, *(f"budget {b.scope}" for b in binding))
         session.execute(delete(BudgetHoldRow).where(BudgetHoldRow.id == key))
         for limit in limits_for(session, settings, task):
             reason = limit.broken_by(call)
@@ -156,40 +143,71 @@ def _decimal(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def limits_for(session: Session, settings: Settings, task: TaskRow) -> list[Limit]:
-    """The budgets that bind this task's next call, each with what is spent against it."""
-    found: list[Limit] = []
+@dataclass(frozen=True, kw_only=True)
+class _Budget:
+    """A budget that binds a task: its scope, limits, and the spend filters it counts."""
+
+    scope: str
+    usd: float | None
+    tokens: int | None
+    task_id: str = ""
+    domain: str = ""
+    daily: bool = False
+
+
+def _binding(settings: Settings, task: TaskRow) -> list[_Budget]:
+    """The budgets set for this task (its own, its domain's today, everyone's today)."""
+    found: list[_Budget] = []
     budgets = settings.budgets
-    today = day_start()
     if budgets.task_usd is not None or budgets.task_tokens is not None:
         found.append(
-            Limit(
+            _Budget(
                 scope=f"task {task.id}",
-                usd=_decimal(budgets.task_usd),
+                usd=budgets.task_usd,
                 tokens=budgets.task_tokens,
-                spent=_committed(session, task_id=task.id),
+                task_id=task.id,
             )
         )
     domain = settings.domains.get(task.domain)
     if domain is not None and (domain.day_usd is not None or domain.day_tokens is not None):
         found.append(
-            Limit(
+            _Budget(
                 scope=f"domain {task.domain} today",
-                usd=_decimal(domain.day_usd),
+                usd=domain.day_usd,
                 tokens=domain.day_tokens,
-                spent=_committed(session, domain=task.domain, since=today),
+                domain=task.domain,
+                daily=True,
             )
         )
     if budgets.day_usd is not None or budgets.day_tokens is not None:
         found.append(
-            Limit(
+            _Budget(
                 scope="all domains today",
-                usd=_decimal(budgets.day_usd),
+                usd=budgets.day_usd,
                 tokens=budgets.day_tokens,
-                spent=_committed(session, since=today),
+                daily=True,
             )
         )
     return found
+
+
+def limits_for(session: Session, settings: Settings, task: TaskRow) -> list[Limit]:
+    """The budgets that bind this task's next call, each with what is spent or held for it."""
+    today = day_start()
+    return [
+        Limit(
+            scope=budget.scope,
+            usd=_decimal(budget.usd),
+            tokens=budget.tokens,
+            spent=_committed(
+                session,
+                task_id=budget.task_id,
+                domain=budget.domain,
+                since=today if budget.daily else None,
+            ),
+        )
+        for budget in _binding(settings, task)
+    ]
 
 
 def rates_for(
