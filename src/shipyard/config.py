@@ -406,6 +406,9 @@ class ServeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     target: str = Field(default="", description="the static-site target to serve at /")
+    api_requests_per_minute: int = Field(
+        default=600, ge=1, description="REST API requests per minute per token"
+    )
 
 
 class Settings(_Section):

@@ -24,6 +24,7 @@ from shipyard.cli import (
     _stats,
     _submit,
     _tasks,
+    _tokens,
     _trace,
     _worker,
 )
@@ -81,4 +82,5 @@ app.add_typer(_sandbox.sandbox_app, name="sandbox")
 app.command("replay")(_replay.replay)
 app.add_typer(_policy.policy_app, name="policy")
 app.add_typer(_audit.audit_app, name="audit")
+app.add_typer(_tokens.tokens_app, name="tokens")
 app.add_typer(_memory.memory_app, name="memory")

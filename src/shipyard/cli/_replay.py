@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from shipyard.cli._common import atomic_text, console, handle_errors, open_runtime, print_json, who
-from shipyard.cli._stats import parse_window
 from shipyard.errors import InputError
+from shipyard.observe import parse_window
 from shipyard.replay import STEPS, Candidate, Selection, Thresholds, render_html, run_replay
 
 

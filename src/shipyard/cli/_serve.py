@@ -12,8 +12,9 @@ import uvicorn
 from shipyard.cli._common import console, err_console, handle_errors, open_runtime
 from shipyard.errors import ConfigError
 from shipyard.observe import registry_for
+from shipyard.orchestrator import Runtime
 from shipyard.release import HttpHandler, StaticSite
-from shipyard.server import Gateway, write_gateway_file
+from shipyard.server import Gateway, Served, create_api, write_gateway_file
 from shipyard.store import make_engine, session_factory
 
 
@@ -39,23 +40,28 @@ def serve(
     target: str = typer.Option("", "--target", help="Static-site target to serve at /."),
 ) -> None:
     """Serve released targets: a static site at /, http handlers under their mounts, canary
-    traffic split by weight, and Prometheus metrics at /metrics."""
-    with open_runtime(ctx) as rt:
-        settings = rt.project.settings
-        statics = [n for n, t in settings.targets.items() if t.kind == "static-site"]
-        name = target or settings.serve.target or (statics[0] if len(statics) == 1 else "")
-        if target and settings.targets.get(target) is None:
-            rt.target(target)  # names the declared targets
-        if name and settings.targets[name].kind != "static-site":
-            raise ConfigError(
-                f"target {name!r} is a {settings.targets[name].kind} target, not a static site",
-                hint=f"static-site targets: {', '.join(statics) or '(none)'}",
-            )
-        site = rt.target(name) if name else None
-        handlers = [rt.target(n) for n, t in settings.targets.items() if t.kind == "http-handler"]
-        url = rt.project.database_url
-        gateway_file = rt.project.state_dir / "gateway.json"
-        backend = settings.sandbox.backend
+    traffic split by weight, Prometheus metrics at /metrics, and the REST API at /api/v1
+    (OpenAPI at /api/v1/openapi.json; tokens from `shipyard tokens create`)."""
+    with open_runtime(ctx) as rt:  # open while serving: the API works through it
+        _serve(rt, host, port, target)
+
+
+def _serve(rt: Runtime, host: str, port: int, target: str) -> None:
+    settings = rt.project.settings
+    statics = [n for n, t in settings.targets.items() if t.kind == "static-site"]
+    name = target or settings.serve.target or (statics[0] if len(statics) == 1 else "")
+    if target and settings.targets.get(target) is None:
+        rt.target(target)  # names the declared targets
+    if name and settings.targets[name].kind != "static-site":
+        raise ConfigError(
+            f"target {name!r} is a {settings.targets[name].kind} target, not a static site",
+            hint=f"static-site targets: {', '.join(statics) or '(none)'}",
+        )
+    site = rt.target(name) if name else None
+    handlers = [rt.target(n) for n, t in settings.targets.items() if t.kind == "http-handler"]
+    url = rt.project.database_url
+    gateway_file = rt.project.state_dir / "gateway.json"
+    backend = settings.sandbox.backend
     assert site is None or isinstance(site, StaticSite)
     sessions = session_factory(make_engine(url))
     token = secrets.token_urlsafe(24)
@@ -99,7 +105,8 @@ def serve(
     served_targets = [t.name for t in ([site] if site else []) + list(app.handlers)]
     write_gateway_file(gateway_file, url=base, token=token, targets=served_targets)
     try:
-        config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        api = create_api(rt, requests_per_minute=settings.serve.api_requests_per_minute)
+        config = uvicorn.Config(Served(api, app), log_level="warning", lifespan="on")
         uvicorn.Server(config).run(sockets=[sock])
     finally:  # Ctrl-C; on SIGTERM the gateway's shutdown removes it
         with contextlib.suppress(FileNotFoundError):

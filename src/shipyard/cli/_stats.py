@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 
 import typer
@@ -10,27 +9,9 @@ from rich.table import Table
 from sqlalchemy import delete, select
 
 from shipyard.cli._common import console, handle_errors, open_runtime, print_json
-from shipyard.errors import InputError
-from shipyard.observe import operating_figures
+from shipyard.observe import operating_figures, parse_window
 from shipyard.orchestrator import _memory as memory
 from shipyard.store import ReleaseRow, ReleaseSampleRow, SpanRow, transaction
-
-_SPAN = re.compile(r"^(\d+)([hdw])$")
-
-
-def parse_window(text: str) -> timedelta:
-    found = _SPAN.match(text.strip())
-    if not found:
-        raise InputError(
-            f"--since {text!r}: expected a number and h, d or w (e.g. 24h, 7d, 4w)",
-            hint="the window ends now",
-        )
-    number, unit = int(found.group(1)), found.group(2)
-    return {
-        "h": timedelta(hours=number),
-        "d": timedelta(days=number),
-        "w": timedelta(weeks=number),
-    }[unit]
 
 
 @handle_errors

@@ -19,7 +19,14 @@ from shipyard.cli._common import (
 )
 from shipyard.errors import StateError
 from shipyard.model import CheckReport, Finding
-from shipyard.orchestrator import TaskStory, count_by_state, list_tasks, task_story
+from shipyard.orchestrator import (
+    TaskStory,
+    count_by_state,
+    list_tasks,
+    story_dict,
+    task_dict,
+    task_story,
+)
 
 
 @handle_errors
@@ -59,7 +66,7 @@ def list_(
     with open_runtime(ctx) as rt:
         tasks = list_tasks(rt, states=state, job_kind=job, batch_id=batch, limit=limit)
     if as_json:
-        print_json([_task_dict(t) for t in tasks])
+        print_json([task_dict(t) for t in tasks])
         return
     table = Table("task", "job kind", "key", "state", "att.", "submitted", "source / error")
     for t in tasks:
@@ -74,85 +81,6 @@ def list_(
             note,
         )
     console.print(table)
-
-
-def _task_dict(t: Any) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "domain": t.domain,
-        "job_kind": t.job_kind,
-        "input_key": t.input_key,
-        "state": t.state,
-        "attempts": t.attempts,
-        "artifact": t.artifact_id,
-        "error": t.error,
-        "source": t.source,
-        "batch": t.batch_id,
-        "submitted_by": t.submitted_by,
-        "submitted_at": t.submitted_at,
-        "finished_at": t.finished_at,
-        "inputs": t.inputs,
-    }
-
-
-def story_dict(story: TaskStory) -> dict[str, Any]:
-    return {
-        "task": _task_dict(story.task),
-        "steps": [
-            {
-                "stage": s.stage,
-                "attempt": s.attempt,
-                "status": s.status,
-                "runs": s.runs,
-                "started_at": s.started_at,
-                "finished_at": s.finished_at,
-                "summary": s.summary,
-                "detail": s.detail,
-            }
-            for s in story.steps
-        ],
-        "attempts": [
-            {
-                "number": a.number,
-                "tier": a.tier,
-                "route": a.route.splitlines(),
-                "provider": a.provider,
-                "model": a.model,
-                "prompt_hash": a.prompt_hash,
-                "files": sorted(a.files),
-                "passed": a.passed,
-                "input_tokens": a.input_tokens,
-                "output_tokens": a.output_tokens,
-                "finish_reason": a.finish_reason,
-                "cost_usd": a.cost_usd,
-                "cost_source": a.cost_source,
-                "feedback": a.feedback,
-                "recalled": a.recalled,
-                "report": a.report,
-            }
-            for a in story.attempts
-        ],
-        "decisions": [
-            {"decision": d.decision, "actor": d.actor, "reason": d.reason, "at": d.decided_at}
-            for d in story.decisions
-        ],
-        "provenance": story.provenance.record if story.provenance else None,
-        "release": (
-            {
-                "target": story.release.target,
-                "path": story.release.path,
-                "version": story.release.version,
-                "state": story.release.state,
-                "released_at": story.release.released_at,
-                "stages": list((story.release.plan or {}).get("stages", [])),
-                "weight": story.release.weight,
-                "reason": story.release.reason,
-                "verdicts": list(story.release.verdicts or []),
-            }
-            if story.release
-            else None
-        ),
-    }
 
 
 @handle_errors

@@ -6,7 +6,7 @@ from __future__ import annotations
 from shipyard.observe import _audit as audit
 from shipyard.observe._audit import AuditCheck
 from shipyard.observe._metrics import ShipyardCollector, registry_for
-from shipyard.observe._stats import Figure, operating_figures
+from shipyard.observe._stats import Figure, operating_figures, parse_window
 from shipyard.observe._tracing import (
     TASK_ATTRIBUTE,
     Tracing,
@@ -25,6 +25,7 @@ __all__ = [
     "audit",
     "operating_figures",
     "otlp_json",
+    "parse_window",
     "redact",
     "registry_for",
     "root_span_id",

@@ -103,6 +103,13 @@ def entries(session: Session, *, task_id: str = "", batch: int = 1000) -> Iterat
         last = rows[-1].seq
 
 
+def page(session: Session, *, offset: int, limit: int) -> list[AuditRow]:
+    """Entries in order, ``limit`` of them from the ``offset``-th."""
+    return list(
+        session.scalars(select(AuditRow).order_by(AuditRow.seq).offset(offset).limit(limit)).all()
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class AuditCheck:
     ok: bool

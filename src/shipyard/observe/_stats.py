@@ -22,16 +22,18 @@ For a time window (tasks submitted in it) and optionally one job kind or domain:
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shipyard.errors import InputError
 from shipyard.model import CheckReport
 from shipyard.store import (
     AttemptRow,
@@ -241,3 +243,22 @@ def operating_figures(
         ),
     ]
     return [Figure(name=a, value=b, unit=c, basis=d) for a, b, c, d in figures]
+
+
+_SPAN = re.compile(r"^(\d+)([hdw])$")
+
+
+def parse_window(text: str) -> timedelta:
+    """A window ending now, as people write it: ``24h``, ``7d``, ``4w``."""
+    found = _SPAN.match(text.strip())
+    if not found:
+        raise InputError(
+            f"--since {text!r}: expected a number and h, d or w (e.g. 24h, 7d, 4w)",
+            hint="the window ends now",
+        )
+    number, unit = int(found.group(1)), found.group(2)
+    return {
+        "h": timedelta(hours=number),
+        "d": timedelta(days=number),
+        "w": timedelta(weeks=number),
+    }[unit]

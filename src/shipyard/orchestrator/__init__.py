@@ -31,6 +31,15 @@ from shipyard.orchestrator._service import (
     submit,
     task_story,
 )
+from shipyard.orchestrator._tokens import (
+    ROLES,
+    Caller,
+    authenticate,
+    create_token,
+    list_tokens,
+    revoke_token,
+)
+from shipyard.orchestrator._views import story_dict, task_dict
 from shipyard.orchestrator._worker import (
     busy_tasks,
     current_fleet,
@@ -50,7 +59,9 @@ from shipyard.orchestrator._workflow import (
 __all__ = [
     "DECISION_WORKFLOW",
     "RESUME_WORKFLOW",
+    "ROLES",
     "WORKFLOW_NAME",
+    "Caller",
     "Rejected",
     "Runtime",
     "SubmitResult",
@@ -58,9 +69,11 @@ __all__ = [
     "WorkerInfo",
     "approval_queue",
     "approve",
+    "authenticate",
     "budget_report",
     "busy_tasks",
     "count_by_state",
+    "create_token",
     "current_fleet",
     "current_runtime",
     "dbos_config",
@@ -73,6 +86,7 @@ __all__ = [
     "launch",
     "list_artifacts",
     "list_tasks",
+    "list_tokens",
     "list_workers",
     "provide",
     "queue_name",
@@ -80,11 +94,14 @@ __all__ = [
     "releases",
     "resume",
     "resume_workflow",
+    "revoke_token",
     "rollback",
     "shutdown",
     "steer",
     "stop_gracefully",
+    "story_dict",
     "submit",
+    "task_dict",
     "task_story",
     "task_workflow",
 ]

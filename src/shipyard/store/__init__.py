@@ -19,6 +19,7 @@ from shipyard.store._engine import (
     use_wal,
 )
 from shipyard.store._schema import (
+    ApiTokenRow,
     ArtifactBlobRow,
     ArtifactManifestRow,
     ArtifactRow,
@@ -44,6 +45,7 @@ from shipyard.store._schema import (
 )
 
 __all__ = [
+    "ApiTokenRow",
     "ArtifactBlobRow",
     "ArtifactManifestRow",
     "ArtifactRow",

@@ -466,3 +466,23 @@ class ArtifactManifestRow(Base):
 
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
     manifest: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ApiTokenRow(Base):
+    """A token for the REST API and the console: a person, a role, and the token's digest.
+
+    The token itself is shown once when it is made and never stored.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    person: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    """``viewer``, ``operator``, ``approver`` or ``admin``."""
+    digest: Mapped[str] = mapped_column(String(64))
+    """sha256 of the whole token (it carries 256 random bits: no slow hash is needed)."""
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
