@@ -1,0 +1,51 @@
+"""Schemathesis against /api/v1/openapi.json on a live server: no request makes a 5xx."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from server.test_api import serving
+from shipyard.config import Project
+from shipyard.jobs import BatchRow
+from shipyard.orchestrator import Runtime, create_token, find_task, submit
+from support import PRODUCT, SETTLED, wait_for_state
+
+
+def test_no_generated_request_makes_a_server_error(
+    project: Project, start_worker: Callable[..., Runtime], database: str, tmp_path: Path
+) -> None:
+    if database != "sqlite":
+        pytest.skip("fuzzed once: the API code is the same on both databases")
+    rt = start_worker(project)
+    token = create_token(rt, "ops", "admin", actor="ops")[1]
+    # Something to find: a task at the gate and its artifact, so the routes that take an id
+    # reach their logic rather than a 404.
+    [task_id] = submit(
+        rt, rt.jobs.get("landing-page"), [BatchRow(where="t", data=PRODUCT)], submitted_by="a"
+    ).submitted
+    assert wait_for_state(rt, task_id, SETTLED) == "waiting_approval"
+    artifact = find_task(rt, task_id).artifact_id
+    (tmp_path / "schemathesis.toml").write_text(
+        f'[parameters]\n"path.task_id" = "{task_id}"\n"path.artifact_id" = "{artifact}"\n'
+    )
+    with serving(rt, per_minute=1_000_000) as url:
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "schemathesis.cli", "run",
+                f"{url}/api/v1/openapi.json",
+                "--checks", "not_a_server_error",
+                "--header", f"Authorization: Bearer {token}",
+                "--max-examples", "15",
+                "--seed", "1",
+                "--workers", "1",
+                "--request-timeout", "30",
+            ],
+            capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "Tested: 17" in done.stdout and " passed" in done.stdout
