@@ -14,7 +14,7 @@ from shipyard.errors import ConfigError
 from shipyard.observe import registry_for
 from shipyard.orchestrator import Runtime
 from shipyard.release import HttpHandler, StaticSite
-from shipyard.server import Gateway, Served, create_api, write_gateway_file
+from shipyard.server import Gateway, Served, create_app, write_gateway_file
 from shipyard.store import make_engine, session_factory
 
 
@@ -105,7 +105,7 @@ def _serve(rt: Runtime, host: str, port: int, target: str) -> None:
     served_targets = [t.name for t in ([site] if site else []) + list(app.handlers)]
     write_gateway_file(gateway_file, url=base, token=token, targets=served_targets)
     try:
-        api = create_api(rt, requests_per_minute=settings.serve.api_requests_per_minute)
+        api = create_app(rt, requests_per_minute=settings.serve.api_requests_per_minute)
         config = uvicorn.Config(Served(api, app), log_level="warning", lifespan="on")
         uvicorn.Server(config).run(sockets=[sock])
     finally:  # Ctrl-C; on SIGTERM the gateway's shutdown removes it

@@ -242,6 +242,47 @@ def produced_with(
     return list(seen.values())
 
 
+def previous_version(session: Session, task: TaskRow) -> ArtifactRow | None:
+    """What a task's artifact changes: the version of the same job kind and input key live
+    on a target now, else the latest other version, else None (it is new)."""
+    base = (
+        select(ArtifactRow)
+        .where(
+            ArtifactRow.job_kind == task.job_kind,
+            ArtifactRow.input_key == task.input_key,
+            ArtifactRow.id != task.artifact_id,
+        )
+        .order_by(ArtifactRow.created_at.desc())
+        .limit(1)
+    )
+    live = session.scalar(
+        base.join(ReleaseRow, ReleaseRow.artifact_id == ArtifactRow.id).where(
+            ReleaseRow.state == "live"
+        )
+    )
+    return live or session.scalar(base)
+
+
+def diff_against_previous(rt: Runtime, task: TaskRow) -> tuple[str | None, list[str]]:
+    """(the version compared with, unified diff lines) for a task's artifact."""
+    if not task.artifact_id:
+        return None, []
+    with rt.sessions() as session:
+        previous = previous_version(session, task)
+    before = rt.artifacts.read(rt.artifacts.get(previous.id)) if previous is not None else {}
+    after = rt.artifacts.read(rt.artifacts.get(task.artifact_id))
+    out: list[str] = []
+    for name in sorted(set(before) | set(after)):
+        out += difflib.unified_diff(
+            before.get(name, b"").decode("utf-8", "replace").splitlines(),
+            after.get(name, b"").decode("utf-8", "replace").splitlines(),
+            fromfile=f"live/{name}" if name in before else "/dev/null",
+            tofile=f"candidate/{name}" if name in after else "/dev/null",
+            lineterm="",
+        )
+    return (previous.id if previous is not None else None), out
+
+
 def diff_artifacts(rt: Runtime, a: str, b: str, *, force: bool = False) -> list[str]:
     """Unified diff lines from version ``a`` to ``b`` (same job kind and input key)."""
     first, second = find_artifact(rt, a), find_artifact(rt, b)

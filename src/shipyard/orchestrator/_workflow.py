@@ -53,6 +53,7 @@ from shipyard.orchestrator import _effects as effects
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator import _rollout as rollout
 from shipyard.orchestrator._ledger import drop_hold, hold, limits_for, rates_for, spend
+from shipyard.orchestrator._lineage import previous_version
 from shipyard.orchestrator._memory import recall_for_task
 from shipyard.orchestrator._provenance import sign_provenance
 from shipyard.orchestrator._ratelimit import take_slot
@@ -735,17 +736,8 @@ def gate_step(task_id: str, attempt: int) -> str:
 
 
 def _diff_lines(rt: Runtime, session: Session, task: TaskRow, files: dict[str, Any]) -> int:
-    """Lines changed against the last other version of the same work (all lines if none)."""
-    previous = session.scalar(
-        select(ArtifactRow)
-        .where(
-            ArtifactRow.job_kind == task.job_kind,
-            ArtifactRow.input_key == task.input_key,
-            ArtifactRow.id != task.artifact_id,
-        )
-        .order_by(ArtifactRow.created_at.desc())
-        .limit(1)
-    )
+    """Lines changed against the version it replaces (all lines if none)."""
+    previous = previous_version(session, task)
     before = rt.artifacts.read(rt.artifacts.get(previous.id)) if previous is not None else {}
     changed = 0
     for name in sorted(set(before) | set(files)):

@@ -56,9 +56,10 @@ from shipyard.orchestrator import (
     task_story,
 )
 from shipyard.orchestrator._lineage import lineage
+from shipyard.server import _roles as roles
 from shipyard.store import SpanRow, TaskRow
 
-__all__ = ["PROBLEM", "RateLimiter", "Served", "create_api"]
+__all__ = ["PROBLEM", "RateLimiter", "Served", "create_api", "create_app"]
 
 PROBLEM = "urn:shipyard:problem:"
 """Prefix of every problem ``type``; the rest names the error (``not-found``, ...)."""
@@ -71,12 +72,13 @@ _STATUS: dict[type[ShipyardError], tuple[int, str]] = {
     ConfigError: (422, "configuration"),
 }
 
-_MAY: dict[str, frozenset[str]] = {
-    "read": frozenset({"viewer", "operator", "approver", "admin"}),
-    "operate": frozenset({"operator", "admin"}),
-    "decide": frozenset({"approver", "admin"}),
-    "audit": frozenset({"admin"}),
-}
+
+def status_of(exc: ShipyardError) -> tuple[int, str]:
+    """The HTTP status and problem name of an error from the service functions."""
+    for cls, found in _STATUS.items():
+        if isinstance(exc, cls):
+            return found
+    return 503, "unavailable"  # a store, sandbox or provider failure: try again later
 
 
 class ApiProblem(Exception):
@@ -215,11 +217,7 @@ def create_api(rt: Runtime, *, requests_per_minute: int = 600) -> FastAPI:
 
     @api.exception_handler(ShipyardError)
     async def _shipyard_error(_request: Request, exc: ShipyardError) -> JSONResponse:
-        status, kind = next(
-            (found for cls, found in _STATUS.items() if isinstance(exc, cls)), (500, "internal")
-        )
-        if status == 500:
-            status, kind = 503, "unavailable"  # a store or sandbox failure: try again later
+        status, kind = status_of(exc)
         return _problem(status, kind, type(exc).__name__, exc.message, exc.hint)
 
     @api.exception_handler(ApiProblem)
@@ -266,12 +264,12 @@ def create_api(rt: Runtime, *, requests_per_minute: int = 600) -> FastAPI:
 
     def may(what: str) -> Callable[..., Caller]:
         def check(found: Caller = Depends(caller)) -> Caller:
-            if found.role not in _MAY[what]:
+            if not roles.may(found.role, what):
                 raise ApiProblem(
                     403,
                     "forbidden-role",
                     f"a {found.role} token may not {what}",
-                    f"roles that may: {', '.join(sorted(_MAY[what]))}",
+                    f"roles that may: {', '.join(sorted(roles.MAY[what]))}",
                 )
             return found
 
@@ -525,8 +523,21 @@ def create_api(rt: Runtime, *, requests_per_minute: int = 600) -> FastAPI:
     return api
 
 
+def create_app(rt: Runtime, *, requests_per_minute: int = 600) -> FastAPI:
+    """The API at ``/api/v1`` and the console at ``/console``, over ``rt``."""
+    from shipyard.server._console import Sessions, console_router
+
+    app = create_api(rt, requests_per_minute=requests_per_minute)
+    app.include_router(console_router(rt, Sessions()))
+    return app
+
+
+_APP_PATHS = ("/api/", "/console")
+
+
 class Served:
-    """What ``shipyard serve`` runs: ``/api/`` to the API, everything else to the gateway.
+    """What ``shipyard serve`` runs: ``/api/`` and ``/console`` to the app, everything else to
+    the gateway.
 
     The gateway keeps the lifespan (its reconciler and its announce file); the API needs none.
     """
@@ -535,7 +546,7 @@ class Served:
         self.api, self.gateway = api, gateway
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] in ("http", "websocket") and scope["path"].startswith("/api/"):
+        if scope["type"] in ("http", "websocket") and scope["path"].startswith(_APP_PATHS):
             await self.api(scope, receive, send)
         else:
             await self.gateway(scope, receive, send)
