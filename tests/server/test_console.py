@@ -97,6 +97,8 @@ def test_every_page_reads_without_javascript(waiting: tuple[Runtime, str]) -> No
         client = sign_in(url, create_token(rt, "carol", "viewer", actor="ops")[1])
         tasks = client.get("/console/")
         assert f'data-task="{task_id}"' in tasks.text and 'id="tasks"' in tasks.text
+        assert 'src="/console/static/htmx.min.js"' in tasks.text  # installed by bootstrap
+        assert client.get("/console/static/htmx.min.js").status_code == 200
         rows = client.get("/console/tasks/rows")
         assert task_id in rows.text and "<html" not in rows.text  # the fragment HTMX swaps in
         page = client.get(f"/console/tasks/{task_id}")

@@ -12,7 +12,9 @@ import difflib
 import functools
 import hmac
 import json
+import os
 import secrets
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -51,7 +53,8 @@ COOKIE = "shipyard_session"
 LOGIN_COOKIE = "shipyard_login"
 SESSION_HOURS = 12
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
-HTMX = Path(__file__).with_name("static") / "htmx.min.js"
+HTMX = Path(os.environ.get("SHIPYARD_HTMX") or Path(sys.prefix) / "share/shipyard/htmx.min.js")
+"""HTMX, installed into the environment by scripts/bootstrap.sh (from the npm registry)."""
 
 
 @dataclass(frozen=True, kw_only=True)
