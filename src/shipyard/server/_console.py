@@ -131,12 +131,15 @@ def console_router(rt: Runtime, sessions: Sessions) -> APIRouter:
             )
 
     def guarded(handler: Any) -> Any:
-        """Pages: to the login page when signed out, errors shown on the page."""
+        """Pages: to the login page when signed out, errors shown on the page.
+
+        Handlers are plain functions: FastAPI runs them in its thread pool, so the service
+        functions' database and DBOS calls never hold up the event loop."""
 
         @functools.wraps(handler)
-        async def wrapper(request: Request, **kwargs: Any) -> Response:
+        def wrapper(request: Request, **kwargs: Any) -> Response:
             try:
-                return await handler(request, **kwargs)  # type: ignore[no-any-return]
+                return handler(request, **kwargs)  # type: ignore[no-any-return]
             except _SignIn:
                 return RedirectResponse("/console/login", status_code=303)
             except ShipyardError as exc:
@@ -160,11 +163,11 @@ def console_router(rt: Runtime, sessions: Sessions) -> APIRouter:
         return response
 
     @router.get("/login", response_class=HTMLResponse)
-    async def login_form(request: Request) -> Response:
+    def login_form(request: Request) -> Response:
         return login_page(request, "")
 
     @router.post("/login", response_class=HTMLResponse)
-    async def login(
+    def login(
         request: Request, token: str = Form(default=""), csrf: str = Form(default="")
     ) -> Response:
         expected = request.cookies.get(LOGIN_COOKIE, "")
@@ -187,7 +190,7 @@ def console_router(rt: Runtime, sessions: Sessions) -> APIRouter:
         return response
 
     @router.post("/logout")
-    async def logout(request: Request, csrf: str = Form(default="")) -> Response:
+    def logout(request: Request, csrf: str = Form(default="")) -> Response:
         found = sessions.get(request.cookies.get(COOKIE, ""))
         if found is not None and hmac.compare_digest(csrf, found.csrf):
             sessions.close(request.cookies.get(COOKIE, ""))
@@ -196,7 +199,7 @@ def console_router(rt: Runtime, sessions: Sessions) -> APIRouter:
         return response
 
     @router.get("/static/htmx.min.js")
-    async def htmx() -> Response:
+    def htmx() -> Response:
         if not HTMX.is_file():
             return Response(status_code=404)
         return Response(HTMX.read_bytes(), media_type="text/javascript")
@@ -212,21 +215,21 @@ def console_router(rt: Runtime, sessions: Sessions) -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse)
     @guarded
-    async def tasks(request: Request) -> Response:
+    def tasks(request: Request) -> Response:
         session = session_of(request)
         state = request.query_params.get("state", "")
         return page(request, "tasks.html", session, tasks=_rows(state), state=state)
 
     @router.get("/tasks/rows", response_class=HTMLResponse)
     @guarded
-    async def task_rows(request: Request) -> Response:
+    def task_rows(request: Request) -> Response:
         session = session_of(request)
         state = request.query_params.get("state", "")
         return page(request, "_task_rows.html", session, tasks=_rows(state))
 
     @router.get("/tasks/{task_id}", response_class=HTMLResponse)
     @guarded
-    async def task(request: Request, task_id: str) -> Response:
+    def task(request: Request, task_id: str) -> Response:
         session = session_of(request)
         story = task_story(rt, task_id)
         attempts = [_attempt_view(a) for a in story.attempts]
@@ -262,13 +265,13 @@ def console_router(rt: Runtime, sessions: Sessions) -> APIRouter:
 
     @router.get("/approvals", response_class=HTMLResponse)
     @guarded
-    async def approvals(request: Request) -> Response:
+    def approvals(request: Request) -> Response:
         session = session_of(request)
         return page(request, "approvals.html", session, waiting=approval_queue(rt))
 
     @router.get("/approvals/{task_id}", response_class=HTMLResponse)
     @guarded
-    async def approval(request: Request, task_id: str) -> Response:
+    def approval(request: Request, task_id: str) -> Response:
         session = session_of(request)
         story = task_story(rt, task_id)
         base, diff = diff_against_previous(rt, story.task)
@@ -286,7 +289,7 @@ def console_router(rt: Runtime, sessions: Sessions) -> APIRouter:
 
     @router.post("/approvals/{task_id}")
     @guarded
-    async def decide(
+    def decide(
         request: Request,
         task_id: str,
         decision: str = Form(default=""),
@@ -307,7 +310,7 @@ def console_router(rt: Runtime, sessions: Sessions) -> APIRouter:
 
     @router.get("/artifacts/{artifact_id}", response_class=HTMLResponse)
     @guarded
-    async def artifact(request: Request, artifact_id: str) -> Response:
+    def artifact(request: Request, artifact_id: str) -> Response:
         session = session_of(request)
         found = lineage(rt, artifact_id)
         return page(
@@ -321,13 +324,13 @@ def console_router(rt: Runtime, sessions: Sessions) -> APIRouter:
 
     @router.get("/releases", response_class=HTMLResponse)
     @guarded
-    async def releases_page(request: Request) -> Response:
+    def releases_page(request: Request) -> Response:
         session = session_of(request)
         return page(request, "releases.html", session, releases=releases(rt, limit=100))
 
     @router.post("/releases/{task_id}")
     @guarded
-    async def steer_release(
+    def steer_release(
         request: Request, task_id: str, command: str = Form(default=""), csrf: str = Form("")
     ) -> Response:
         session = session_of(request)
@@ -337,7 +340,7 @@ def console_router(rt: Runtime, sessions: Sessions) -> APIRouter:
 
     @router.get("/stats", response_class=HTMLResponse)
     @guarded
-    async def stats(request: Request) -> Response:
+    def stats(request: Request) -> Response:
         session = session_of(request)
         days = 14
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
