@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from shipyard.config import load_project
 from shipyard.orchestrator import Runtime, list_tasks, task_story
+from shipyard.store import AuditRow
 from support import copy_example, run_cli
 
 pytestmark = pytest.mark.slow
@@ -59,6 +64,46 @@ def test_killed_mid_task_resumes_without_redoing_finished_steps(
         assert runs[rerun] == 2, runs  # the step in flight ran again ...
         assert runs["generate1"] == 1 and runs["validate"] == 1, runs  # ... finished ones did not
         assert len(list_tasks(rt)) == 1
+    finally:
+        rt.close()
+
+
+def _gate_closed(rt: Runtime, task_id: str) -> bool:
+    return any(s.stage == "gate" and s.status == "done" for s in task_story(rt, task_id).steps)
+
+
+def test_killed_after_the_gate_decided_it_is_decided_and_audited_once(
+    tmp_path: Path, database: str
+) -> None:
+    root = copy_example(tmp_path / "shop")
+    task_id = _submit(root)
+    assert _worker(root, crash_at="gate.after") == -signal.SIGKILL
+    rt = Runtime.open(load_project(root))
+    # The task already shows waiting_approval, so `--until-idle` would leave at once: run a
+    # worker until its take-over has run the gate step again.
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "shipyard", "-C", str(root), "worker"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _runs(rt, task_id)["gate"] < 2 or not _gate_closed(rt, task_id):
+            assert time.monotonic() < deadline, _runs(rt, task_id)
+            time.sleep(0.2)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    try:
+        assert task_story(rt, task_id).task.state == "waiting_approval"
+        assert _runs(rt, task_id)["gate"] == 2  # the step ran again ...
+        with rt.sessions() as session:  # ... and found its decision made
+            gated = session.scalars(
+                select(AuditRow.decision).where(
+                    AuditRow.task_id == task_id, AuditRow.action == "release"
+                )
+            ).all()
+        assert gated == ["needs_approval"]
     finally:
         rt.close()
 

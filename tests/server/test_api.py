@@ -212,10 +212,13 @@ def test_every_list_is_paginated(api: Api) -> None:
 
 
 def test_figures_budgets_and_the_openapi_document(api: Api) -> None:
+    _submit(api)
     stats = api.call("GET", "/stats", as_="viewer", params={"since": "24h"})
-    assert stats["figures"]
+    figures = {f["name"]: f["value"] for f in stats["figures"]}
+    assert figures["tasks submitted"] == 1
     budgets = api.call("GET", "/budgets", as_="viewer")
-    assert "budgets" in budgets or budgets
+    # The example sets a task, a domain and an all-domains budget.
+    assert {line["scope"] for line in budgets["limits"]} >= {"all domains today"}
     document = api.client.get("/openapi.json").json()
     assert {"/api/v1/tasks", "/api/v1/tasks/{task_id}/approve", "/api/v1/audit"} <= set(
         document["paths"]
@@ -235,3 +238,18 @@ def test_each_token_has_its_own_rate_limit(
         assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
         assert refused.json()["type"] == PROBLEM + "rate-limited"
         assert client.get("/tasks", headers={"Authorization": f"Bearer {second}"}).is_success
+
+
+def test_provide_and_resume_check_the_task_s_state_and_the_role(api: Api) -> None:
+    rt: Runtime = api.rt  # type: ignore[attr-defined]
+    task_id = _submit(api)
+    assert wait_for_state(rt, task_id, SETTLED) == "waiting_approval"
+    files = {"files": {"index.html": "<!DOCTYPE html><title>x</title>"}}
+    api.call("POST", f"/tasks/{task_id}/provide", as_="viewer", status=403, json=files)
+    api.call("POST", f"/tasks/{task_id}/resume", as_="approver", status=403)
+    body = api.call("POST", f"/tasks/{task_id}/provide", as_="operator", status=409, json=files)
+    assert body["type"] == PROBLEM + "conflict" and "waiting_approval" in body["detail"]
+    body = api.call("POST", f"/tasks/{task_id}/resume", as_="operator", status=409)
+    assert body["type"] == PROBLEM + "conflict"
+    api.call("POST", f"/tasks/{task_id}/provide", as_="operator", status=422, json={"files": {}})
+    api.call("GET", "/budgets", as_="viewer", status=422, params={"days": 0})

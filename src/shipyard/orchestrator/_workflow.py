@@ -63,6 +63,7 @@ from shipyard.policy import Request
 from shipyard.store import (
     ArtifactRow,
     AttemptRow,
+    AuditRow,
     DecisionRow,
     ProvenanceRow,
     ReleaseRow,
@@ -698,6 +699,11 @@ def gate_step(task_id: str, attempt: int) -> str:
         row = session.scalar(
             select(AttemptRow).where(AttemptRow.task_id == task_id, AttemptRow.number == attempt)
         )
+        earlier = _gated_before(session, task_id, row)
+        if earlier is not None:  # a run cut short after its decision was recorded
+            record["summary"] = f"{earlier.decision}: {earlier.reason} (recorded before)"
+            record["outcome"] = earlier.decision
+            return earlier.decision
         report = CheckReport.from_dict(row.report if row is not None and row.report else {})
         subject = govern.job_kind(kind)
         decision = govern.gate_for(
@@ -733,6 +739,24 @@ def gate_step(task_id: str, attempt: int) -> str:
         record["outcome"] = decision.outcome.value
         record["approvals"], record["risk"] = decision.approvals, decision.risk.value
     return decision.outcome.value
+
+
+def _gated_before(session: Session, task_id: str, attempt: AttemptRow | None) -> AuditRow | None:
+    """The gate's recorded decision on this attempt, when a run of the step already made it.
+
+    The decision, its audit entry and the task's state commit together, before DBOS records
+    the step's result; a worker killed in between leaves the step to run again, and it must
+    not decide (and audit) twice. A later attempt (a person's code) is gated afresh.
+    """
+    if attempt is None or attempt.checked_at is None:
+        return None
+    checked = attempt.checked_at.isoformat(timespec="microseconds")
+    return session.scalar(
+        select(AuditRow)
+        .where(AuditRow.task_id == task_id, AuditRow.action == "release", AuditRow.at >= checked)
+        .order_by(AuditRow.seq.desc())
+        .limit(1)
+    )
 
 
 def _diff_lines(rt: Runtime, session: Session, task: TaskRow, files: dict[str, Any]) -> int:
@@ -911,31 +935,35 @@ def finish_step(task_id: str, state: str, outcome: str, error: str = "") -> None
     rt = current_runtime()
     with stage(rt, task_id, "remember") as record, transaction(rt.sessions) as session:
         task = _task(session, task_id)
-        for kind, text in _memories(rt, session, task, outcome, error):
-            remember(
-                session,
-                rt.memory,
-                namespace=task.domain,
-                kind=kind,
-                job_kind=task.job_kind,
-                input_key=task.input_key,
-                task_id=task_id,
-                text=text,
-                meta={"artifact": task.artifact_id, "state": state},
-                tags=(task.job_kind, kind),
-            )
-        set_state(session, task_id, TaskState(state), error=error)
         started, job_kind, domain = task.submitted_at, task.job_kind, task.domain
-        govern.record(
-            session,
-            actor=f"agent {task.domain}",
-            action="close",
-            subject=f"job kind {task.job_kind}",
-            decision=state,
-            reason=error or outcome,
-            task_id=task_id,
-        )
-        record["summary"] = f"remembered as {outcome}; task {state}"
+        if task.finished_at is not None and task.state == state:
+            # A run cut short after it closed the task: remembered and audited already.
+            record["summary"] = f"task {state} (closed before)"
+        else:
+            for kind, text in _memories(rt, session, task, outcome, error):
+                remember(
+                    session,
+                    rt.memory,
+                    namespace=task.domain,
+                    kind=kind,
+                    job_kind=task.job_kind,
+                    input_key=task.input_key,
+                    task_id=task_id,
+                    text=text,
+                    meta={"artifact": task.artifact_id, "state": state},
+                    tags=(task.job_kind, kind),
+                )
+            set_state(session, task_id, TaskState(state), error=error)
+            govern.record(
+                session,
+                actor=f"agent {task.domain}",
+                action="close",
+                subject=f"job kind {task.job_kind}",
+                decision=state,
+                reason=error or outcome,
+                task_id=task_id,
+            )
+            record["summary"] = f"remembered as {outcome}; task {state}"
     # The root span closes the trace once the task is closed (a re-run stores it again with
     # the same ids; `shipyard trace` shows each span id once).
     rt.tracing.task_root(task_id, job_kind=job_kind, domain=domain, state=state, started=started)
