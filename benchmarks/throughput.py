@@ -20,7 +20,9 @@ Two measurements, in one run:
    one worker.
 
 PostgreSQL comes from ``SHIPYARD_BENCH_POSTGRES_URL`` (default
-``postgresql://postgres@127.0.0.1:5432/postgres``); each run gets a fresh database.
+``postgresql://postgres@127.0.0.1:5432/postgres``; only its server and credentials are used):
+each run gets a fresh database, dropped afterwards. The overhead's p50 is the median, its p95
+the nearest rank (``_harness.percentile``).
 
     .venv/bin/python benchmarks/throughput.py [--tasks N] [--overhead-tasks M]
                                               [--workers 1,2,4] [--concurrency C]
@@ -29,17 +31,17 @@ PostgreSQL comes from ``SHIPYARD_BENCH_POSTGRES_URL`` (default
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from _harness import fresh_postgres, machine_line, percentile
+from sqlalchemy import select
 
 from shipyard.store import StepRow, TaskRow, make_engine, session_factory
 from shipyard.testing import scaffold_project
@@ -47,26 +49,6 @@ from shipyard.testing import scaffold_project
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 EXCLUDED = ("generate", "verify")
 """Stages that are generation and checks: not the platform's own time."""
-
-
-def _fresh_pg(base: str) -> tuple[str, str]:
-    name = f"shipyard_bench_{secrets.token_hex(4)}"
-    admin = create_engine(
-        make_url(base).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(base).set(database=name).render_as_string(hide_password=False), name
-
-
-def _drop_pg(base: str, name: str) -> None:
-    admin = create_engine(
-        make_url(base).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def _shipyard(root: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -93,11 +75,9 @@ def run(
             Path(folder) / "scale", concurrency=64, worker_concurrency=concurrency
         )
         env = {k: v for k, v in os.environ.items() if k != "SHIPYARD_DATABASE_URL"}
-        dropped = ""
-        if database == "postgresql":
-            url, dropped = _fresh_pg(base_pg)
-            env["SHIPYARD_DATABASE_URL"] = url
-        try:
+        with contextlib.ExitStack() as stack:
+            if database == "postgresql":
+                env["SHIPYARD_DATABASE_URL"] = stack.enter_context(fresh_postgres(base_pg))
             batch = root / "names.csv"
             batch.write_text("name\n" + "".join(f"n{i:05d}\n" for i in range(tasks)))
             _shipyard(root, "submit", "note", "-b", str(batch), "--as", "bench", env=env)
@@ -116,9 +96,6 @@ def run(
                 if proc.returncode != 0:
                     raise SystemExit(f"a worker failed:\n{err}")
             return _figures(_database_url(root, env), tasks)
-        finally:
-            if dropped:
-                _drop_pg(base_pg, dropped)
 
 
 def _figures(url: str, expected: int) -> dict[str, float]:
@@ -145,11 +122,10 @@ def _figures(url: str, expected: int) -> dict[str, float]:
         wall = max(f for _, _, f in task) - min(s for _, s, _ in task)
         excluded = sum(f - s for stage, s, f in task if stage in EXCLUDED)
         overhead.append((wall - excluded) * 1000)
-    overhead.sort()
     return {
         "tasks_per_s": expected / (last - first),
         "overhead_p50_ms": statistics.median(overhead),
-        "overhead_p95_ms": overhead[int(len(overhead) * 0.95) - 1],
+        "overhead_p95_ms": percentile(overhead, 95),
         "seconds": last - first,
     }
 
@@ -163,6 +139,7 @@ def main() -> None:
     args = parser.parse_args()
     base_pg = os.environ.get("SHIPYARD_BENCH_POSTGRES_URL", PG_DEFAULT)
     counts = [int(n) for n in args.workers.split(",") if n]
+    print(f"machine: {machine_line()}")
 
     print(
         "per-task platform overhead: SQLite, 1 worker, 1 task at a time, "

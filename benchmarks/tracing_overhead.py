@@ -22,9 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _harness import machine_line, side_by_side, wait_until_idle, worker
+
 from shipyard.config import load_project
 from shipyard.jobs import BatchRow
-from shipyard.orchestrator import Runtime, busy_tasks, launch, shutdown, submit
+from shipyard.orchestrator import Runtime, submit
 from shipyard.store import SpanRow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,17 +62,13 @@ def one_round(tasks: int, tracing: bool) -> tuple[float, int]:
         os.environ.pop("SHIPYARD_DATABASE_URL", None)
         rt = Runtime.open(load_project(root))
         try:
-            launch(rt)
-            try:
+            with worker(rt):
                 kind = rt.jobs.get("landing-page")
                 started = time.perf_counter()
                 rows = [BatchRow(where=f"row {n}", data=product(n)) for n in range(1, tasks + 1)]
                 submit(rt, kind, rows, submitted_by="shop-owner")
-                while busy_tasks(rt, [DOMAIN]):
-                    time.sleep(0.05)
+                wait_until_idle(rt, [DOMAIN], poll=0.05)
                 elapsed = time.perf_counter() - started
-            finally:
-                shutdown()
             rt.tracing.flush()
             with rt.sessions() as session:
                 spans = session.query(SpanRow).count()
@@ -84,7 +82,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=30, help="tasks per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per setting")
     args = parser.parse_args()
-    print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"machine: {machine_line()}")
     one_round(3, True)  # warm the sandbox pool's files and imports once
     on: list[float] = []
     off: list[float] = []
@@ -100,13 +98,17 @@ def main() -> None:
             )
     median_on, median_off = statistics.median(on), statistics.median(off)
     ratio = median_on / median_off
-    print()
-    print(f"{'':32}{'tracing on':>14}{'tracing off':>14}")
-    print(f"{'median tasks/s':32}{median_on:>14.2f}{median_off:>14.2f}")
-    print(f"{'spans per task':32}{spans_on / args.tasks:>14.1f}{0:>14.1f}")
     verdict = "met" if ratio >= 0.95 else "NOT met"
-    print(f"{'throughput on / off':32}{ratio:>14.3f}   target >= 0.95: {verdict}")
-    print(f"{'cost of tracing':32}{(1 - ratio) * 100:>13.1f}%")
+    rows = [
+        ("median tasks/s", [f"{median_on:.2f}", f"{median_off:.2f}"]),
+        ("spans per task", [f"{spans_on / args.tasks:.1f}", f"{0:.1f}"]),
+        ("throughput on / off", [f"{ratio:.3f}"]),
+        ("cost of tracing", [f"{(1 - ratio) * 100:.1f}%"]),
+    ]
+    lines = side_by_side(["tracing on", "tracing off"], rows, label=32, width=14, rule=False)
+    lines[3] += f"   target >= 0.95: {verdict}"
+    print()
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
