@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from shipyard.orchestrator import Runtime
+    from shipyard.service import Runtime
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -133,7 +133,7 @@ def side_by_side(
 @contextmanager
 def worker(rt: Runtime) -> Iterator[None]:
     """shipyard's worker in this process (``launch``) for the block; ``shutdown`` after it."""
-    from shipyard.orchestrator import launch, shutdown
+    from shipyard.service import launch, shutdown
 
     launch(rt)
     try:
@@ -147,7 +147,7 @@ def wait_until_idle(
 ) -> int:
     """Poll ``busy_tasks`` every ``poll`` seconds until no task of ``domains`` is left for a
     worker to move on, or ``timeout`` seconds have passed; the number still busy (0: idle)."""
-    from shipyard.orchestrator import busy_tasks
+    from shipyard.service import busy_tasks
 
     deadline = time.monotonic() + timeout
     while (busy := busy_tasks(rt, list(domains))) and time.monotonic() < deadline:

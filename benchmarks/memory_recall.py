@@ -79,7 +79,7 @@ from sqlalchemy.orm import Session
 from shipyard.config import load_project
 from shipyard.errors import ShipyardError
 from shipyard.memory import Embedder, Item, SemanticMemory, VectorIndex
-from shipyard.orchestrator import Runtime
+from shipyard.service import Runtime
 from shipyard.store import transaction
 
 NAMESPACE = "bench"

@@ -97,7 +97,7 @@ from shipyard.errors import ShipyardError
 from shipyard.generate import Generation, GenerationRequest, Provider, parse_files
 from shipyard.jobs import BatchRow
 from shipyard.model import Finding
-from shipyard.orchestrator import Runtime, submit
+from shipyard.service import Runtime, submit
 from shipyard.store import AttemptRow, TaskRow
 
 try:

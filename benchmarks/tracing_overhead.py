@@ -26,7 +26,7 @@ from _harness import machine_line, side_by_side, wait_until_idle, worker
 
 from shipyard.config import load_project
 from shipyard.jobs import BatchRow
-from shipyard.orchestrator import Runtime, submit
+from shipyard.service import Runtime, submit
 from shipyard.store import SpanRow
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from shipyard.config import Project, load_project
 from shipyard.generate import Provider
-from shipyard.orchestrator import Runtime, launch, shutdown
+from shipyard.service import Runtime, launch, shutdown
 from support import PG_ENV, copy_example
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shipyard.jobs import JobKind, load_job_kind
 from shipyard.model import CheckReport, Finding
-from shipyard.orchestrator import Runtime, find_task, task_story
+from shipyard.service import Runtime, find_task, task_story
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "ecommerce"

@@ -11,10 +11,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "PENDING_CLOSE",
+    "TRANSITIONS",
     "CheckReport",
     "CheckResult",
+    "DecisionKind",
     "Finding",
     "GateOutcome",
+    "ReleaseState",
     "Risk",
     "TaskState",
 ]
@@ -50,6 +54,10 @@ class TaskState(enum.StrEnum):
         """Nothing more happens without a person: terminal, or waiting for one."""
         return self in _TERMINAL or self in _WAITING
 
+    def can_become(self, other: TaskState) -> bool:
+        """Whether a task in this state may move to ``other`` (see ``TRANSITIONS``)."""
+        return other in TRANSITIONS[self]
+
 
 _WAITING = frozenset({TaskState.WAITING_APPROVAL, TaskState.WAITING_INPUT, TaskState.PAUSED})
 
@@ -67,6 +75,88 @@ _TERMINAL = frozenset(
         TaskState.ERROR,
     }
 )
+
+
+_CRASHED = frozenset({TaskState.ERROR})
+"""Where any task that has not ended goes when a stage crashes after its retries."""
+
+TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.INVALID: frozenset(),
+    TaskState.QUEUED: frozenset({TaskState.RUNNING}) | _CRASHED,
+    TaskState.RUNNING: frozenset(
+        {
+            TaskState.WAITING_INPUT,
+            TaskState.PAUSED,
+            TaskState.WAITING_APPROVAL,
+            TaskState.RELEASING,
+            TaskState.PUBLISHED,
+            TaskState.DONE,
+            TaskState.FAILED,
+            TaskState.DENIED,
+            TaskState.COMPENSATED,
+        }
+    )
+    | _CRASHED,
+    TaskState.WAITING_INPUT: frozenset({TaskState.RESUMING}) | _CRASHED,
+    TaskState.PAUSED: frozenset({TaskState.RESUMING}) | _CRASHED,
+    TaskState.RESUMING: frozenset({TaskState.RUNNING}) | _CRASHED,
+    TaskState.WAITING_APPROVAL: frozenset({TaskState.APPROVED, TaskState.REJECTED}) | _CRASHED,
+    TaskState.APPROVED: frozenset(
+        {TaskState.RELEASING, TaskState.PUBLISHED, TaskState.DONE, TaskState.COMPENSATED}
+    )
+    | _CRASHED,
+    TaskState.RELEASING: frozenset(
+        {TaskState.PUBLISHED, TaskState.ROLLED_BACK, TaskState.COMPENSATED}
+    )
+    | _CRASHED,
+    # A release that went live can still be taken back by a person (or a monitor).
+    TaskState.PUBLISHED: frozenset({TaskState.ROLLED_BACK}),
+    TaskState.DONE: frozenset(),
+    TaskState.FAILED: frozenset(),
+    TaskState.REJECTED: frozenset(),
+    TaskState.DENIED: frozenset(),
+    TaskState.ROLLED_BACK: frozenset(),
+    TaskState.COMPENSATED: frozenset(),
+    TaskState.ERROR: frozenset(),
+}
+"""Every move a task may make: from a state to the states it may become. Setting a task to
+the state it is already in is always allowed (a step that re-ran after a crash)."""
+
+PENDING_CLOSE: frozenset[tuple[TaskState, TaskState]] = frozenset(
+    {(TaskState.WAITING_APPROVAL, TaskState.REJECTED)}
+)
+"""Moves into a terminal state that a workflow has still to close: a person's rejection is
+recorded at once and carried out (remembered, audited, closed) by the decision workflow, so
+the task is not finished until that workflow sets it again."""
+
+
+class ReleaseState(enum.StrEnum):
+    """Where a release is: baking as a canary, live, or gone."""
+
+    CANARY = "canary"  # beside the live version, on a share of the traffic
+    PAUSED = "paused"  # a canary a person paused
+    LIVE = "live"
+    REPLACED = "replaced"  # a newer release took its path
+    ROLLED_BACK = "rolled_back"
+    WITHDRAWN = "withdrawn"  # its effect was compensated
+
+    @property
+    def baking(self) -> bool:
+        return self in (ReleaseState.CANARY, ReleaseState.PAUSED)
+
+
+class DecisionKind(enum.StrEnum):
+    """What a decision row records: a person's or the policy's word on a task."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    ESCALATED = "escalated"  # an approval waited too long
+    PROVIDED = "provided"  # a person supplied the code
+    RESUMED = "resumed"  # a person resumed a task paused on a budget
+    ROLLED_BACK = "rolled_back"  # a person rolled its release back
+    POLICY_AUTO = "policy:auto"
+    POLICY_NEEDS_APPROVAL = "policy:needs_approval"
+    POLICY_DENY = "policy:deny"
 
 
 class Risk(enum.StrEnum):

@@ -18,8 +18,7 @@ from shipyard.artifacts import ArtifactBackend, ArtifactStore, DatabaseArtifactS
 from shipyard.config import Project, load_project
 from shipyard.errors import ConfigError, NotFound, StoreError
 from shipyard.jobs import BatchRow
-from shipyard.orchestrator import Runtime, approve, submit, task_story
-from shipyard.orchestrator._provenance import verify_artifact
+from shipyard.service import Runtime, approve, submit, task_story, verify_artifact
 from shipyard.store import (
     ArtifactBlobRow,
     ArtifactManifestRow,

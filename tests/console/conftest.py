@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, Page, Playwright, Request, Route, sync_
 from playwright.sync_api import Error as PlaywrightError
 
 from shipyard.config import Project
-from shipyard.orchestrator import Runtime
+from shipyard.service import Runtime
 from support import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -19,7 +19,8 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, expect
 
 from shipyard.jobs import BatchRow
-from shipyard.orchestrator import Runtime, create_token, find_task, submit
+from shipyard.server import create_token
+from shipyard.service import Runtime, find_task, submit
 from support import PRODUCT, SETTLED, wait_for_state
 
 Shot = Callable[[Page, str], Path]

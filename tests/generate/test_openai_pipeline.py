@@ -17,7 +17,7 @@ from shipyard.generate import render
 from shipyard.generate.providers.openai import OpenAIProvider
 from shipyard.jobs import BatchRow, load_job_kind, validate_inputs
 from shipyard.model import CheckReport
-from shipyard.orchestrator import Runtime, submit, task_story
+from shipyard.service import Runtime, submit, task_story
 from support import PRODUCT, SETTLED, wait_for_state
 
 

@@ -10,7 +10,7 @@ from shipyard.config import Project, TierSettings, load_project
 from shipyard.errors import ConfigError
 from shipyard.generate import read_secrets
 from shipyard.generate.providers.anthropic import AnthropicProvider
-from shipyard.orchestrator import Runtime
+from shipyard.service import Runtime
 
 
 def secrets_file(folder: Path, text: str, mode: int = 0o600) -> Path:

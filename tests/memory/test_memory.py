@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from shipyard import service
 from shipyard.config import Project, load_project
 from shipyard.errors import ConfigError, InputError
 from shipyard.jobs import BatchRow
-from shipyard.memory import HashEmbedder, Item, SearchPolicy, VectorIndex
-from shipyard.orchestrator import Runtime, approve, submit, task_story
-from shipyard.orchestrator import _memory as memory
+from shipyard.memory import HashEmbedder, Item, SearchPolicy, VectorIndex, readable_namespaces
+from shipyard.service import Runtime, approve, submit, task_story
 from shipyard.store import MemoryRow, transaction
 from support import PRODUCT, SETTLED, run_cli, wait_for_state, wait_until_finished
 
@@ -47,26 +47,32 @@ def add(rt: Runtime, texts: list[str], namespace: str = "storefront", **kw: obje
 
 def test_hybrid_search_finds_by_words_and_meaning_and_cuts_the_unrelated(rt: Runtime) -> None:
     ids = add(rt, NOTES)
-    hits = memory.search(rt, "enamel mug dishwasher", namespaces=["storefront"], k=3)
+    hits = service.search_memory(rt, "enamel mug dishwasher", namespaces=["storefront"], k=3)
     assert hits[0].id == ids[3]
     assert set(hits[0].found_by) == {"meaning", "words"}
     assert hits[0].similarity > 0.3
     # Nothing shares a word or a meaning with this: better no context than wrong context.
-    assert memory.search(rt, "quantum chromodynamics lattice", namespaces=["storefront"]) == []
+    assert (
+        service.search_memory(rt, "quantum chromodynamics lattice", namespaces=["storefront"]) == []
+    )
 
 
 def test_search_filters_on_namespace_job_kind_and_tags(rt: Runtime) -> None:
     add(rt, ["Kettle copy states litres."], job_kind="product-copy", tags=("style",))
     add(rt, ["Kettle pages state litres too."], job_kind="landing-page")
     add(rt, ["Kettle litres in the global notes."], namespace="global")
-    found = memory.search(rt, "kettle litres", namespaces=["storefront"], k=10)
+    found = service.search_memory(rt, "kettle litres", namespaces=["storefront"], k=10)
     assert {h.job_kind for h in found} == {"product-copy", "landing-page"}
-    only = memory.search(rt, "kettle litres", namespaces=["storefront"], job_kind="product-copy")
+    only = service.search_memory(
+        rt, "kettle litres", namespaces=["storefront"], job_kind="product-copy"
+    )
     assert [h.text for h in only] == ["Kettle copy states litres."]
-    tagged = memory.search(rt, "kettle litres", namespaces=["storefront", "global"], tags=["style"])
+    tagged = service.search_memory(
+        rt, "kettle litres", namespaces=["storefront", "global"], tags=["style"]
+    )
     assert [h.tags for h in tagged] == [["style"]]
     with pytest.raises(InputError, match="unknown namespace"):
-        memory.search(rt, "kettle", namespaces=["pricing"])
+        service.search_memory(rt, "kettle", namespaces=["pricing"])
 
 
 def test_expired_items_are_never_returned_and_gc_purges_them(rt: Runtime) -> None:
@@ -121,9 +127,9 @@ def test_another_embedders_vectors_are_refused_until_reindexed(project: Project)
     other = Runtime.open(load_project(project.root))
     try:
         with pytest.raises(ConfigError, match=r"another embedder .*5 by hash-384"):
-            memory.search(other, "mug", namespaces=["storefront"])
-        assert memory.reindex(other) == 5
-        assert memory.search(other, "enamel mug dishwasher", namespaces=["storefront"])
+            service.search_memory(other, "mug", namespaces=["storefront"])
+        assert service.reindex_memory(other) == 5
+        assert service.search_memory(other, "enamel mug dishwasher", namespaces=["storefront"])
     finally:
         other.close()
 
@@ -132,7 +138,7 @@ def test_export_then_import_round_trips_and_a_corrupt_line_writes_nothing(
     rt: Runtime, tmp_path: Path
 ) -> None:
     add(rt, NOTES[:3], tags=("style",))
-    lines = list(memory.export_lines(rt))
+    lines = list(service.export_memory(rt))
     first = json.loads(lines[0])
     assert (first["embedder"], first["dim"], first["tags"]) == ("hash-384", 384, ["style"])
     dump = tmp_path / "memory.jsonl"
@@ -144,7 +150,7 @@ def test_export_then_import_round_trips_and_a_corrupt_line_writes_nothing(
     real = rt.memory.embedder.embed
     rt.memory.embedder.embed = no_embedding  # type: ignore[method-assign]
     try:
-        assert memory.import_lines(rt, dump) == 3
+        assert service.import_memory(rt, dump) == 3
     finally:
         rt.memory.embedder.embed = real  # type: ignore[method-assign]
     with rt.sessions() as session:
@@ -153,16 +159,16 @@ def test_export_then_import_round_trips_and_a_corrupt_line_writes_nothing(
     broken = tmp_path / "broken.jsonl"
     broken.write_text(lines[0] + "\n{not json\n")
     with pytest.raises(InputError, match=r"broken.jsonl:2: not a memory item"):
-        memory.import_lines(rt, broken)
+        service.import_memory(rt, broken)
     bad_time = tmp_path / "bad-time.jsonl"
     bad_time.write_text(json.dumps(first | {"created_at": "last tuesday"}) + "\n")
     with pytest.raises(InputError, match=r"bad-time.jsonl:1: not a memory item"):
-        memory.import_lines(rt, bad_time)
+        service.import_memory(rt, bad_time)
     foreign = tmp_path / "foreign.jsonl"
     foreign.write_text(json.dumps(first | {"embedder": "minilm-l6"}) + "\n")
     with pytest.raises(InputError, match="embedded by minilm-l6"):
-        memory.import_lines(rt, foreign)
-    assert memory.import_lines(rt, foreign, reembed=True) == 1
+        service.import_memory(rt, foreign)
+    assert service.import_memory(rt, foreign, reembed=True) == 1
     with rt.sessions() as session:
         assert session.scalar(select(func.count()).select_from(MemoryRow)) == 7
 
@@ -203,8 +209,10 @@ def test_a_domain_recalls_only_the_namespaces_it_may_read(project: Project) -> N
     try:
         add(rt, ["Kettle prices end in .99 in the pricing domain."], namespace="pricing")
         add(rt, ["Kettle copy: mention the litres."])
-        assert memory.readable_namespaces(rt, "storefront") == ["storefront", "global"]
-        hits = memory.search(rt, "kettle", namespaces=memory.readable_namespaces(rt, "storefront"))
+        assert readable_namespaces(rt.project.settings, "storefront") == ["storefront", "global"]
+        hits = service.search_memory(
+            rt, "kettle", namespaces=readable_namespaces(rt.project.settings, "storefront")
+        )
         assert [h.namespace for h in hits] == ["storefront"]
     finally:
         rt.close()
@@ -215,7 +223,11 @@ def test_a_domain_recalls_only_the_namespaces_it_may_read(project: Project) -> N
     )
     rt = Runtime.open(load_project(project.root))
     try:
-        assert memory.readable_namespaces(rt, "storefront") == ["storefront", "global", "pricing"]
+        assert readable_namespaces(rt.project.settings, "storefront") == [
+            "storefront",
+            "global",
+            "pricing",
+        ]
     finally:
         rt.close()
 

@@ -15,7 +15,7 @@ from sqlalchemy import delete, update
 
 from shipyard.config import Project
 from shipyard.memory import Hit, Item
-from shipyard.orchestrator import Runtime
+from shipyard.service import Runtime
 from shipyard.store import MemoryRow, transaction
 
 NS = "storefront"

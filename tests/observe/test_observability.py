@@ -20,9 +20,9 @@ from shipyard.generate import render
 from shipyard.jobs import BatchRow, load_job_kind, validate_inputs
 from shipyard.model import CheckReport, CheckResult, Finding
 from shipyard.observe import operating_figures, redact, registry_for
-from shipyard.orchestrator import Runtime, approve, submit, task_story
 from shipyard.release import StaticSite
 from shipyard.server import Gateway
+from shipyard.service import Runtime, approve, submit, task_story
 from shipyard.store import (
     ArtifactRow,
     AttemptRow,

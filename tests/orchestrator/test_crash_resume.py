@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from shipyard.config import load_project
-from shipyard.orchestrator import Runtime, list_tasks, task_story
+from shipyard.service import Runtime, list_tasks, task_story
 from shipyard.store import AuditRow
 from support import copy_example, run_cli
 

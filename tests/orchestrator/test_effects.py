@@ -19,7 +19,7 @@ from sqlalchemy import select
 from shipyard.config import Project, load_project
 from shipyard.jobs import BatchRow
 from shipyard.observe import audit
-from shipyard.orchestrator import Runtime, approve, submit, task_story
+from shipyard.service import Runtime, approve, submit, task_story
 from shipyard.store import ToolCallRow
 from support import PRODUCT, SETTLED, copy_example, run_cli, wait_for_state, wait_until_finished
 

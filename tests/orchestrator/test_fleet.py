@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from shipyard.config import Project, load_project
 from shipyard.errors import StateError
 from shipyard.generate import Spend
-from shipyard.orchestrator import Runtime, current_fleet, list_workers
 from shipyard.orchestrator._fleet import Fleet, machine_id
 from shipyard.orchestrator._ledger import drop_hold, hold
 from shipyard.orchestrator._ratelimit import take_slot
 from shipyard.orchestrator._stage import close_steps, open_steps, step, steps_under_way
+from shipyard.service import Runtime, current_fleet, list_workers
 from shipyard.store import (
     BudgetHoldRow,
     ModelCallRow,

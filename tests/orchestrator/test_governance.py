@@ -13,7 +13,7 @@ from shipyard.config import Project, load_project
 from shipyard.errors import PolicyDenied, StateError
 from shipyard.jobs import BatchRow
 from shipyard.observe import audit
-from shipyard.orchestrator import (
+from shipyard.service import (
     Runtime,
     approval_queue,
     approve,

@@ -18,15 +18,19 @@ from shipyard.artifacts import ArtifactStore, DatabaseArtifactStore
 from shipyard.config import Project
 from shipyard.generate import GenerationRequest, render
 from shipyard.jobs import BatchRow, load_job_kind, validate_inputs
-from shipyard.orchestrator import Runtime, approve, rollback, submit, task_story
-from shipyard.orchestrator._lineage import (
+from shipyard.service import (
+    Runtime,
+    approve,
     collect_garbage,
     diff_artifacts,
     lineage,
     openlineage_events,
     produced_with,
+    rollback,
+    submit,
+    task_story,
+    verify_artifact,
 )
-from shipyard.orchestrator._provenance import verify_artifact
 from shipyard.store import ArtifactBlobRow, ArtifactRow, AttemptRow, ProvenanceRow
 from shipyard.testing import FunctionProvider
 from support import PRODUCT, SETTLED, run_cli, wait_for_state, wait_until_finished
@@ -225,7 +229,7 @@ def test_gc_keeps_what_releases_use_and_collects_old_unreleased_versions(
     )
     unreleased = result.submitted[0]
     assert wait_for_state(rt, unreleased, SETTLED) == "waiting_approval"
-    from shipyard.orchestrator import reject
+    from shipyard.service import reject
 
     reject(rt, unreleased, actor="alice", reason="not this one")
     wait_until_finished(rt, unreleased)

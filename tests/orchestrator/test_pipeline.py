@@ -11,7 +11,7 @@ from shipyard.config import Project
 from shipyard.errors import PolicyDenied, ProviderError, StateError
 from shipyard.generate import render
 from shipyard.jobs import BatchRow, read_batch, validate_inputs
-from shipyard.orchestrator import (
+from shipyard.service import (
     Runtime,
     approve,
     list_tasks,
@@ -166,7 +166,7 @@ def test_work_recorded_but_never_enqueued_is_picked_up_by_the_next_worker(
         raise lost
 
     with monkeypatch.context() as patch:
-        patch.setattr("shipyard.orchestrator._service._enqueue", die)
+        patch.setattr("shipyard.orchestrator._queues._enqueue", die)
         with pytest.raises(RuntimeError):
             submit(
                 rt,

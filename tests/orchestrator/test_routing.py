@@ -17,7 +17,7 @@ from shipyard.errors import InputError, StateError
 from shipyard.generate import render
 from shipyard.jobs import BatchRow, load_job_kind, validate_inputs
 from shipyard.model import CheckReport
-from shipyard.orchestrator import (
+from shipyard.service import (
     Runtime,
     budget_report,
     provide,

@@ -23,7 +23,7 @@ from sqlalchemy import func, select, text
 from generate._fake_openai import FakeOpenAI
 from shipyard.config import load_project
 from shipyard.observe import audit
-from shipyard.orchestrator import Runtime
+from shipyard.service import Runtime
 from shipyard.store import (
     ArtifactRow,
     AttemptRow,

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from canary_support import Load, gateway, handler_project
 from shipyard.config import load_project
 from shipyard.jobs import BatchRow
-from shipyard.orchestrator import Runtime, approve, find_task, releases, steer, submit
+from shipyard.service import Runtime, approve, find_task, releases, steer, submit
 from shipyard.store import AuditRow, ReleaseRow
 from support import PRODUCT, SETTLED, copy_example, wait_for_state
 
@@ -165,6 +165,6 @@ def release_state(rt: Runtime, task_id: str) -> str:
 
 
 def find_state(rt: Runtime, task_id: str) -> str:
-    from shipyard.orchestrator import find_task
+    from shipyard.service import find_task
 
     return find_task(rt, task_id).state

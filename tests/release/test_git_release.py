@@ -12,7 +12,7 @@ import pytest
 from canary_support import PRICE_RULE_JOB, handler_project
 from shipyard.config import load_project
 from shipyard.jobs import BatchRow
-from shipyard.orchestrator import Runtime, find_task, submit
+from shipyard.service import Runtime, find_task, submit
 from support import SETTLED, run_cli, wait_for_state
 
 pytestmark = pytest.mark.usefixtures("database")

@@ -17,8 +17,8 @@ from sqlalchemy import select, text
 
 from shipyard.config import Project
 from shipyard.jobs import BatchRow
-from shipyard.orchestrator import Runtime, submit
 from shipyard.replay import Candidate, Selection, run_replay
+from shipyard.service import Runtime, submit
 from shipyard.store import AuditRow, Base, ReplayRunRow
 from support import PRODUCT, SETTLED, run_cli, wait_for_state
 

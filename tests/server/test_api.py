@@ -18,8 +18,8 @@ import pytest
 import uvicorn
 
 from shipyard.config import Project
-from shipyard.orchestrator import Runtime, create_token, revoke_token
-from shipyard.server import PROBLEM, create_api
+from shipyard.server import PROBLEM, create_api, create_token, revoke_token
+from shipyard.service import Runtime
 from support import PRODUCT, SETTLED, wait_for_state
 
 

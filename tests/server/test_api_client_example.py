@@ -13,8 +13,8 @@ import pytest
 
 from server.test_api import serving
 from shipyard.config import Project
-from shipyard.orchestrator import Runtime, create_token, find_task, list_tasks
-from shipyard.server import PROBLEM
+from shipyard.server import PROBLEM, create_token
+from shipyard.service import Runtime, find_task, list_tasks
 from shipyard.store import TaskRow
 from support import REPO
 

@@ -12,7 +12,8 @@ import pytest
 from server.test_api import serving
 from shipyard.config import Project
 from shipyard.jobs import BatchRow
-from shipyard.orchestrator import Runtime, create_token, find_task, submit
+from shipyard.server import create_token
+from shipyard.service import Runtime, find_task, submit
 from support import PRODUCT, SETTLED, wait_for_state
 
 

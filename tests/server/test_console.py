@@ -18,8 +18,8 @@ import uvicorn
 
 from shipyard.config import Project
 from shipyard.jobs import BatchRow
-from shipyard.orchestrator import Runtime, create_token, revoke_token, submit
-from shipyard.server import create_app
+from shipyard.server import create_app, create_token, revoke_token
+from shipyard.service import Runtime, submit
 from support import PRODUCT, SETTLED, wait_for_state
 
 

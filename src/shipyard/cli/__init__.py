@@ -1,4 +1,4 @@
-"""The ``shipyard`` command line (Typer + Rich): a thin shell over the orchestrator's services."""
+"""The ``shipyard`` command line (Typer + Rich): a thin shell over the service layer."""
 
 from __future__ import annotations
 

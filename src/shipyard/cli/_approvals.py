@@ -15,9 +15,9 @@ from shipyard.cli._common import (
     who,
 )
 from shipyard.errors import InputError, ShipyardError
-from shipyard.orchestrator import approval_queue, list_tasks
-from shipyard.orchestrator import approve as approve_task
-from shipyard.orchestrator import reject as reject_task
+from shipyard.service import approval_queue, list_tasks
+from shipyard.service import approve as approve_task
+from shipyard.service import reject as reject_task
 
 
 @handle_errors

@@ -13,9 +13,13 @@ from shipyard.cli._common import (
     print_json,
     timestamp,
 )
-from shipyard.orchestrator import list_artifacts
-from shipyard.orchestrator._lineage import collect_garbage, diff_artifacts, find_artifact
-from shipyard.orchestrator._provenance import verify_artifact
+from shipyard.service import (
+    collect_garbage,
+    diff_artifacts,
+    find_artifact,
+    list_artifacts,
+    verify_artifact,
+)
 
 artifacts_app = typer.Typer(
     help="Artifact versions: list (default), verify, diff, gc.", invoke_without_command=True

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from shipyard.cli._common import console, handle_errors, open_runtime, print_json
-from shipyard.orchestrator import budget_report
+from shipyard.service import budget_report
 
 
 def _money(value: Decimal | None) -> str:

@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from shipyard.config import Project, load_project
 from shipyard.errors import ShipyardError
-from shipyard.orchestrator import Runtime
+from shipyard.service import Runtime
 
 __all__ = [
     "console",

@@ -12,8 +12,8 @@ from rich.tree import Tree
 
 from shipyard.cli._common import console, handle_errors, open_runtime, print_json
 from shipyard.errors import InputError
-from shipyard.orchestrator._lineage import lineage as lineage_of
-from shipyard.orchestrator._lineage import openlineage_events, produced_with
+from shipyard.service import lineage as lineage_of
+from shipyard.service import openlineage_events, produced_with
 
 
 @handle_errors

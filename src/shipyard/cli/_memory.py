@@ -16,7 +16,15 @@ from shipyard.cli._common import (
     open_runtime,
     print_json,
 )
-from shipyard.orchestrator import _memory as memory
+from shipyard.service import (
+    add_memory,
+    export_memory,
+    import_memory,
+    purge_memory,
+    reindex_memory,
+    search_memory,
+    session_state,
+)
 
 memory_app = typer.Typer(help="What the pipeline remembers and recalls.", no_args_is_help=True)
 
@@ -34,7 +42,7 @@ def search(
 ) -> None:
     """Hybrid search, as recall does it (threshold, freshness, expiry applied)."""
     with open_runtime(ctx) as rt:
-        hits = memory.search(rt, query, namespaces=namespace, job_kind=job, tags=tag, k=k)
+        hits = search_memory(rt, query, namespaces=namespace, job_kind=job, tags=tag, k=k)
     if as_json:
         print_json([h.to_dict() for h in hits])
         return
@@ -63,7 +71,7 @@ def add(
 ) -> None:
     """Remember something by hand (a person's correction, a rule of thumb)."""
     with open_runtime(ctx) as rt:
-        row = memory.add(
+        row = add_memory(
             rt, text, namespace=namespace, kind=kind, job_kind=job, input_key=key, tags=tag,
             ttl_days=ttl_days,
         )  # fmt: skip
@@ -79,7 +87,7 @@ def export(
 ) -> None:
     """Items as JSON Lines, with their embedder, dimension, vector and lineage fields."""
     with open_runtime(ctx) as rt:
-        lines = memory.export_lines(rt, namespaces=namespace)
+        lines = export_memory(rt, namespaces=namespace)
         if output is None:
             for line in lines:
                 sys.stdout.write(line + "\n")
@@ -103,7 +111,7 @@ def import_(
 ) -> None:
     """Import items, all or nothing: a bad line names itself and nothing is written."""
     with open_runtime(ctx) as rt:
-        count = memory.import_lines(rt, source, reembed=reembed)
+        count = import_memory(rt, source, reembed=reembed)
     console.print(f"{count} item(s) imported from {source}")
 
 
@@ -112,7 +120,7 @@ def import_(
 def gc(ctx: typer.Context) -> None:
     """Purge expired items (they are never recalled, even before this runs)."""
     with open_runtime(ctx) as rt:
-        count = memory.purge(rt)
+        count = purge_memory(rt)
     console.print(f"{count} expired item(s) purged")
 
 
@@ -121,7 +129,7 @@ def gc(ctx: typer.Context) -> None:
 def reindex(ctx: typer.Context) -> None:
     """Re-embed every item not embedded by the configured embedder."""
     with open_runtime(ctx) as rt:
-        count = memory.reindex(rt)
+        count = reindex_memory(rt)
     console.print(f"{count} item(s) re-embedded with {rt.memory.embedder.name}")
 
 
@@ -133,5 +141,5 @@ def session(
 ) -> None:
     """A task's working state: where it is, its latest attempt, what it recalled, what failed."""
     with open_runtime(ctx) as rt:
-        state = memory.session_state(rt, task)
+        state = session_state(rt, task)
     print_json(state)

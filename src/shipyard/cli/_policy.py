@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from pathlib import Path
 
@@ -17,11 +16,10 @@ from shipyard.cli._common import (
     project_from,
     who,
 )
-from shipyard.errors import InputError, StateError
-from shipyard.orchestrator._govern import evaluate_case, record
+from shipyard.errors import InputError
 from shipyard.policy import DEFAULT_POLICY, SCHEMA, Policies
-from shipyard.replay import content_hash, policy_hash
-from shipyard.store import ReplayRunRow, transaction
+from shipyard.replay import activate_policy
+from shipyard.service import evaluate_case
 
 policy_app = typer.Typer(
     help="Cedar policies: who may do what (default deny).", no_args_is_help=True
@@ -114,75 +112,17 @@ def activate(
     except FileNotFoundError as exc:
         raise InputError(f"{candidate}: no such file", hint="check the path") from exc
     with open_runtime(ctx) as rt:
-        with rt.sessions() as session:
-            run = session.get(ReplayRunRow, str(claimed_id))
-        if run is None:  # the record, not the file, is what counts
-            raise StateError(
-                f"{replay_report} names replay {claimed_id}, which this project has no record of",
-                hint="replay it in this project: shipyard replay --policy FILE --out REPORT",
-            )
-        live = list(rt.project.policy_files)
-        if not live:
-            raise StateError(
-                "the project runs on Shipyard's built-in policy: there is no file to replace",
-                hint="name your policy files in shipyard.toml's [policy] files first",
-            )
-        if run.candidate.get("config") != str(rt.project.config_path):
-            raise StateError(
-                f"replay {run.id} also tried another configuration ({run.candidate.get('config')})",
-                hint="replay the policy alone against this project: shipyard replay --policy FILE",
-            )
-        if replaces is None:
-            if len(live) != 1:
-                raise InputError(
-                    f"which policy file does {candidate} replace?",
-                    hint="pass --replaces, one of: " + ", ".join(map(str, live)),
-                )
-            replaces = live[0]
-        target = replaces.resolve()
-        if target not in live:
-            raise InputError(
-                f"{replaces} is not one of the project's policy files",
-                hint="[policy] files: " + ", ".join(map(str, live)),
-            )
-        if policy_hash(live) != run.baseline.get("policy_hash"):
-            raise StateError(
-                f"replay {run.id} was made against other live policies than today's",
-                hint="replay again against the current policies",
-            )
-        contents = [data if p == target else p.read_bytes() for p in live]
-        if content_hash(contents) != run.candidate.get("policy_hash"):
-            raise StateError(
-                f"replay {run.id} was produced for another policy version than {candidate}",
-                hint=f"replay {candidate} itself: shipyard replay --policy {candidate} --out ...",
-            )
-        regressions = list(run.report.get("regressions", []))
-        if regressions and not accept_regressions:
-            raise StateError(
-                f"replay {run.id} lists regressions: " + "; ".join(regressions),
-                hint="fix the policy and replay again, or pass --accept-regressions",
-            )
-        staged = target.with_name(f".{target.name}.activating")
-        staged.write_bytes(data)
-        try:
-            os.chmod(staged, target.stat().st_mode & 0o7777)
-            Policies([*(p for p in live if p != target), staged])  # valid, or file and line
-            with open(staged, "rb") as handle:
-                os.fsync(handle.fileno())
-            actor = who(as_)
-            claimed = run.candidate["policy_hash"]
-            with transaction(rt.sessions) as session:  # on the record, then the switch
-                record(
-                    session,
-                    actor=actor,
-                    action="policy_activate",
-                    subject=f"policy {target.name}",
-                    decision="done",
-                    reason=f"replay {run.id}: {claimed[:19]} replaces "
-                    f"{run.baseline['policy_hash'][:19]}",
-                    detail={"replay": run.id, "regressions": regressions},
-                )
-            os.replace(staged, target)
-        finally:
-            staged.unlink(missing_ok=True)
-    console.print(f"{target} now holds {candidate} (policy {claimed[:19]}), activated by {actor}")
+        done = activate_policy(
+            rt,
+            candidate=candidate,
+            data=data,
+            replay_id=str(claimed_id),
+            report=replay_report,
+            replaces=replaces,
+            accept_regressions=accept_regressions,
+            actor=who(as_),
+        )
+    console.print(
+        f"{done.target} now holds {candidate} (policy {done.policy_hash[:19]}), "
+        f"activated by {done.actor}"
+    )

@@ -8,8 +8,8 @@ import typer
 
 from shipyard.cli._common import console, handle_errors, open_runtime, who
 from shipyard.errors import InputError
-from shipyard.orchestrator import provide as provide_code
-from shipyard.orchestrator import resume as resume_task
+from shipyard.service import provide as provide_code
+from shipyard.service import resume as resume_task
 
 MAX_FILE_BYTES = 5_000_000
 

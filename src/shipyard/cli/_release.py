@@ -18,9 +18,9 @@ from shipyard.cli._common import (
     who,
 )
 from shipyard.errors import InputError
-from shipyard.orchestrator import Runtime, steer
-from shipyard.orchestrator import releases as list_releases
-from shipyard.orchestrator import rollback as rollback_target
+from shipyard.service import Runtime, steer
+from shipyard.service import releases as list_releases
+from shipyard.service import rollback as rollback_target
 
 release_app = typer.Typer(
     help="Steer a release's rollout: pause, resume, promote or roll back.",

@@ -12,9 +12,9 @@ import uvicorn
 from shipyard.cli._common import console, err_console, handle_errors, open_runtime
 from shipyard.errors import ConfigError
 from shipyard.observe import registry_for
-from shipyard.orchestrator import Runtime
 from shipyard.release import HttpHandler, StaticSite
 from shipyard.server import Gateway, Served, create_app, write_gateway_file
+from shipyard.service import Runtime
 from shipyard.store import make_engine, session_factory
 
 

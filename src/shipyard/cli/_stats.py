@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
-from sqlalchemy import delete, select
 
 from shipyard.cli._common import console, handle_errors, open_runtime, print_json
-from shipyard.observe import operating_figures, parse_window
-from shipyard.orchestrator import _memory as memory
-from shipyard.store import ReleaseRow, ReleaseSampleRow, SpanRow, transaction
+from shipyard.observe import parse_window
+from shipyard.service import apply_retention, figures
 
 
 @handle_errors
@@ -25,15 +23,8 @@ def stats(
     """The operating figures for tasks submitted in the window (see docs/observability.md)."""
     until = datetime.now(UTC)
     start = until - parse_window(since)
-    with open_runtime(ctx) as rt, rt.sessions() as session:
-        figures = operating_figures(
-            session,
-            since=start,
-            until=until,
-            job_kind=job,
-            domain=domain,
-            sla_minutes=rt.project.settings.observe.sla_minutes,
-        )
+    with open_runtime(ctx) as rt:
+        found = figures(rt, since=start, until=until, job_kind=job, domain=domain)
     if as_json:
         print_json(
             {
@@ -41,13 +32,13 @@ def stats(
                 "until": until.isoformat(),
                 "job_kind": job or None,
                 "domain": domain or None,
-                "figures": [f.to_dict() for f in figures],
+                "figures": [f.to_dict() for f in found],
             }
         )
         return
     scope = " ".join(x for x in (job, domain) if x) or "all work"
     table = Table("figure", "value", "from", title=f"{scope}, last {since}")
-    for f in figures:
+    for f in found:
         if f.value is None:
             shown = "-"
         elif f.unit == "ratio":
@@ -68,19 +59,8 @@ def gc(ctx: typer.Context) -> None:
     samples of finished releases older than [observe] retention_days, and expired memory.
     Records, verdicts and aggregates stay."""
     with open_runtime(ctx) as rt:
-        days = rt.project.settings.observe.retention_days
-        since = datetime.now(UTC) - timedelta(days=days)
-        cutoff = int(since.timestamp() * 1e9)
-        baking = select(ReleaseRow.task_id).where(ReleaseRow.state.in_(("canary", "paused")))
-        with transaction(rt.sessions) as session:
-            spans = session.execute(delete(SpanRow).where(SpanRow.end_ns < cutoff)).rowcount  # type: ignore[attr-defined]
-            samples = session.execute(
-                delete(ReleaseSampleRow).where(
-                    ReleaseSampleRow.at < since, ReleaseSampleRow.task_id.not_in(baking)
-                )
-            ).rowcount  # type: ignore[attr-defined]
-        purged = memory.purge(rt)
+        done = apply_retention(rt)
     console.print(
-        f"{spans} span(s) and {samples} traffic sample(s) older than {days} days removed; "
-        f"{purged} expired memory item(s) purged"
+        f"{done.spans} span(s) and {done.samples} traffic sample(s) older than {done.days} days "
+        f"removed; {done.memories} expired memory item(s) purged"
     )

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from shipyard.cli._common import console, err_console, handle_errors, open_runtime, print_json, who
 from shipyard.errors import InputError
 from shipyard.jobs import BatchRow, read_batch
-from shipyard.orchestrator import submit as submit_tasks
+from shipyard.service import submit as submit_tasks
 
 PARTIAL_EXIT = 3
 """Exit status when some rows were rejected and the others submitted."""

@@ -19,7 +19,7 @@ from shipyard.cli._common import (
 )
 from shipyard.errors import StateError
 from shipyard.model import CheckReport, Finding
-from shipyard.orchestrator import (
+from shipyard.service import (
     TaskStory,
     count_by_state,
     list_tasks,

@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from shipyard.cli._common import console, err_console, handle_errors, open_runtime, timestamp, who
-from shipyard.orchestrator import ROLES, create_token, list_tokens, revoke_token
+from shipyard.server import ROLES, create_token, list_tokens, revoke_token
 
 tokens_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
 

@@ -10,13 +10,12 @@ from typing import Any
 import typer
 from rich.markup import escape
 from rich.tree import Tree
-from sqlalchemy import or_, select
 
 from shipyard.cli._common import console, handle_errors, open_runtime
 from shipyard.errors import NotFound
-from shipyard.observe import otlp_json, trace_id_for
-from shipyard.orchestrator import find_task
-from shipyard.store import AttemptRow, SpanRow
+from shipyard.observe import otlp_json
+from shipyard.service import task_trace
+from shipyard.store import SpanRow
 
 
 @handle_errors
@@ -28,21 +27,9 @@ def trace(
     """A task's trace: stages, attempts, model calls, checks and tool calls, with durations,
     tokens and cost."""
     with open_runtime(ctx) as rt:
-        row = find_task(rt, task)
-        rt.tracing.flush()
-        trace_id = f"{trace_id_for(row.id):032x}"
-        with rt.sessions() as session:
-            spans = session.scalars(
-                select(SpanRow)
-                .where(or_(SpanRow.task_id == row.id, SpanRow.trace_id == trace_id))
-                .order_by(SpanRow.start_ns)
-            ).all()
-            cost = {
-                a.number: a.cost_usd
-                for a in session.scalars(select(AttemptRow).where(AttemptRow.task_id == row.id))
-            }
+        found = task_trace(rt, task)
         project = rt.project.settings.project.name
-    spans = list({s.span_id: s for s in spans}.values())  # a re-run step may store one twice
+    row, spans, cost = found.task, found.spans, found.cost
     if not spans:
         raise NotFound(
             f"task {row.id} has no spans",

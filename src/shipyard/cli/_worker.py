@@ -17,7 +17,7 @@ from rich.table import Table
 
 from shipyard.cli._common import console, err_console, handle_errors, open_runtime, print_json
 from shipyard.observe import registry_for
-from shipyard.orchestrator import (
+from shipyard.service import (
     busy_tasks,
     count_by_state,
     escalate_overdue,

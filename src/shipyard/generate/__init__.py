@@ -6,10 +6,12 @@ Without a model configured, Shipyard uses the ``template`` tier (offline, determ
 from __future__ import annotations
 
 from shipyard.generate._cost import Cost, price_call
+from shipyard.generate._fallback import Admission, TierWalk, Walked
 from shipyard.generate._prompt import prompt_hash, render_prompt
 from shipyard.generate._provider import Generation, GenerationRequest, Provider
 from shipyard.generate._registry import ENTRY_POINT_GROUP, installed_providers, load_provider
 from shipyard.generate._reply import REPLY_FORMAT, parse_files
+from shipyard.generate._retry import RetryPolicy, call_with_retries
 from shipyard.generate._router import FREE_PROVIDERS, Breaker, Limit, Plan, Rate, Router, Spend
 from shipyard.generate._secrets import read_secrets
 from shipyard.generate._templates import render, slugify
@@ -19,6 +21,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "FREE_PROVIDERS",
     "REPLY_FORMAT",
+    "Admission",
     "Breaker",
     "Cost",
     "Generation",
@@ -29,8 +32,12 @@ __all__ = [
     "Rate",
     "Recorded",
     "ReplayProvider",
+    "RetryPolicy",
     "Router",
     "Spend",
+    "TierWalk",
+    "Walked",
+    "call_with_retries",
     "installed_providers",
     "load_provider",
     "parse_files",

@@ -28,6 +28,7 @@ from decimal import Decimal
 from shipyard.config import PriceSettings, RouterSettings, TierSettings
 from shipyard.generate._cost import price_call
 from shipyard.generate._reply import REPLY_FORMAT
+from shipyard.generate._retry import RetryPolicy
 
 __all__ = [
     "FREE_PROVIDERS",
@@ -176,6 +177,8 @@ class Router:
         self.chain = list(chain)
         self.tiers = dict(tiers)
         self.prices = prices
+        self.retry = RetryPolicy(tries=settings.tries_per_call)
+        """How each call on a tier is retried (``[generate] tries_per_call``)."""
         self.breaker = Breaker(
             failures=settings.breaker_failures,
             cooldown=settings.breaker_cooldown_seconds,
@@ -250,18 +253,25 @@ class Router:
         )
         return Spend(usd=cost.usd, tokens=input_tokens + settings.max_tokens)
 
+    def over_budget(self, tier: str, prompt: str, limits: Sequence[Limit]) -> str:
+        """Which budget the next call on ``tier`` could break ('' when it fits them all)."""
+        call = self.estimate(tier, prompt)
+        if call.usd or call.tokens:  # a free call breaks no budget
+            for limit in limits:
+                reason = limit.broken_by(call)
+                if reason:
+                    return f"{tier} skipped: {reason}"
+        return ""
+
     def blocked(self, tier: str, prompt: str, limits: Sequence[Limit]) -> tuple[str, bool]:
         """Why ``tier`` may not be called now ('' when it may), and whether a budget is why.
 
         When it may, the caller must report the call's end to ``breaker`` (succeeded or
         failed): a half-open circuit has let this call through as its trial.
         """
-        call = self.estimate(tier, prompt)
-        if call.usd or call.tokens:  # a free call breaks no budget
-            for limit in limits:
-                reason = limit.broken_by(call)
-                if reason:
-                    return f"{tier} skipped: {reason}", True
+        reason = self.over_budget(tier, prompt, limits)
+        if reason:
+            return reason, True
         wait = self.breaker.acquire(tier)
         if wait > 0:
             return f"{tier} skipped: out of service for {wait:.0f} s after repeated failures", False

@@ -14,11 +14,20 @@ from shipyard.memory._embed import (
     OpenAIEmbedder,
     load_embedder,
 )
+from shipyard.memory._exchange import EXPORT_VERSION, export_lines, import_lines
 from shipyard.memory._index import VectorIndex
+from shipyard.memory._recall import (
+    outcome_memories,
+    readable_namespaces,
+    recall_for_task,
+    search_policy,
+    session_state,
+)
 from shipyard.memory._semantic import MAX_TEXT, Hit, Item, SearchPolicy, SemanticMemory
 from shipyard.memory._structured import recall, remember
 
 __all__ = [
+    "EXPORT_VERSION",
     "MAX_TEXT",
     "Embedder",
     "HashEmbedder",
@@ -29,7 +38,14 @@ __all__ = [
     "SearchPolicy",
     "SemanticMemory",
     "VectorIndex",
+    "export_lines",
+    "import_lines",
     "load_embedder",
+    "outcome_memories",
+    "readable_namespaces",
     "recall",
+    "recall_for_task",
     "remember",
+    "search_policy",
+    "session_state",
 ]

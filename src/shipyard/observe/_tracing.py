@@ -32,9 +32,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace import Span as OtelSpan
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard import __version__
+from shipyard.store import SpanRow
 
 __all__ = [
     "TASK_ATTRIBUTE",
@@ -364,3 +366,19 @@ def otlp_json(spans: Sequence[Any], *, project: str) -> dict[str, Any]:
             }
         ]
     }
+
+
+def task_spans(session: Session, task_id: str) -> list[SpanRow]:
+    """A task's spans, oldest first, each once.
+
+    Spans are found by the task attribute and by the task's trace id (a span recorded before
+    the task id was on it still belongs); a step that re-ran after a crash may have stored a
+    span twice under the same id, and it is shown once.
+    """
+    trace_id = f"{trace_id_for(task_id):032x}"
+    rows = session.scalars(
+        select(SpanRow)
+        .where(or_(SpanRow.task_id == task_id, SpanRow.trace_id == trace_id))
+        .order_by(SpanRow.start_ns, SpanRow.span_id)
+    ).all()
+    return list({row.span_id: row for row in rows}.values())

@@ -1,45 +1,29 @@
-"""The orchestrator: the durable task workflow, the workers, and the service functions.
+"""The orchestrator: the durable workflows and their steps, the workers and the fleet, the
+queues, rate windows and budget holds that workflows share.
 
 It composes every stage (jobs, memory, generate, checks on a sandbox, artifacts, policy,
-release); the stages never import it.
+release); the stages never import it. The service layer (``shipyard.service``) is what the
+faces call; it uses what this package exports.
 """
 
 from __future__ import annotations
 
+from shipyard.orchestrator import _govern as govern
+from shipyard.orchestrator import _ledger as ledger
+from shipyard.orchestrator._effects import restore_replaced
 from shipyard.orchestrator._fleet import WorkerInfo, list_workers
-from shipyard.orchestrator._rollout import gateway_info, releases, steer
+from shipyard.orchestrator._govern import CaseResult, evaluate_case
+from shipyard.orchestrator._ledger import BudgetReport
+from shipyard.orchestrator._names import (
+    DECISION_WORKFLOW,
+    RESUME_WORKFLOW,
+    ROLLOUT_WORKFLOW,
+    WORKFLOW_NAME,
+    WORKFLOW_VERSION,
+)
+from shipyard.orchestrator._queues import dbos_config, enqueue_pending, queue_name
+from shipyard.orchestrator._rollout import COMMANDS, gateway_info
 from shipyard.orchestrator._runtime import Runtime, current_runtime, install_runtime
-from shipyard.orchestrator._service import (
-    Rejected,
-    SubmitResult,
-    TaskStory,
-    approval_queue,
-    approve,
-    budget_report,
-    count_by_state,
-    dbos_config,
-    enqueue_pending,
-    escalate_overdue,
-    find_task,
-    list_artifacts,
-    list_tasks,
-    provide,
-    queue_name,
-    reject,
-    resume,
-    rollback,
-    submit,
-    task_story,
-)
-from shipyard.orchestrator._tokens import (
-    ROLES,
-    Caller,
-    authenticate,
-    create_token,
-    list_tokens,
-    revoke_token,
-)
-from shipyard.orchestrator._views import story_dict, task_dict
 from shipyard.orchestrator._worker import (
     busy_tasks,
     current_fleet,
@@ -48,60 +32,41 @@ from shipyard.orchestrator._worker import (
     stop_gracefully,
 )
 from shipyard.orchestrator._workflow import (
-    DECISION_WORKFLOW,
-    RESUME_WORKFLOW,
-    WORKFLOW_NAME,
     decision_workflow,
     resume_workflow,
+    rollout_workflow,
     task_workflow,
 )
 
 __all__ = [
+    "COMMANDS",
     "DECISION_WORKFLOW",
     "RESUME_WORKFLOW",
-    "ROLES",
+    "ROLLOUT_WORKFLOW",
     "WORKFLOW_NAME",
-    "Caller",
-    "Rejected",
+    "WORKFLOW_VERSION",
+    "BudgetReport",
+    "CaseResult",
     "Runtime",
-    "SubmitResult",
-    "TaskStory",
     "WorkerInfo",
-    "approval_queue",
-    "approve",
-    "authenticate",
-    "budget_report",
     "busy_tasks",
-    "count_by_state",
-    "create_token",
     "current_fleet",
     "current_runtime",
     "dbos_config",
     "decision_workflow",
     "enqueue_pending",
-    "escalate_overdue",
-    "find_task",
+    "evaluate_case",
     "gateway_info",
+    "govern",
     "install_runtime",
     "launch",
-    "list_artifacts",
-    "list_tasks",
-    "list_tokens",
+    "ledger",
     "list_workers",
-    "provide",
     "queue_name",
-    "reject",
-    "releases",
-    "resume",
+    "restore_replaced",
     "resume_workflow",
-    "revoke_token",
-    "rollback",
+    "rollout_workflow",
     "shutdown",
-    "steer",
     "stop_gracefully",
-    "story_dict",
-    "submit",
-    "task_dict",
-    "task_story",
     "task_workflow",
 ]

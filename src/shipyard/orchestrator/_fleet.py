@@ -31,8 +31,8 @@ from dbos import DBOS, DBOSClient
 from sqlalchemy import or_, select, update
 
 from shipyard import __version__
+from shipyard.orchestrator._queues import system_database
 from shipyard.orchestrator._runtime import Runtime
-from shipyard.orchestrator._service import system_database
 from shipyard.store import WorkerRow, database_now, transaction
 
 __all__ = ["Fleet", "WorkerInfo", "list_workers", "machine_id", "new_worker_id"]

@@ -28,24 +28,27 @@ from sqlalchemy.orm import Session
 
 from shipyard._crash import crashpoint
 from shipyard.config import RolloutSettings
-from shipyard.errors import InputError, NotFound, ShipyardError, StateError
+from shipyard.errors import ShipyardError, StateError
 from shipyard.generate import render
 from shipyard.jobs import JobKind
 from shipyard.model import TaskState
 from shipyard.orchestrator import _govern as govern
-from shipyard.orchestrator._effects import restore_replaced
 from shipyard.orchestrator._runtime import Runtime, current_runtime
-from shipyard.orchestrator._stage import _task, set_state, stage, step
+from shipyard.orchestrator._stage import _task, stage, step
 from shipyard.release import Arm, ProbeTally, Rules, analyse
-from shipyard.store import ReleaseRow, ReleaseSampleRow, StepRow, TaskRow, transaction
+from shipyard.store import (
+    ReleaseRow,
+    ReleaseSampleRow,
+    StepRow,
+    set_task_state,
+    transaction,
+)
 
 __all__ = [
     "COMMANDS",
     "canary",
     "gateway_info",
     "plan_of",
-    "releases",
-    "steer",
 ]
 
 COMMANDS = ("pause", "resume", "promote", "rollback")
@@ -152,7 +155,7 @@ def deploy_step(task_id: str) -> dict[str, Any]:
                 reason=f"candidate at {deployed.url_path}, no traffic yet",
                 task_id=task_id,
             )
-        set_state(session, task_id, TaskState.RELEASING)
+        set_task_state(session, task_id, TaskState.RELEASING)
         record["summary"] = (
             f"candidate on {target.name} at {deployed.url_path}; stages "
             + " → ".join(f"{w:g}%" for w in plan.stages)
@@ -446,141 +449,3 @@ def canary(task_id: str) -> tuple[str, str]:
             if look["outcome"] == "next":
                 break
     return "promote", ""
-
-
-# -- people -------------------------------------------------------------------------------
-
-
-def steer(rt: Runtime, task_id: str, command: str, *, actor: str) -> dict[str, Any]:
-    """A person's pause / resume / promote / rollback of a release.
-
-    A rollout in progress takes the command at its next look (within one interval); a
-    release already live is rolled back here and now (withdrawn from its target).
-    """
-    if command not in COMMANDS:
-        raise StateError(f"unknown command {command!r}", hint=f"one of: {', '.join(COMMANDS)}")
-    with rt.sessions() as session:
-        rows = session.scalars(
-            select(ReleaseRow).where(ReleaseRow.task_id.startswith(task_id)).limit(2)
-        ).all()
-        if not rows:
-            raise NotFound(f"no release for task {task_id}", hint="`shipyard releases` lists them")
-        if len(rows) > 1:
-            raise InputError(
-                f"{task_id!r} names more than one release ({rows[0].task_id}, {rows[1].task_id})",
-                hint="give more of the task id",
-            )
-        full_id, target_name, state = rows[0].task_id, rows[0].target, rows[0].state
-    subject = govern.target(rt, target_name)
-    verdict = govern.require(
-        rt,
-        govern.person_request(rt, actor, "steer", subject, {"command": command}),
-        actor=actor,
-        subject=subject,
-        task_id=full_id,
-    )
-    fits = {
-        "pause": ("canary",),
-        "resume": ("paused",),
-        "promote": ("canary", "paused"),
-        "rollback": ("canary", "paused", "live"),
-    }[command]
-    if state not in fits:
-        raise StateError(
-            f"release of task {full_id} is {state}: it cannot be {command}d",
-            hint=f"{command} applies to a release that is {' or '.join(fits)}",
-        )
-    with transaction(rt.sessions) as session:
-        govern.record(
-            session, actor=actor, action=command, subject=subject, decision="allow",
-            reason=verdict.reason(), task_id=full_id,
-        )  # fmt: skip
-        if state == "live":  # done: undo it on the target now
-            session.execute(
-                update(ReleaseRow).where(ReleaseRow.task_id == full_id).values(command="")
-            )
-    if state == "live":
-        return _withdraw(rt, full_id, target_name, actor=actor)
-    _set(rt, full_id, command=command, command_by=actor)
-    return {"task": full_id, "command": command, "state": state, "queued": True}
-
-
-def _withdraw(rt: Runtime, task_id: str, target_name: str, *, actor: str) -> dict[str, Any]:
-    detected = _now()
-    version = rt.target(target_name).withdraw(task_id)
-    restored = _now()
-    if version is None:
-        raise StateError(
-            f"release of task {task_id} is not live on {target_name} any more; nothing changed",
-            hint="a later release or a site rollback replaced it: `shipyard releases` shows "
-            "what is live",
-        )
-    reason = f"rolled back by {actor}"
-    with transaction(rt.sessions) as session:
-        row = _release_row(session, task_id)
-        row.state, row.reason = "rolled_back", reason
-        row.detected_at, row.restored_at, row.rolled_back_at = detected, restored, restored
-        restore_replaced(session, row)  # what the path held before is what it holds again
-        session.execute(
-            update(TaskRow)
-            .where(TaskRow.id == task_id)
-            .values(state=TaskState.ROLLED_BACK.value, updated_at=restored, error=reason)
-        )
-        govern.record(
-            session, actor=actor, action="rollback", subject=f"target {target_name}",
-            decision="done", reason=f"{reason}; live version now {version or 'none'}",
-            task_id=task_id,
-        )  # fmt: skip
-    return {"task": task_id, "command": "rollback", "state": "rolled_back", "version": version}
-
-
-def releases(
-    rt: Runtime, *, task: str = "", target: str = "", state: str = "", limit: int = 50
-) -> list[dict[str, Any]]:
-    """Releases, newest first, with their stage, latest numbers and time to recover."""
-    query = select(ReleaseRow, TaskRow.job_kind).join(TaskRow, TaskRow.id == ReleaseRow.task_id)
-    if task:
-        query = query.where(ReleaseRow.task_id.startswith(task))
-    if target:
-        query = query.where(ReleaseRow.target == target)
-    if state:
-        query = query.where(ReleaseRow.state == state)
-    with rt.sessions() as session:
-        rows = session.execute(query.order_by(ReleaseRow.id.desc()).limit(limit)).all()
-    found = []
-    for row, job_kind in rows:
-        stages = list(row.plan.get("stages", [])) if row.plan else []
-        recovered = (
-            (row.restored_at - row.detected_at).total_seconds()
-            if row.restored_at and row.detected_at
-            else None
-        )
-        found.append(
-            {
-                "task": row.task_id,
-                "job_kind": job_kind,
-                "target": row.target,
-                "path": row.path,
-                "state": row.state,
-                "stages": stages,
-                "stage": row.stage,
-                "weight": row.weight,
-                "version": row.version,
-                "reason": row.reason,
-                "verdicts": list(row.verdicts or []),
-                "released_at": row.released_at,
-                "finished_at": row.finished_at,
-                "detected_at": row.detected_at,
-                "restored_at": row.restored_at,
-                "time_to_detect_s": (  # for a rollout's rollback, not a live release's
-                    round((row.detected_at - row.stage_started_at).total_seconds(), 2)
-                    if row.detected_at
-                    and row.stage_started_at
-                    and row.finished_at
-                    and row.finished_at >= row.detected_at
-                    else None
-                ),
-                "time_to_recover_ms": round(recovered * 1000, 1) if recovered is not None else None,
-            }
-        )
-    return found

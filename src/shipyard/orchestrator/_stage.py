@@ -16,12 +16,11 @@ from sqlalchemy.orm import Session
 
 from shipyard._crash import crashpoint
 from shipyard.errors import ShipyardError
-from shipyard.model import TaskState
 from shipyard.observe import redact
 from shipyard.orchestrator._runtime import Runtime
 from shipyard.store import StepRow, TaskRow, transaction
 
-__all__ = ["close_steps", "open_steps", "set_state", "stage", "step", "steps_under_way"]
+__all__ = ["close_steps", "open_steps", "stage", "step", "steps_under_way"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -106,15 +105,6 @@ def _task(session: Session, task_id: str) -> TaskRow:
     if row is None:
         raise ShipyardError(f"task {task_id} vanished from the database")
     return row
-
-
-def set_state(session: Session, task_id: str, state: TaskState, *, error: str = "") -> None:
-    values: dict[str, Any] = {"state": state.value, "updated_at": _now()}
-    if error:
-        values["error"] = error
-    if state.terminal:
-        values["finished_at"] = _now()
-    session.execute(update(TaskRow).where(TaskRow.id == task_id).values(**values))
 
 
 @contextmanager

@@ -17,14 +17,14 @@ from sqlalchemy import func, select
 from shipyard.errors import ConfigError, StateError
 from shipyard.model import TaskState
 from shipyard.orchestrator._fleet import Fleet, new_worker_id
-from shipyard.orchestrator._runtime import Runtime, current_runtime, install_runtime
-from shipyard.orchestrator._service import (
+from shipyard.orchestrator._queues import (
     dbos_config,
     enqueue_pending,
     queue_name,
     queue_settings,
     system_database,
 )
+from shipyard.orchestrator._runtime import Runtime, current_runtime, install_runtime
 from shipyard.orchestrator._stage import close_steps, open_steps, steps_under_way
 from shipyard.store import TaskRow
 
@@ -75,7 +75,8 @@ def launch(
         )
     _fleet = fleet
     fleet.start()  # takes over dead workers' workflows, then beats
-    enqueue_pending(rt)  # work recorded by a process that died before enqueueing it
+    # work recorded by a process that died before enqueueing it
+    enqueue_pending(rt.project, rt.sessions)
     rt.sandbox.warm()  # the zygotes import the check tooling while the first tasks generate
     return chosen
 

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from shipyard.config import Project, load_settings
 from shipyard.errors import ConfigError, InputError, StateError
 from shipyard.jobs import validate_inputs
-from shipyard.orchestrator import Runtime
 from shipyard.replay._report import Thresholds, regressions, totals
 from shipyard.replay._run import (
     STEPS,
@@ -27,6 +26,7 @@ from shipyard.replay._run import (
     replay_task,
     select_tasks,
 )
+from shipyard.service import Runtime
 from shipyard.store import ReplayRunRow, TaskRow, transaction
 
 __all__ = ["Candidate", "candidate_runtime", "run_replay"]

@@ -17,7 +17,6 @@ Where a run starts (``from_step``):
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import time
 from collections.abc import Sequence
@@ -30,14 +29,15 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shipyard.artifacts import file_diff
 from shipyard.checks import run_checks
 from shipyard.errors import InputError, NotFound, ShipyardError
 from shipyard.generate import GenerationRequest, price_call, render_prompt
 from shipyard.jobs import JobKind, validate_inputs
 from shipyard.model import CheckReport, Finding, GateOutcome
-from shipyard.orchestrator import Runtime
-from shipyard.orchestrator import _govern as govern
+from shipyard.orchestrator import govern
 from shipyard.policy import Policies, entities
+from shipyard.service import Runtime
 from shipyard.store import AttemptRow, AuditRow, DecisionRow, StepRow, TaskRow
 
 __all__ = [
@@ -459,14 +459,6 @@ def _compare(before: Outcome, after: Outcome) -> tuple[list[str], str]:
     diff = ""
     if after.files and after.files != before.files:
         changes.append("code changed")
-        lines: list[str] = []
-        for name in sorted(set(before.files) | set(after.files)):
-            lines += difflib.unified_diff(
-                before.files.get(name, "").splitlines(),
-                after.files.get(name, "").splitlines(),
-                f"recorded/{name}",
-                f"replayed/{name}",
-                lineterm="",
-            )
+        lines = file_diff(before.files, after.files, old="recorded", new="replayed")
         diff = "\n".join(lines)
     return changes, diff

@@ -5,13 +5,27 @@ from __future__ import annotations
 
 from shipyard.server._api import PROBLEM, Served, create_api, create_app
 from shipyard.server._gateway import Gateway, Recorder, write_gateway_file
+from shipyard.server._tokens import (
+    ROLES,
+    Caller,
+    authenticate,
+    create_token,
+    list_tokens,
+    revoke_token,
+)
 
 __all__ = [
     "PROBLEM",
+    "ROLES",
+    "Caller",
     "Gateway",
     "Recorder",
     "Served",
+    "authenticate",
     "create_api",
     "create_app",
+    "create_token",
+    "list_tokens",
+    "revoke_token",
     "write_gateway_file",
 ]

@@ -23,7 +23,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from shipyard import __version__
 from shipyard.errors import (
@@ -35,16 +34,19 @@ from shipyard.errors import (
     StateError,
 )
 from shipyard.jobs import BatchRow
-from shipyard.observe import audit, operating_figures, parse_window
-from shipyard.orchestrator import (
-    Caller,
+from shipyard.observe import audit, parse_window
+from shipyard.server import _roles as roles
+from shipyard.server._tokens import Caller, authenticate
+from shipyard.service import (
     Runtime,
     approval_queue,
     approve,
-    authenticate,
     budget_report,
+    figures,
     find_task,
+    lineage,
     list_artifacts,
+    list_tasks,
     provide,
     reject,
     releases,
@@ -54,10 +56,8 @@ from shipyard.orchestrator import (
     submit,
     task_dict,
     task_story,
+    task_trace,
 )
-from shipyard.orchestrator._lineage import lineage
-from shipyard.server import _roles as roles
-from shipyard.store import SpanRow, TaskRow
 
 __all__ = ["PROBLEM", "RateLimiter", "Served", "create_api", "create_app"]
 
@@ -297,15 +297,9 @@ def create_api(rt: Runtime, *, requests_per_minute: int = 600) -> FastAPI:
     ) -> Page:
         """Tasks, oldest first, filtered by state, job kind or batch."""
         offset = _offset(cursor)
-        query = select(TaskRow).order_by(TaskRow.submitted_at, TaskRow.id)
-        if state:
-            query = query.where(TaskRow.state.in_(state))
-        if job_kind:
-            query = query.where(TaskRow.job_kind == job_kind)
-        if batch:
-            query = query.where(TaskRow.batch_id == batch)
-        with rt.sessions() as session:
-            rows = session.scalars(query.offset(offset).limit(limit + 1)).all()
+        rows = list_tasks(
+            rt, states=state, job_kind=job_kind, batch_id=batch, limit=limit + 1, offset=offset
+        )
         return _page([task_dict(t) for t in rows], offset, limit)
 
     def _submit(who: Caller, job_kind: str, rows: list[BatchRow]) -> Submitted:
@@ -338,11 +332,8 @@ def create_api(rt: Runtime, *, requests_per_minute: int = 600) -> FastAPI:
     @api.get("/api/v1/tasks/{task_id}/trace", tags=["tasks"])
     def get_trace(task_id: str, _who: Caller = reader) -> dict[str, Any]:
         """The task's spans (OpenTelemetry), in start order."""
-        task = find_task(rt, task_id)
-        with rt.sessions() as session:
-            spans = session.scalars(
-                select(SpanRow).where(SpanRow.task_id == task.id).order_by(SpanRow.start_ns)
-            ).all()
+        found = task_trace(rt, task_id)
+        task, spans = found.task, found.spans
         return {
             "task_id": task.id,
             "spans": [
@@ -475,19 +466,11 @@ def create_api(rt: Runtime, *, requests_per_minute: int = 600) -> FastAPI:
         """The operating figures for tasks submitted in the window."""
         until = datetime.now(UTC)
         start = until - parse_window(since)
-        with rt.sessions() as session:
-            figures = operating_figures(
-                session,
-                since=start,
-                until=until,
-                job_kind=job_kind,
-                domain=domain,
-                sla_minutes=rt.project.settings.observe.sla_minutes,
-            )
+        found = figures(rt, since=start, until=until, job_kind=job_kind, domain=domain)
         return {
             "since": start.isoformat(),
             "until": until.isoformat(),
-            "figures": jsonable_encoder([f.to_dict() for f in figures]),
+            "figures": jsonable_encoder([f.to_dict() for f in found]),
         }
 
     @api.get("/api/v1/budgets", tags=["observability"])

@@ -26,25 +26,27 @@ from typing import Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 
 from shipyard.errors import InputError, PolicyDenied, ShipyardError
 from shipyard.model import CheckReport
-from shipyard.observe import operating_figures
-from shipyard.orchestrator import (
-    Caller,
+from shipyard.server._api import status_of
+from shipyard.server._roles import may
+from shipyard.server._tokens import Caller, authenticate
+from shipyard.service import (
     Runtime,
     approval_queue,
     approve,
-    authenticate,
+    daily_figures,
+    diff_against_previous,
+    figures,
+    lineage,
+    list_tasks,
     reject,
     releases,
     steer,
     task_story,
+    task_trace,
 )
-from shipyard.orchestrator._lineage import diff_against_previous, lineage
-from shipyard.server._api import status_of
-from shipyard.server._roles import may
 from shipyard.store import SpanRow, TaskRow
 
 __all__ = ["COOKIE", "Sessions", "console_router"]
@@ -207,11 +209,7 @@ def console_router(rt: Runtime, sessions: Sessions) -> APIRouter:
     # -- tasks ---------------------------------------------------------------------------
 
     def _rows(state: str) -> list[TaskRow]:
-        query = select(TaskRow).order_by(TaskRow.submitted_at.desc()).limit(200)
-        if state:
-            query = query.where(TaskRow.state == state)
-        with rt.sessions() as db:
-            return list(db.scalars(query).all())
+        return list_tasks(rt, states=[state] if state else [], limit=200, newest_first=True)
 
     @router.get("/", response_class=HTMLResponse)
     @guarded
@@ -237,14 +235,7 @@ def console_router(rt: Runtime, sessions: Sessions) -> APIRouter:
             _diff(attempts[n - 1]["sources"], attempts[n]["sources"], n)
             for n in range(1, len(attempts))
         ]
-        with rt.sessions() as db:
-            spans = list(
-                db.scalars(
-                    select(SpanRow)
-                    .where(SpanRow.task_id == story.task.id)
-                    .order_by(SpanRow.start_ns)
-                ).all()
-            )
+        spans = task_trace(rt, story.task.id).spans
         base, live_diff = diff_against_previous(rt, story.task)
         cost = sum((a.cost_usd for a in story.attempts), Decimal(0))
         return page(
@@ -343,32 +334,19 @@ def console_router(rt: Runtime, sessions: Sessions) -> APIRouter:
     def stats(request: Request) -> Response:
         session = session_of(request)
         days = 14
-        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        series: dict[str, list[tuple[str, float | None]]] = {}
         shown = {
             "success rate": "Success rate",
             "cost per task (mean)": "Cost per task (USD)",
             "end-to-end latency p50": "Latency p50 (s)",
             "mean time to recover": "Mean time to recover (s)",
         }
-        with rt.sessions() as db:
-            for back in range(days - 1, -1, -1):
-                start = today - timedelta(days=back)
-                figures = operating_figures(
-                    db,
-                    since=start,
-                    until=start + timedelta(days=1),
-                    sla_minutes=rt.project.settings.observe.sla_minutes,
-                )
-                for f in figures:
-                    if f.name in shown:
-                        series.setdefault(shown[f.name], []).append((f"{start:%m-%d}", f.value))
-            now = operating_figures(
-                db,
-                since=today - timedelta(days=days - 1),
-                until=datetime.now(UTC),
-                sla_minutes=rt.project.settings.observe.sla_minutes,
-            )
+        daily = daily_figures(rt, days=days, names=list(shown))
+        series = {
+            shown[name]: [(f"{day:%m-%d}", value) for day, value in points]
+            for name, points in daily.items()
+        }
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        now = figures(rt, since=today - timedelta(days=days - 1), until=datetime.now(UTC))
         charts = [_chart(title, points) for title, points in series.items()]
         return page(request, "stats.html", session, charts=charts, figures=now, days=days)
 

@@ -43,6 +43,7 @@ from shipyard.store._schema import (
     WorkerRow,
     include_object,
 )
+from shipyard.store._tasks import set_task_state
 
 __all__ = [
     "ApiTokenRow",
@@ -77,6 +78,7 @@ __all__ = [
     "refuse_newer_schema",
     "schema_status",
     "session_factory",
+    "set_task_state",
     "transaction",
     "use_wal",
 ]

@@ -18,8 +18,8 @@ from typing import Final
 from sqlalchemy import select, update
 
 from shipyard.errors import InputError, NotFound
-from shipyard.orchestrator import _govern as govern
-from shipyard.orchestrator._runtime import Runtime
+from shipyard.observe import audit
+from shipyard.service import Runtime
 from shipyard.store import ApiTokenRow, transaction
 
 __all__ = [
@@ -73,11 +73,11 @@ def create_token(rt: Runtime, person: str, role: str, *, actor: str) -> tuple[st
                 created_at=datetime.now(UTC),
             )
         )
-        govern.record(
+        audit.append(
             session,
             actor=actor,
             action="token",
-            subject=f"token {token_id}",
+            resource=f"token {token_id}",
             decision="created",
             reason=f"for {person} as {role}",
         )
@@ -117,6 +117,6 @@ def revoke_token(rt: Runtime, token_id: str, *, actor: str) -> None:
             raise NotFound(
                 f"no live token {token_id!r}", hint="see `shipyard tokens list` for token ids"
             )
-        govern.record(
-            session, actor=actor, action="token", subject=f"token {token_id}", decision="revoked"
+        audit.append(
+            session, actor=actor, action="token", resource=f"token {token_id}", decision="revoked"
         )

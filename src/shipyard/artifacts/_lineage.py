@@ -1,11 +1,14 @@
 """Lineage: from an artifact back to its tasks, attempts, prompts, models, inputs, memories,
 checks and approvals, and forward to the releases that carry it; diffs between versions,
 recall queries ("everything made with prompt P / model M"), OpenLineage events, and the
-retention sweep."""
+retention sweep.
+
+Every function reads through the session it is handed (and the artifact store where files
+are needed); the service layer opens the session.
+"""
 
 from __future__ import annotations
 
-import difflib
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,9 +19,10 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from shipyard import __version__
+from shipyard.artifacts._diff import file_diff
+from shipyard.artifacts._store import ArtifactBackend
 from shipyard.errors import InputError, NotFound
 from shipyard.model import CheckReport, TaskState
-from shipyard.orchestrator._runtime import Runtime
 from shipyard.store import (
     ArtifactRow,
     AttemptRow,
@@ -27,41 +31,39 @@ from shipyard.store import (
     ProvenanceRow,
     ReleaseRow,
     TaskRow,
-    transaction,
 )
 
 __all__ = [
     "GcReport",
     "collect_garbage",
+    "diff_against_previous",
     "diff_artifacts",
     "find_artifact",
     "lineage",
     "openlineage_events",
+    "previous_version",
     "produced_with",
 ]
 
 
-def find_artifact(rt: Runtime, ref: str) -> str:
+def find_artifact(session: Session, ref: str) -> str:
     """An artifact id from an id, a unique prefix (with or without ``sha256:``), or a task."""
     ref = ref.strip()
-    with rt.sessions() as session:
-        task = session.get(TaskRow, ref)
-        if task is None and ref.startswith("t-"):
-            tasks = session.scalars(
-                select(TaskRow).where(TaskRow.id.startswith(ref)).limit(2)
-            ).all()
-            task = tasks[0] if len(tasks) == 1 else None
-        if task is not None:
-            if not task.artifact_id:
-                raise NotFound(
-                    f"task {task.id} has no artifact (it is {task.state})",
-                    hint="only tasks whose output passed its checks have one",
-                )
-            return task.artifact_id
-        prefix = ref if ref.startswith("sha256:") else f"sha256:{ref}"
-        found = session.scalars(
-            select(ArtifactRow.id).where(ArtifactRow.id.startswith(prefix)).limit(2)
-        ).all()
+    task = session.get(TaskRow, ref)
+    if task is None and ref.startswith("t-"):
+        tasks = session.scalars(select(TaskRow).where(TaskRow.id.startswith(ref)).limit(2)).all()
+        task = tasks[0] if len(tasks) == 1 else None
+    if task is not None:
+        if not task.artifact_id:
+            raise NotFound(
+                f"task {task.id} has no artifact (it is {task.state})",
+                hint="only tasks whose output passed its checks have one",
+            )
+        return task.artifact_id
+    prefix = ref if ref.startswith("sha256:") else f"sha256:{ref}"
+    found = session.scalars(
+        select(ArtifactRow.id).where(ArtifactRow.id.startswith(prefix)).limit(2)
+    ).all()
     if len(found) == 1:
         return found[0]
     if not found:
@@ -149,20 +151,20 @@ def _task_lineage(session: Session, task: TaskRow) -> dict[str, Any]:
     }
 
 
-def lineage(rt: Runtime, ref: str) -> dict[str, Any]:
+def lineage(session: Session, ref: str) -> dict[str, Any]:
     """The artifact's whole history: every task that produced it, back to its inputs, and
     forward to the releases that carried it."""
-    artifact_id = find_artifact(rt, ref)
-    with rt.sessions() as session:
-        artifact = session.get(ArtifactRow, artifact_id)
-        assert artifact is not None
-        producers = session.scalars(
-            select(TaskRow)
-            .join(ProvenanceRow, ProvenanceRow.task_id == TaskRow.id)
-            .where(ProvenanceRow.artifact_id == artifact_id)
-            .order_by(TaskRow.submitted_at)
-        ).all()
-        tasks = [_task_lineage(session, t) for t in producers]
+    artifact_id = find_artifact(session, ref)
+    artifact = session.get(ArtifactRow, artifact_id)
+    if artifact is None:  # find_artifact found it: gone since is a race
+        raise NotFound(f"artifact {artifact_id} vanished")
+    producers = session.scalars(
+        select(TaskRow)
+        .join(ProvenanceRow, ProvenanceRow.task_id == TaskRow.id)
+        .where(ProvenanceRow.artifact_id == artifact_id)
+        .order_by(TaskRow.submitted_at)
+    ).all()
+    tasks = [_task_lineage(session, t) for t in producers]
     live = sorted({r["target"] for t in tasks for r in t["releases"] if r["state"] == "live"})
     return {
         "artifact": {
@@ -179,7 +181,7 @@ def lineage(rt: Runtime, ref: str) -> dict[str, Any]:
 
 
 def produced_with(
-    rt: Runtime, *, prompt: str = "", model: str = "", template: str = ""
+    session: Session, *, prompt: str = "", model: str = "", template: str = ""
 ) -> list[dict[str, Any]]:
     """Tasks whose artifact was made with this prompt version, model or template version.
 
@@ -188,37 +190,36 @@ def produced_with(
     """
     if not (prompt or model or template):
         raise InputError("name a prompt hash, a model or a template hash", hint="see --help")
-    with rt.sessions() as session:
-        query = (
-            select(TaskRow, AttemptRow)
-            .join(AttemptRow, AttemptRow.task_id == TaskRow.id)
-            .where(TaskRow.artifact_id != "")
-        )
-        if prompt:
-            query = query.where(
-                or_(
-                    AttemptRow.prompt_hash.startswith(prompt),
-                    AttemptRow.prompt_hash.startswith(f"sha256:{prompt}"),
-                )
+    query = (
+        select(TaskRow, AttemptRow)
+        .join(AttemptRow, AttemptRow.task_id == TaskRow.id)
+        .where(TaskRow.artifact_id != "")
+    )
+    if prompt:
+        query = query.where(
+            or_(
+                AttemptRow.prompt_hash.startswith(prompt),
+                AttemptRow.prompt_hash.startswith(f"sha256:{prompt}"),
             )
-        if model:
-            query = query.where(AttemptRow.model == model)
-        rows = [(t, a) for t, a in session.execute(query.order_by(TaskRow.submitted_at)).all()]
-        if template:
-            keep = {
-                p.task_id
-                for p in session.scalars(select(ProvenanceRow)).all()
-                if str(p.record.get("template_hash", ""))
-                .removeprefix("sha256:")
-                .startswith(template.removeprefix("sha256:"))
-            }
-            rows = [(t, a) for t, a in rows if t.id in keep]
-        releases = {
-            r.task_id: r
-            for r in session.scalars(
-                select(ReleaseRow).where(ReleaseRow.task_id.in_([t.id for t, _ in rows]))
-            ).all()
+        )
+    if model:
+        query = query.where(AttemptRow.model == model)
+    rows = [(t, a) for t, a in session.execute(query.order_by(TaskRow.submitted_at)).all()]
+    if template:
+        keep = {
+            p.task_id
+            for p in session.scalars(select(ProvenanceRow)).all()
+            if str(p.record.get("template_hash", ""))
+            .removeprefix("sha256:")
+            .startswith(template.removeprefix("sha256:"))
         }
+        rows = [(t, a) for t, a in rows if t.id in keep]
+    releases = {
+        r.task_id: r
+        for r in session.scalars(
+            select(ReleaseRow).where(ReleaseRow.task_id.in_([t.id for t, _ in rows]))
+        ).all()
+    }
     seen: dict[str, dict[str, Any]] = {}
     for task, attempt in rows:
         entry = seen.setdefault(
@@ -263,52 +264,36 @@ def previous_version(session: Session, task: TaskRow) -> ArtifactRow | None:
     return live or session.scalar(base)
 
 
-def diff_against_previous(rt: Runtime, task: TaskRow) -> tuple[str | None, list[str]]:
+def diff_against_previous(
+    session: Session, store: ArtifactBackend, task: TaskRow
+) -> tuple[str | None, list[str]]:
     """(the version compared with, unified diff lines) for a task's artifact."""
     if not task.artifact_id:
         return None, []
-    with rt.sessions() as session:
-        previous = previous_version(session, task)
-    before = rt.artifacts.read(rt.artifacts.get(previous.id)) if previous is not None else {}
-    after = rt.artifacts.read(rt.artifacts.get(task.artifact_id))
-    out: list[str] = []
-    for name in sorted(set(before) | set(after)):
-        out += difflib.unified_diff(
-            before.get(name, b"").decode("utf-8", "replace").splitlines(),
-            after.get(name, b"").decode("utf-8", "replace").splitlines(),
-            fromfile=f"live/{name}" if name in before else "/dev/null",
-            tofile=f"candidate/{name}" if name in after else "/dev/null",
-            lineterm="",
-        )
-    return (previous.id if previous is not None else None), out
+    previous = previous_version(session, task)
+    before = store.read(store.get(previous.id)) if previous is not None else {}
+    after = store.read(store.get(task.artifact_id))
+    lines = file_diff(before, after, old="live", new="candidate")
+    return (previous.id if previous is not None else None), lines
 
 
-def diff_artifacts(rt: Runtime, a: str, b: str, *, force: bool = False) -> list[str]:
+def diff_artifacts(
+    session: Session, store: ArtifactBackend, a: str, b: str, *, force: bool = False
+) -> list[str]:
     """Unified diff lines from version ``a`` to ``b`` (same job kind and input key)."""
-    first, second = find_artifact(rt, a), find_artifact(rt, b)
-    with rt.sessions() as session:
-        row_a, row_b = session.get(ArtifactRow, first), session.get(ArtifactRow, second)
-    assert row_a is not None and row_b is not None
+    first, second = find_artifact(session, a), find_artifact(session, b)
+    row_a, row_b = session.get(ArtifactRow, first), session.get(ArtifactRow, second)
+    if row_a is None or row_b is None:  # find_artifact found them: gone since is a race
+        raise NotFound(f"artifact {first if row_a is None else second} vanished")
     if not force and (row_a.job_kind, row_a.input_key) != (row_b.job_kind, row_b.input_key):
         raise InputError(
             f"{first[:19]} is {row_a.job_kind} for {row_a.input_key!r}, {second[:19]} is "
             f"{row_b.job_kind} for {row_b.input_key!r}: not versions of the same thing",
             hint="diff two versions of one job kind and input key, or pass --force",
         )
-    files_a = rt.artifacts.read(rt.artifacts.get(first))
-    files_b = rt.artifacts.read(rt.artifacts.get(second))
-    out: list[str] = []
-    for name in sorted(set(files_a) | set(files_b)):
-        old = files_a.get(name, b"").decode("utf-8", "replace").splitlines()
-        new = files_b.get(name, b"").decode("utf-8", "replace").splitlines()
-        out += difflib.unified_diff(
-            old,
-            new,
-            fromfile=f"{first[:19]}/{name}" if name in files_a else "/dev/null",
-            tofile=f"{second[:19]}/{name}" if name in files_b else "/dev/null",
-            lineterm="",
-        )
-    return out
+    files_a = store.read(store.get(first))
+    files_b = store.read(store.get(second))
+    return file_diff(files_a, files_b, old=first[:19], new=second[:19])
 
 
 # -- OpenLineage ----------------------------------------------------------------------------
@@ -332,10 +317,10 @@ def _facet(**fields: Any) -> dict[str, Any]:
     return {"_producer": PRODUCER, "_schemaURL": _FACET_SCHEMA, **fields}
 
 
-def openlineage_events(rt: Runtime, ref: str) -> list[dict[str, Any]]:
+def openlineage_events(session: Session, ref: str, *, project: str) -> list[dict[str, Any]]:
     """OpenLineage run events (START, then how it ended) for every task behind an artifact."""
-    story = lineage(rt, ref)
-    namespace = f"shipyard://{rt.project.settings.project.name}"
+    story = lineage(session, ref)
+    namespace = f"shipyard://{project}"
     events: list[dict[str, Any]] = []
     for task in story["tasks"]:
         run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"shipyard:task:{task['task']}"))
@@ -419,48 +404,51 @@ class GcReport:
     applied: bool = False
 
 
-def collect_garbage(rt: Runtime, *, apply: bool = False, now: datetime | None = None) -> GcReport:
-    """Expire unreleased artifacts older than ``artifacts.keep_days`` (a dry run by default).
+def collect_garbage(
+    session: Session,
+    store: ArtifactBackend,
+    *,
+    keep_days: int,
+    apply: bool = False,
+    now: datetime | None = None,
+) -> GcReport:
+    """Expire unreleased artifacts older than ``keep_days`` (a dry run by default).
 
     Never collected: an artifact any release references (live, rolled back or withdrawn), one
     a task still waits on, or one younger than the retention period. Collected artifacts keep
-    their records (lineage stays whole); their files leave the store.
+    their records (lineage stays whole); their files leave the store. Applied in the caller's
+    transaction: the rows are marked in ``session``.
     """
     now = now or datetime.now(UTC)
-    cutoff = now - timedelta(days=rt.project.settings.artifacts.keep_days)
+    cutoff = now - timedelta(days=keep_days)
     report = GcReport(applied=apply)
-    with rt.sessions() as session:
-        released = set(session.scalars(select(ReleaseRow.artifact_id)).all())
-        terminal = [s.value for s in TaskState if s.terminal]
-        pending = set(
-            session.scalars(
-                select(TaskRow.artifact_id).where(
-                    TaskRow.artifact_id != "", TaskRow.state.not_in(terminal)
-                )
-            ).all()
-        )
-        every = session.scalars(select(ArtifactRow)).all()
-        artifacts = [a for a in every if a.collected_at is None]
-    for artifact in artifacts:
-        created = artifact.created_at
+    released = set(session.scalars(select(ReleaseRow.artifact_id)).all())
+    terminal = [s.value for s in TaskState if s.terminal]
+    pending = set(
+        session.scalars(
+            select(TaskRow.artifact_id).where(
+                TaskRow.artifact_id != "", TaskRow.state.not_in(terminal)
+            )
+        ).all()
+    )
+    every = session.scalars(select(ArtifactRow)).all()
+    for artifact in every:
+        if artifact.collected_at is not None:
+            continue
         if artifact.id in released:
             report.kept[artifact.id] = "referenced by a release"
         elif artifact.id in pending:
             report.kept[artifact.id] = "a task still waits on it"
-        elif created > cutoff:
-            report.kept[artifact.id] = (
-                f"younger than {rt.project.settings.artifacts.keep_days} days"
-            )
+        elif artifact.created_at > cutoff:
+            report.kept[artifact.id] = f"younger than {keep_days} days"
         else:
             report.expired.append(artifact.id)
             report.freed_bytes += artifact.size
     if apply and report.expired:
         expired = set(report.expired)
         keep = [a.id for a in every if a.id not in expired]  # collected ones may be back
-        report.freed_bytes = rt.artifacts.remove(report.expired, keep=keep)
-        with transaction(rt.sessions) as session:
-            for artifact_id in report.expired:
-                row = session.get(ArtifactRow, artifact_id)
-                if row is not None:
-                    row.collected_at = now
+        report.freed_bytes = store.remove(report.expired, keep=keep)
+        for artifact in every:
+            if artifact.id in expired:
+                artifact.collected_at = now
     return report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipyard.orchestrator._service import TaskStory
+from shipyard.service._queries import TaskStory
 from shipyard.store import TaskRow
 
 __all__ = ["story_dict", "task_dict"]

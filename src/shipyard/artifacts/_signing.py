@@ -1,0 +1,181 @@
+"""A task's provenance: the record made when its artifact is registered, signed as an in-toto
+statement (and signed again as approvals arrive), and verified against the files and the
+records. Reads what it needs through the session it is handed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shipyard.artifacts._attest import SigningKey, sign_statement
+from shipyard.artifacts._attest import verify_envelope as verify_signature
+from shipyard.artifacts._provenance import Attempt, build_statement, check_statement
+from shipyard.artifacts._store import ArtifactBackend, StoredArtifact
+from shipyard.errors import NotFound, ShipyardError, StoreError
+from shipyard.store import ArtifactRow, AttemptRow, ProvenanceRow, TaskRow
+
+__all__ = ["ArtifactCheck", "provenance_record", "sign_provenance", "verify_artifact"]
+
+
+def _attempt(a: AttemptRow) -> Attempt:
+    return Attempt(
+        number=a.number,
+        tier=a.tier,
+        provider=a.provider,
+        model=a.model,
+        prompt_hash=a.prompt_hash,
+        report=a.report,
+        passed=a.passed,
+    )
+
+
+def provenance_record(
+    task: TaskRow,
+    attempt: AttemptRow,
+    artifact: StoredArtifact,
+    *,
+    template_hash: str,
+    at: datetime,
+) -> dict[str, Any]:
+    """What is recorded of how ``artifact`` was made by ``task``'s passing ``attempt``.
+
+    Approvals start empty and are added (and the statement signed again) as they arrive.
+    """
+    return {
+        "artifact": artifact.id,
+        "files": artifact.manifest,
+        "task": task.id,
+        "domain": task.domain,
+        "job_kind": task.job_kind,
+        "input_key": task.input_key,
+        "inputs_hash": task.inputs_hash,
+        "template_hash": template_hash,
+        "prompt_hash": attempt.prompt_hash,
+        "tier": attempt.tier,
+        "provider": attempt.provider,
+        "model": attempt.model,
+        "attempts": attempt.number,
+        "checks": attempt.report,
+        "recalled": attempt.recalled,
+        "submitted_by": task.submitted_by,
+        "submitted_at": task.submitted_at.isoformat(),
+        "generated_at": attempt.generated_at.isoformat(),
+        "registered_at": at.isoformat(),
+        "approvals": [],
+    }
+
+
+def sign_provenance(
+    session: Session,
+    store: ArtifactBackend,
+    key: SigningKey,
+    task_id: str,
+    *,
+    record_inputs: bool,
+) -> None:
+    """(Re-)sign the task's provenance record as an in-toto statement, in ``session``.
+
+    ``record_inputs`` puts the task's inputs themselves in the statement (else their digest).
+    """
+    row = session.get(ProvenanceRow, task_id)
+    task = session.get(TaskRow, task_id)
+    if row is None or task is None:
+        return
+    artifact = store.get(row.artifact_id)
+    attempts = session.scalars(
+        select(AttemptRow)
+        .where(AttemptRow.task_id == task_id, AttemptRow.number <= int(row.record["attempts"]))
+        .order_by(AttemptRow.number)
+    ).all()
+    statement = build_statement(
+        artifact_id=row.artifact_id,
+        manifest=artifact.manifest,
+        record=row.record,
+        attempts=[_attempt(a) for a in attempts],
+        inputs=dict(task.inputs) if record_inputs else None,
+        approvals=list(row.record.get("approvals", [])),
+    )
+    row.envelope = sign_statement(statement, key)
+    row.signed_at = datetime.now(UTC)
+
+
+@dataclass(kw_only=True)
+class ArtifactCheck:
+    """What ``shipyard artifacts verify`` found for one artifact version."""
+
+    artifact_id: str
+    checked: list[str] = field(default_factory=list)
+    """What was checked and held."""
+    problems: list[str] = field(default_factory=list)
+    """What did not hold, each precise enough to act on."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_artifact(
+    session: Session, store: ArtifactBackend, key: SigningKey, artifact_id: str
+) -> ArtifactCheck:
+    """Check the files on disk, every signed statement about the artifact, and its reports.
+
+    ``key`` may be the public half of the project's key pair (nothing is signed here).
+    """
+    result = ArtifactCheck(artifact_id=artifact_id)
+    artifact = session.get(ArtifactRow, artifact_id)
+    if artifact is None:
+        raise NotFound(f"no artifact {artifact_id}", hint="see `shipyard artifacts`")
+    if artifact.collected_at is not None:
+        when = artifact.collected_at
+        result.problems.append(
+            f"its files were collected by `shipyard artifacts gc` at {when.isoformat()}"
+        )
+        return result
+    rows = session.scalars(
+        select(ProvenanceRow).where(ProvenanceRow.artifact_id == artifact_id)
+    ).all()
+    attempt_rows = {
+        row.task_id: session.scalars(
+            select(AttemptRow).where(AttemptRow.task_id == row.task_id).order_by(AttemptRow.number)
+        ).all()
+        for row in rows
+    }
+    reports = {
+        task_id: {a.number: a.report for a in found} for task_id, found in attempt_rows.items()
+    }
+    try:
+        stored = store.get(artifact_id)
+        store.read(stored)  # every file against its digest, the manifest against the id
+        result.checked.append(f"{len(stored.manifest)} file(s) match their sha256 digests")
+    except ShipyardError as exc:
+        result.problems.append(exc.message)
+        return result
+    if not rows:
+        result.problems.append("no task recorded provenance for this artifact")
+    for row in rows:
+        where = f"task {row.task_id}"
+        if row.envelope is None:
+            result.problems.append(f"{where}: the provenance was never signed")
+            continue
+        try:
+            statement = verify_signature(row.envelope, key)
+        except StoreError as exc:
+            result.problems.append(f"{where}: {exc.message}")
+            continue
+        result.checked.append(f"{where}: signature by {key.keyid[:23]}… holds")
+        problems = check_statement(
+            statement,
+            artifact_id=artifact_id,
+            manifest=stored.manifest,
+            reports=reports[row.task_id],
+            record=row.record,
+            attempts=[_attempt(a) for a in attempt_rows[row.task_id]],
+        )
+        result.problems += [f"{where}: {p}" for p in problems]
+        if not problems:
+            result.checked.append(f"{where}: statement matches the files and the check reports")
+    return result

@@ -1,0 +1,41 @@
+"""Retention: what ``shipyard gc`` removes once it is older than ``[observe] retention_days``.
+
+Spans (with the prompts and replies they carry) and the gateway's traffic samples of
+releases that are no longer baking go; records, verdicts and aggregates stay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from shipyard.store import ReleaseRow, ReleaseSampleRow, SpanRow
+
+__all__ = ["Swept", "sweep"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Swept:
+    spans: int
+    """Spans removed."""
+    samples: int
+    """Traffic samples removed."""
+
+
+def sweep(session: Session, *, before: datetime) -> Swept:
+    """Remove spans that ended and samples taken before ``before``, in ``session``."""
+    cutoff = int(before.timestamp() * 1e9)
+    baking = select(ReleaseRow.task_id).where(ReleaseRow.state.in_(("canary", "paused")))
+    spans = session.execute(delete(SpanRow).where(SpanRow.end_ns < cutoff))
+    samples = session.execute(
+        delete(ReleaseSampleRow).where(
+            ReleaseSampleRow.at < before, ReleaseSampleRow.task_id.not_in(baking)
+        )
+    )
+    return Swept(
+        spans=spans.rowcount,  # type: ignore[attr-defined]
+        samples=samples.rowcount,  # type: ignore[attr-defined]
+    )

@@ -1,0 +1,115 @@
+"""Activating a candidate policy: only with a replay made for exactly that policy against
+exactly what is live, recorded in the audit log before the live file is switched."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.errors import InputError, StateError
+from shipyard.orchestrator import Runtime, govern
+from shipyard.policy import Policies
+from shipyard.replay._run import content_hash, policy_hash
+from shipyard.store import ReplayRunRow, transaction
+
+__all__ = ["Activated", "activate_policy"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Activated:
+    target: Path
+    """The live policy file that now holds the candidate."""
+    policy_hash: str
+    """The digest of the live policy set now."""
+    actor: str
+
+
+def activate_policy(
+    rt: Runtime,
+    *,
+    candidate: Path,
+    data: bytes,
+    replay_id: str,
+    report: Path,
+    replaces: Path | None,
+    accept_regressions: bool,
+    actor: str,
+) -> Activated:
+    """Replace a live policy file with ``data`` (the bytes of ``candidate``, read once).
+
+    The replay's own record decides, not the report file: it must have been made in this
+    project, for exactly this policy set against exactly today's, without regressions (unless
+    ``accept_regressions``). The new set must load; the file is switched atomically.
+    """
+    with rt.sessions() as session:
+        run = session.get(ReplayRunRow, str(replay_id))
+    if run is None:  # the record, not the file, is what counts
+        raise StateError(
+            f"{report} names replay {replay_id}, which this project has no record of",
+            hint="replay it in this project: shipyard replay --policy FILE --out REPORT",
+        )
+    live = list(rt.project.policy_files)
+    if not live:
+        raise StateError(
+            "the project runs on Shipyard's built-in policy: there is no file to replace",
+            hint="name your policy files in shipyard.toml's [policy] files first",
+        )
+    if run.candidate.get("config") != str(rt.project.config_path):
+        raise StateError(
+            f"replay {run.id} also tried another configuration ({run.candidate.get('config')})",
+            hint="replay the policy alone against this project: shipyard replay --policy FILE",
+        )
+    if replaces is None:
+        if len(live) != 1:
+            raise InputError(
+                f"which policy file does {candidate} replace?",
+                hint="pass --replaces, one of: " + ", ".join(map(str, live)),
+            )
+        replaces = live[0]
+    target = replaces.resolve()
+    if target not in live:
+        raise InputError(
+            f"{replaces} is not one of the project's policy files",
+            hint="[policy] files: " + ", ".join(map(str, live)),
+        )
+    if policy_hash(live) != run.baseline.get("policy_hash"):
+        raise StateError(
+            f"replay {run.id} was made against other live policies than today's",
+            hint="replay again against the current policies",
+        )
+    contents = [data if p == target else p.read_bytes() for p in live]
+    if content_hash(contents) != run.candidate.get("policy_hash"):
+        raise StateError(
+            f"replay {run.id} was produced for another policy version than {candidate}",
+            hint=f"replay {candidate} itself: shipyard replay --policy {candidate} --out ...",
+        )
+    regressions = list(run.report.get("regressions", []))
+    if regressions and not accept_regressions:
+        raise StateError(
+            f"replay {run.id} lists regressions: " + "; ".join(regressions),
+            hint="fix the policy and replay again, or pass --accept-regressions",
+        )
+    staged = target.with_name(f".{target.name}.activating")
+    staged.write_bytes(data)
+    try:
+        os.chmod(staged, target.stat().st_mode & 0o7777)
+        Policies([*(p for p in live if p != target), staged])  # valid, or file and line
+        with open(staged, "rb") as handle:
+            os.fsync(handle.fileno())
+        claimed = str(run.candidate["policy_hash"])
+        with transaction(rt.sessions) as session:  # on the record, then the switch
+            govern.record(
+                session,
+                actor=actor,
+                action="policy_activate",
+                subject=f"policy {target.name}",
+                decision="done",
+                reason=f"replay {run.id}: {claimed[:19]} replaces "
+                f"{run.baseline['policy_hash'][:19]}",
+                detail={"replay": run.id, "regressions": regressions},
+            )
+        os.replace(staged, target)
+    finally:
+        staged.unlink(missing_ok=True)
+    return Activated(target=target, policy_hash=claimed, actor=actor)

@@ -1,0 +1,130 @@
+"""The service layer: the one set of commands and queries every face calls.
+
+The CLI, the REST API, the console, replay and MCP render what these return; none of them
+builds a query or writes a row. Commands record what a person or a program asked for and
+enqueue the durable work (submit, decide, provide, resume, rollback, steer, retention);
+queries answer questions about the records (find, list, story, trace, approvals,
+artifacts, lineage, figures) and return the read models the faces share.
+"""
+
+from __future__ import annotations
+
+from shipyard.orchestrator import (
+    Runtime,
+    WorkerInfo,
+    busy_tasks,
+    current_fleet,
+    current_runtime,
+    evaluate_case,
+    gateway_info,
+    install_runtime,
+    launch,
+    list_workers,
+    shutdown,
+    stop_gracefully,
+)
+from shipyard.service._artifacts import (
+    collect_garbage,
+    diff_against_previous,
+    diff_artifacts,
+    find_artifact,
+    lineage,
+    openlineage_events,
+    produced_with,
+    verify_artifact,
+)
+from shipyard.service._decide import (
+    Waiting,
+    approval_queue,
+    approve,
+    decide_task,
+    escalate_overdue,
+    provide,
+    reject,
+    resume,
+)
+from shipyard.service._housekeeping import Collected, apply_retention
+from shipyard.service._memory import (
+    add_memory,
+    export_memory,
+    import_memory,
+    purge_memory,
+    reindex_memory,
+    search_memory,
+    session_state,
+)
+from shipyard.service._queries import (
+    TaskStory,
+    Trace,
+    budget_report,
+    count_by_state,
+    daily_figures,
+    figures,
+    find_task,
+    list_artifacts,
+    list_tasks,
+    task_story,
+    task_trace,
+)
+from shipyard.service._releases import releases, rollback, steer
+from shipyard.service._submit import Rejected, SubmitResult, submit
+from shipyard.service._views import story_dict, task_dict
+
+__all__ = [
+    "Collected",
+    "Rejected",
+    "Runtime",
+    "SubmitResult",
+    "TaskStory",
+    "Trace",
+    "Waiting",
+    "WorkerInfo",
+    "add_memory",
+    "apply_retention",
+    "approval_queue",
+    "approve",
+    "budget_report",
+    "busy_tasks",
+    "collect_garbage",
+    "count_by_state",
+    "current_fleet",
+    "current_runtime",
+    "daily_figures",
+    "decide_task",
+    "diff_against_previous",
+    "diff_artifacts",
+    "escalate_overdue",
+    "evaluate_case",
+    "export_memory",
+    "figures",
+    "find_artifact",
+    "find_task",
+    "gateway_info",
+    "import_memory",
+    "install_runtime",
+    "launch",
+    "lineage",
+    "list_artifacts",
+    "list_tasks",
+    "list_workers",
+    "openlineage_events",
+    "produced_with",
+    "provide",
+    "purge_memory",
+    "reindex_memory",
+    "reject",
+    "releases",
+    "resume",
+    "rollback",
+    "search_memory",
+    "session_state",
+    "shutdown",
+    "steer",
+    "stop_gracefully",
+    "story_dict",
+    "submit",
+    "task_dict",
+    "task_story",
+    "task_trace",
+    "verify_artifact",
+]

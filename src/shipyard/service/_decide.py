@@ -1,0 +1,364 @@
+"""People's decisions on tasks: approve, reject, supply the code, resume; and the approval
+queue with its escalations. Each decision is recorded (and audited) first, then the task's
+next workflow is enqueued."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+
+from shipyard.errors import InputError, PolicyDenied, StateError
+from shipyard.model import TaskState
+from shipyard.orchestrator import Runtime, enqueue_pending, govern
+from shipyard.service._queries import find_task, list_tasks
+from shipyard.store import AttemptRow, DecisionRow, TaskRow, set_task_state, transaction
+
+__all__ = [
+    "Waiting",
+    "approval_queue",
+    "approve",
+    "decide_task",
+    "escalate_overdue",
+    "provide",
+    "reject",
+    "resume",
+]
+
+
+def decide_task(rt: Runtime, ref: str, *, decision: str, actor: str, reason: str) -> TaskRow:
+    """Record a person's approval or rejection of a waiting task; wake it when it is decided.
+
+    A rejection decides at once. An approval counts towards the distinct approvals the
+    policies required at the gate; the task is approved, and its workflow woken, when the
+    last of them arrives. The submitter never approves their own task.
+    """
+    task = find_task(rt, ref)
+    if not actor.strip():
+        raise InputError("approver is empty", hint="pass --as NAME or set SHIPYARD_USER")
+    if decision == "rejected" and not reason.strip():
+        raise InputError("a rejection needs a reason", hint="pass --reason TEXT")
+    kind = rt.jobs.get(task.job_kind)
+    subject = govern.job_kind(kind)
+    if actor == task.submitted_by:
+        with transaction(rt.sessions) as session:
+            govern.record(
+                session,
+                actor=actor,
+                action="approve",
+                subject=subject,
+                decision="deny",
+                reason="the submitter may not decide on their own task",
+                task_id=task.id,
+            )
+        raise PolicyDenied(
+            f"{actor} submitted task {task.id} and cannot also approve or reject it",
+            hint="ask another person to decide",
+        )
+    _, environment, _ = govern.target_of(rt, kind)
+    context = {
+        "is_submitter": False,
+        "risk": task.risk or kind.risk.value,
+        "environment": environment,
+    }
+    request = govern.person_request(rt, actor, "approve", subject, context)
+    verdict = govern.require(rt, request, actor=actor, subject=subject, task_id=task.id)
+    now = datetime.now(UTC)
+    with transaction(rt.sessions) as session:
+        # Touching the row first locks it: two approvers arriving together are counted in turn.
+        touched = session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task.id, TaskRow.state == TaskState.WAITING_APPROVAL.value)
+            .values(updated_at=now)
+        )
+        if touched.rowcount != 1:  # type: ignore[attr-defined]
+            raise StateError(
+                f"task {task.id} is {find_task(rt, task.id).state}, not waiting for approval",
+                hint="only tasks in state waiting_approval can be approved or rejected",
+            )
+        approvers = set(
+            session.scalars(
+                select(DecisionRow.actor).where(
+                    DecisionRow.task_id == task.id, DecisionRow.decision == "approved"
+                )
+            ).all()
+        )
+        if decision == "approved" and actor in approvers:
+            raise StateError(
+                f"{actor} has already approved task {task.id}",
+                hint="approvals must come from distinct people; ask another approver",
+            )
+        session.add(
+            DecisionRow(
+                task_id=task.id, decision=decision, actor=actor, reason=reason, decided_at=now
+            )
+        )
+        needed = max(task.approvals_required, 1)
+        count = len(approvers) + 1
+        if decision == "rejected":
+            state, note = TaskState.REJECTED, f"rejected: {reason}"
+        elif count >= needed:
+            state, note = TaskState.APPROVED, f"approval {count} of {needed}: approved"
+        else:
+            state, note = TaskState.WAITING_APPROVAL, f"approval {count} of {needed}"
+        if state is not TaskState.WAITING_APPROVAL:
+            set_task_state(session, task.id, state, expect=(TaskState.WAITING_APPROVAL,), now=now)
+        govern.record(
+            session,
+            actor=actor,
+            action="approve" if decision == "approved" else "reject",
+            subject=subject,
+            decision=decision,
+            reason=f"{note} ({verdict.reason()})"
+            + (f"; {reason}" if reason and decision == "approved" else ""),
+            task_id=task.id,
+        )
+    if state is not TaskState.WAITING_APPROVAL:
+        enqueue_pending(rt.project, rt.sessions, [task.id])
+    return find_task(rt, task.id)
+
+
+def escalate_overdue(rt: Runtime, *, now: datetime | None = None) -> list[str]:
+    """Escalate approvals waiting longer than ``policy.escalate_after_minutes`` (once each).
+
+    Each escalation is recorded as a decision (shown by ``shipyard approvals``) and audited;
+    the task keeps waiting. Returns the ids escalated now.
+    """
+    settings = rt.project.settings.policy
+    if not settings.escalate_after_minutes:
+        return []
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(minutes=settings.escalate_after_minutes)
+    to = ", ".join(settings.escalate_to) or "the project's approvers"
+    escalated: list[str] = []
+    with transaction(rt.sessions) as session:
+        done = select(DecisionRow.task_id).where(DecisionRow.decision == "escalated")
+        overdue = session.scalars(
+            select(TaskRow).where(
+                TaskRow.state == TaskState.WAITING_APPROVAL.value,
+                TaskRow.id.not_in(done),
+            )
+        ).all()
+        for task in overdue:
+            waiting_since = (
+                session.scalar(
+                    select(func.max(DecisionRow.decided_at)).where(
+                        DecisionRow.task_id == task.id, DecisionRow.decision.startswith("policy:")
+                    )
+                )
+                or task.updated_at
+            )
+            if waiting_since > cutoff:
+                continue
+            minutes = (now - waiting_since).total_seconds() / 60
+            limit = f"{settings.escalate_after_minutes:g}"
+            reason = f"waiting {minutes:.0f} min for approval (limit {limit}): escalated to {to}"
+            session.add(
+                DecisionRow(
+                    task_id=task.id,
+                    decision="escalated",
+                    actor="policy",
+                    reason=reason,
+                    decided_at=now,
+                )
+            )
+            govern.record(
+                session,
+                actor="policy",
+                action="escalate",
+                subject=f"job kind {task.job_kind}",
+                decision="escalated",
+                reason=reason,
+                task_id=task.id,
+                detail={"to": list(settings.escalate_to)},
+            )
+            escalated.append(task.id)
+    return escalated
+
+
+@dataclass(frozen=True, kw_only=True)
+class Waiting:
+    """A task at the gate: how many approvals it has, needs, and whether it was escalated."""
+
+    task: TaskRow
+    approvers: list[str]
+    escalation: str
+    """The escalation's reason, '' when it was not escalated."""
+    since: datetime
+    """When the gate stopped it (what escalation measures from)."""
+
+
+def approval_queue(rt: Runtime) -> list[Waiting]:
+    """Tasks waiting for approval (after escalating the overdue ones), oldest first."""
+    escalate_overdue(rt)
+    waiting = list_tasks(rt, states=[TaskState.WAITING_APPROVAL.value])
+    with rt.sessions() as session:
+        rows = session.execute(
+            select(DecisionRow.task_id, DecisionRow.decision, DecisionRow.actor, DecisionRow.reason)
+            .where(
+                DecisionRow.task_id.in_([t.id for t in waiting]),
+                DecisionRow.decision.in_(("approved", "escalated", "policy:needs_approval")),
+            )
+            .order_by(DecisionRow.id)
+        ).all()
+        gated = dict(
+            session.execute(
+                select(DecisionRow.task_id, func.max(DecisionRow.decided_at))
+                .where(
+                    DecisionRow.task_id.in_([t.id for t in waiting]),
+                    DecisionRow.decision == "policy:needs_approval",
+                )
+                .group_by(DecisionRow.task_id)
+            ).all()
+        )
+    approvers: dict[str, list[str]] = {}
+    escalated: dict[str, str] = {}
+    for task_id, decision, actor, reason in rows:
+        if decision == "approved":
+            approvers.setdefault(task_id, []).append(actor)
+        elif decision == "escalated":
+            escalated[task_id] = reason
+    return [
+        Waiting(
+            task=t,
+            approvers=approvers.get(t.id, []),
+            escalation=escalated.get(t.id, ""),
+            since=gated.get(t.id) or t.updated_at,
+        )
+        for t in waiting
+    ]
+
+
+RESUMPTIONS = ("provided", "resumed")
+"""Decisions that start a resume workflow (each one numbers the next)."""
+
+
+def provide(rt: Runtime, ref: str, files: dict[str, str], *, actor: str) -> TaskRow:
+    """Record a person's code for a task waiting for it, and wake the task to check it.
+
+    The files must be exactly the job kind's outputs; they go through the same checks,
+    gate and release as a model's.
+    """
+    task = find_task(rt, ref)
+    if not actor.strip():
+        raise InputError("the person is not named", hint="pass --as NAME or set SHIPYARD_USER")
+    kind = rt.jobs.get(task.job_kind)
+    subject = govern.job_kind(kind)
+    context = {"is_submitter": actor == task.submitted_by}
+    verdict = govern.require(
+        rt,
+        govern.person_request(rt, actor, "provide", subject, context),
+        actor=actor,
+        subject=subject,
+        task_id=task.id,
+    )
+    missing, extra = sorted(set(kind.outputs) - set(files)), sorted(set(files) - set(kind.outputs))
+    if missing or extra:
+        raise InputError(
+            f"task {task.id} ({kind.name}) needs exactly the files {sorted(kind.outputs)}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; not outputs of the job kind: {extra}" if extra else ""),
+            hint="pass one --file NAME=PATH per output (or --file PATH when the base name "
+            "is the output's name)",
+        )
+    now = datetime.now(UTC)
+    with transaction(rt.sessions) as session:
+        set_task_state(
+            session,
+            task.id,
+            TaskState.RESUMING,
+            expect=(TaskState.WAITING_INPUT,),
+            refusal="not waiting for code",
+            hint="only tasks in state waiting_input take code from a person",
+            now=now,
+        )
+        attempt = session.scalar(
+            select(AttemptRow)
+            .where(AttemptRow.task_id == task.id)
+            .order_by(AttemptRow.number.desc())
+            .limit(1)
+        )
+        if attempt is None or attempt.tier != "human" or attempt.files:
+            raise StateError(
+                f"task {task.id} has no attempt waiting for a person's code",
+                hint="see `shipyard show` for its attempts",
+            )
+        attempt.files, attempt.model, attempt.generated_at = dict(files), actor, now
+        session.add(
+            DecisionRow(
+                task_id=task.id,
+                decision="provided",
+                actor=actor,
+                reason=f"code for attempt {attempt.number}: {', '.join(sorted(files))}",
+                decided_at=now,
+            )
+        )
+        govern.record(
+            session,
+            actor=actor,
+            action="provide",
+            subject=subject,
+            decision="allow",
+            reason=f"attempt {attempt.number}: {', '.join(sorted(files))} ({verdict.reason()})",
+            task_id=task.id,
+        )
+    enqueue_pending(rt.project, rt.sessions, [task.id])
+    return find_task(rt, task.id)
+
+
+def resume(rt: Runtime, ref: str, *, actor: str) -> TaskRow:
+    """Go on with a task paused on a budget (after the budget was raised, or a new day)."""
+    task = find_task(rt, ref)
+    if not actor.strip():
+        raise InputError("the person is not named", hint="pass --as NAME or set SHIPYARD_USER")
+    kind = rt.jobs.get(task.job_kind)
+    govern.require(
+        rt,
+        govern.person_request(
+            rt,
+            actor,
+            "provide",
+            govern.job_kind(kind),
+            {"is_submitter": actor == task.submitted_by},
+        ),
+        actor=actor,
+        subject=govern.job_kind(kind),
+        task_id=task.id,
+    )
+    now = datetime.now(UTC)
+    with transaction(rt.sessions) as session:
+        set_task_state(
+            session,
+            task.id,
+            TaskState.RESUMING,
+            expect=(TaskState.PAUSED,),
+            error="",
+            refusal="not paused",
+            hint="only paused tasks can be resumed; see `shipyard budget` for why tasks pause",
+            now=now,
+        )
+        session.add(
+            DecisionRow(
+                task_id=task.id, decision="resumed", actor=actor, reason=task.error, decided_at=now
+            )
+        )
+        govern.record(
+            session,
+            actor=actor,
+            action="provide",
+            subject=govern.job_kind(kind),
+            decision="resumed",
+            reason=f"resumed after: {task.error.splitlines()[0] if task.error else 'a pause'}",
+            task_id=task.id,
+        )
+    enqueue_pending(rt.project, rt.sessions, [task.id])
+    return find_task(rt, task.id)
+
+
+def approve(rt: Runtime, ref: str, *, actor: str, reason: str = "") -> TaskRow:
+    return decide_task(rt, ref, decision="approved", actor=actor, reason=reason)
+
+
+def reject(rt: Runtime, ref: str, *, actor: str, reason: str) -> TaskRow:
+    return decide_task(rt, ref, decision="rejected", actor=actor, reason=reason)
