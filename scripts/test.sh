@@ -7,5 +7,8 @@ bash scripts/bootstrap.sh
 .venv/bin/ruff check src tests
 .venv/bin/ruff format --check src tests
 .venv/bin/mypy --strict src
+# The layering (pyproject.toml [tool.importlinter]): faces over services over the orchestrator
+# over the stages over the store.
+.venv/bin/lint-imports
 # pytest exits 5 when no test ran: that is a failure here, as is any other non-zero status.
 exec .venv/bin/python -m pytest "$@"

@@ -13,8 +13,7 @@ from typing import Any
 
 from shipyard.checks._base import JOB_DIR
 from shipyard.model import Finding
-from shipyard.sandbox import RunResult
-from shipyard.sandbox._zygote import WORK
+from shipyard.sandbox import WORK, RunResult
 
 __all__ = [
     "MalformedOutput",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shipyard.release._analysis import Arm, ProbeTally, Rules, Verdict, analyse
+from shipyard.release._routes import RouteTable, bucket
 from shipyard.release._target import Deployed, Promoted, Target
 from shipyard.release.targets.git import GitTarget
 from shipyard.release.targets.http_handler import HttpHandler
@@ -17,9 +18,11 @@ __all__ = [
     "Promoted",
     "PublishResult",
     "RollbackResult",
+    "RouteTable",
     "Rules",
     "StaticSite",
     "Target",
     "Verdict",
     "analyse",
+    "bucket",
 ]

@@ -11,8 +11,10 @@ from shipyard.errors import ConfigError
 from shipyard.sandbox._bwrap import BwrapBackend, bwrap_available, confine
 from shipyard.sandbox._process import ProcessBackend
 from shipyard.sandbox._protocol import Limits, RunResult, SandboxBackend, run_environment
+from shipyard.sandbox._zygote import WORK
 
 __all__ = [
+    "WORK",
     "BwrapBackend",
     "Limits",
     "ProcessBackend",

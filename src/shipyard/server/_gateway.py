@@ -43,8 +43,7 @@ import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
 
-from shipyard.release import HttpHandler, StaticSite
-from shipyard.release._routes import RouteTable, bucket
+from shipyard.release import HttpHandler, RouteTable, StaticSite, bucket
 from shipyard.sandbox import bwrap_available, confine
 from shipyard.store import ReleaseSampleRow, transaction
 
