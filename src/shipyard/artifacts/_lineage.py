@@ -22,7 +22,7 @@ from shipyard import __version__
 from shipyard.artifacts._diff import file_diff
 from shipyard.artifacts._store import ArtifactBackend
 from shipyard.errors import InputError, NotFound
-from shipyard.model import CheckReport, TaskState
+from shipyard.model import CheckReport, ReleaseState, TaskState
 from shipyard.store import (
     ArtifactRow,
     AttemptRow,
@@ -258,7 +258,7 @@ def previous_version(session: Session, task: TaskRow) -> ArtifactRow | None:
     )
     live = session.scalar(
         base.join(ReleaseRow, ReleaseRow.artifact_id == ArtifactRow.id).where(
-            ReleaseRow.state == "live"
+            ReleaseRow.state == ReleaseState.LIVE
         )
     )
     return live or session.scalar(base)

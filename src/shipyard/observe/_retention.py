@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from shipyard.model import ReleaseState
 from shipyard.store import ReleaseRow, ReleaseSampleRow, SpanRow
 
 __all__ = ["Swept", "sweep"]
@@ -28,7 +29,9 @@ class Swept:
 def sweep(session: Session, *, before: datetime) -> Swept:
     """Remove spans that ended and samples taken before ``before``, in ``session``."""
     cutoff = int(before.timestamp() * 1e9)
-    baking = select(ReleaseRow.task_id).where(ReleaseRow.state.in_(("canary", "paused")))
+    baking = select(ReleaseRow.task_id).where(
+        ReleaseRow.state.in_((ReleaseState.CANARY, ReleaseState.PAUSED))
+    )
     spans = session.execute(delete(SpanRow).where(SpanRow.end_ns < cutoff))
     samples = session.execute(
         delete(ReleaseSampleRow).where(

@@ -34,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shipyard.errors import InputError
-from shipyard.model import CheckReport
+from shipyard.model import CheckReport, ReleaseState
 from shipyard.store import (
     AttemptRow,
     AuditRow,
@@ -136,7 +136,9 @@ def operating_figures(
     ]
     first_pass = sum(1 for v in checked if v[0].passed is True)
 
-    rolled = [r for r in releases if r.state == "rolled_back" and r.rolled_back_at is not None]
+    rolled = [
+        r for r in releases if r.state == ReleaseState.ROLLED_BACK and r.rolled_back_at is not None
+    ]
     recover = [
         (r.rolled_back_at - r.released_at).total_seconds()  # type: ignore[operator]
         for r in rolled

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from shipyard._crash import crashpoint
 from shipyard.errors import ShipyardError
 from shipyard.jobs import JobKind
+from shipyard.model import ReleaseState
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator._runtime import Runtime
 from shipyard.policy import entities
@@ -36,12 +37,12 @@ def restore_replaced(session: Session, release: ReleaseRow) -> None:
         .where(
             ReleaseRow.target == release.target,
             ReleaseRow.path == release.path,
-            ReleaseRow.state == "replaced",
+            ReleaseRow.state == ReleaseState.REPLACED,
         )
         .order_by(ReleaseRow.id.desc())
     )
     if previous is not None:
-        previous.state = "live"
+        previous.state = ReleaseState.LIVE.value
 
 
 def tool_key(task_id: str, position: int, tool: str) -> str:
@@ -197,7 +198,7 @@ def compensate(rt: Runtime, kind: JobKind, task_id: str, reason: str) -> list[st
             if row.tool == "publish" and status == "compensated":
                 release = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id))
                 if release is not None:
-                    release.state = "withdrawn"
+                    release.state = ReleaseState.WITHDRAWN.value
                     restore_replaced(session, release)
             govern.record(
                 session,

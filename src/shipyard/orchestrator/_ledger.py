@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shipyard.config import Settings
 from shipyard.errors import StateError
 from shipyard.generate import GenerationRequest, Limit, Rate, Recorded, Spend
+from shipyard.model import TaskState
 from shipyard.store import AttemptRow, BudgetHoldRow, TaskRow, lock_rows, transaction
 
 __all__ = [
@@ -380,7 +381,9 @@ def budget_report(session: Session, settings: Settings, *, days: int = 7) -> Bud
     today = day_start()
     paused = [
         error
-        for error in session.scalars(select(TaskRow.error).where(TaskRow.state == "paused")).all()
+        for error in session.scalars(
+            select(TaskRow.error).where(TaskRow.state == TaskState.PAUSED)
+        ).all()
     ]
 
     def line(

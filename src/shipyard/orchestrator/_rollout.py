@@ -31,7 +31,7 @@ from shipyard.config import RolloutSettings
 from shipyard.errors import ShipyardError, StateError
 from shipyard.generate import render
 from shipyard.jobs import JobKind
-from shipyard.model import TaskState
+from shipyard.model import ReleaseState, TaskState
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.orchestrator._stage import _task, stage, step
@@ -140,7 +140,7 @@ def deploy_step(task_id: str) -> dict[str, Any]:
                     target=target.name,
                     path=deployed.url_path,
                     version=deployed.version[:40],
-                    state="canary",
+                    state=ReleaseState.CANARY.value,
                     released_at=_now(),
                     plan={**plan.model_dump(), "probes": probes},
                     verdicts=[],
@@ -175,7 +175,7 @@ def shift_step(task_id: str, index: int) -> None:
         _warm(rt, task_id)
     with transaction(rt.sessions) as session:
         row = _release_row(session, task_id)
-        if row.state not in ("canary", "paused"):
+        if not ReleaseState(row.state).baking:
             return
         weight = float(row.plan["stages"][index])
         rt.target(row.target).shift(task_id, weight)
@@ -208,21 +208,21 @@ def _watch(rt: Runtime, task_id: str, index: int) -> str:
         state, plan, target_name = row.state, dict(row.plan), row.target
         started = row.stage_started_at or _now()
         verdicts = list(row.verdicts)
-    if state in ("rolled_back", "live"):
-        return "rollback" if state == "rolled_back" else "promote"
+    if state in (ReleaseState.ROLLED_BACK, ReleaseState.LIVE):
+        return "rollback" if state == ReleaseState.ROLLED_BACK else "promote"
     if command == "rollback":
         return _roll_back(rt, task_id, f"rolled back by {by}", actor=by, verdict=None)
     if command == "promote":
         _note(rt, task_id, index, "promote", f"promoted by {by} at {plan['stages'][index]:g}%")
         return "promote"
-    if command == "pause" or (state == "paused" and command != "resume"):
-        if state != "paused":
-            _set(rt, task_id, state="paused", reason=f"paused by {by}")
+    if command == "pause" or (state == ReleaseState.PAUSED and command != "resume"):
+        if state != ReleaseState.PAUSED:
+            _set(rt, task_id, state=ReleaseState.PAUSED.value, reason=f"paused by {by}")
         return "paused"
     if command == "resume":  # the bake starts again: its verdict rests on what comes after
         with transaction(rt.sessions) as session:
             row = _release_row(session, task_id)
-            row.state, row.reason, row.stage_started_at = "canary", "", _now()
+            row.state, row.reason, row.stage_started_at = ReleaseState.CANARY.value, "", _now()
             row.verdicts = [
                 {k: v for k, v in verdict.items() if k != "probes"}
                 if verdict["stage"] == index
@@ -341,13 +341,13 @@ def _roll_back(
     with rt.sessions() as session:
         row = _release_row(session, task_id)
         target_name, index = row.target, row.stage
-        if row.state == "rolled_back":
+        if row.state == ReleaseState.ROLLED_BACK:
             return "rollback"
     rt.target(target_name).abort(task_id)
     restored = _now()
     with transaction(rt.sessions) as session:
         row = _release_row(session, task_id)
-        row.state, row.reason, row.weight = "rolled_back", reason, 0.0
+        row.state, row.reason, row.weight = ReleaseState.ROLLED_BACK.value, reason, 0.0
         row.detected_at, row.restored_at = detected, restored
         row.rolled_back_at = row.finished_at = restored
         govern.record(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from shipyard.errors import ShipyardError
 from shipyard.generate import render
 from shipyard.memory import outcome_memories, remember
-from shipyard.model import TaskState
+from shipyard.model import ReleaseState, TaskState
 from shipyard.orchestrator import _effects as effects
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator._runtime import Runtime, current_runtime
@@ -122,14 +122,18 @@ def release_step(task_id: str) -> dict[str, Any]:
                     .where(
                         ReleaseRow.target == result["target"],
                         ReleaseRow.path == result["url_path"],
-                        ReleaseRow.state == "live",
+                        ReleaseRow.state == ReleaseState.LIVE,
                         ReleaseRow.task_id != task_id,
                     )
-                    .values(state="replaced")
+                    .values(state=ReleaseState.REPLACED.value)
                 )
             row = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id))
-            if row is not None and row.state in ("canary", "paused"):  # a canary promoted
-                row.state, row.version, row.weight = "live", result["version"][:40], 100.0
+            if row is not None and ReleaseState(row.state).baking:  # a canary promoted
+                row.state, row.version, row.weight = (
+                    ReleaseState.LIVE.value,
+                    result["version"][:40],
+                    100.0,
+                )
                 row.finished_at, row.command, row.reason = _now(), "", ""
             if row is None:
                 session.add(
@@ -139,7 +143,7 @@ def release_step(task_id: str) -> dict[str, Any]:
                         target=result["target"],
                         path=result["url_path"],
                         version=result["version"][:40],
-                        state="live",
+                        state=ReleaseState.LIVE.value,
                         released_at=_now(),
                         weight=100.0,
                         finished_at=_now(),

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select, update
 
 from shipyard.errors import InputError, PolicyDenied, StateError
-from shipyard.model import TaskState
+from shipyard.model import DecisionKind, TaskState
 from shipyard.orchestrator import Runtime, enqueue_pending, govern
 from shipyard.service._queries import find_task, list_tasks
 from shipyard.store import AttemptRow, DecisionRow, TaskRow, set_task_state, transaction
@@ -27,7 +27,9 @@ __all__ = [
 ]
 
 
-def decide_task(rt: Runtime, ref: str, *, decision: str, actor: str, reason: str) -> TaskRow:
+def decide_task(
+    rt: Runtime, ref: str, *, decision: DecisionKind, actor: str, reason: str
+) -> TaskRow:
     """Record a person's approval or rejection of a waiting task; wake it when it is decided.
 
     A rejection decides at once. An approval counts towards the distinct approvals the
@@ -37,7 +39,7 @@ def decide_task(rt: Runtime, ref: str, *, decision: str, actor: str, reason: str
     task = find_task(rt, ref)
     if not actor.strip():
         raise InputError("approver is empty", hint="pass --as NAME or set SHIPYARD_USER")
-    if decision == "rejected" and not reason.strip():
+    if decision == DecisionKind.REJECTED and not reason.strip():
         raise InputError("a rejection needs a reason", hint="pass --reason TEXT")
     kind = rt.jobs.get(task.job_kind)
     subject = govern.job_kind(kind)
@@ -80,23 +82,23 @@ def decide_task(rt: Runtime, ref: str, *, decision: str, actor: str, reason: str
         approvers = set(
             session.scalars(
                 select(DecisionRow.actor).where(
-                    DecisionRow.task_id == task.id, DecisionRow.decision == "approved"
+                    DecisionRow.task_id == task.id, DecisionRow.decision == DecisionKind.APPROVED
                 )
             ).all()
         )
-        if decision == "approved" and actor in approvers:
+        if decision == DecisionKind.APPROVED and actor in approvers:
             raise StateError(
                 f"{actor} has already approved task {task.id}",
                 hint="approvals must come from distinct people; ask another approver",
             )
         session.add(
             DecisionRow(
-                task_id=task.id, decision=decision, actor=actor, reason=reason, decided_at=now
+                task_id=task.id, decision=decision.value, actor=actor, reason=reason, decided_at=now
             )
         )
         needed = max(task.approvals_required, 1)
         count = len(approvers) + 1
-        if decision == "rejected":
+        if decision == DecisionKind.REJECTED:
             state, note = TaskState.REJECTED, f"rejected: {reason}"
         elif count >= needed:
             state, note = TaskState.APPROVED, f"approval {count} of {needed}: approved"
@@ -107,11 +109,11 @@ def decide_task(rt: Runtime, ref: str, *, decision: str, actor: str, reason: str
         govern.record(
             session,
             actor=actor,
-            action="approve" if decision == "approved" else "reject",
+            action="approve" if decision is DecisionKind.APPROVED else "reject",
             subject=subject,
-            decision=decision,
+            decision=decision.value,
             reason=f"{note} ({verdict.reason()})"
-            + (f"; {reason}" if reason and decision == "approved" else ""),
+            + (f"; {reason}" if reason and decision == DecisionKind.APPROVED else ""),
             task_id=task.id,
         )
     if state is not TaskState.WAITING_APPROVAL:
@@ -133,7 +135,7 @@ def escalate_overdue(rt: Runtime, *, now: datetime | None = None) -> list[str]:
     to = ", ".join(settings.escalate_to) or "the project's approvers"
     escalated: list[str] = []
     with transaction(rt.sessions) as session:
-        done = select(DecisionRow.task_id).where(DecisionRow.decision == "escalated")
+        done = select(DecisionRow.task_id).where(DecisionRow.decision == DecisionKind.ESCALATED)
         overdue = session.scalars(
             select(TaskRow).where(
                 TaskRow.state == TaskState.WAITING_APPROVAL.value,
@@ -157,7 +159,7 @@ def escalate_overdue(rt: Runtime, *, now: datetime | None = None) -> list[str]:
             session.add(
                 DecisionRow(
                     task_id=task.id,
-                    decision="escalated",
+                    decision=DecisionKind.ESCALATED.value,
                     actor="policy",
                     reason=reason,
                     decided_at=now,
@@ -168,7 +170,7 @@ def escalate_overdue(rt: Runtime, *, now: datetime | None = None) -> list[str]:
                 actor="policy",
                 action="escalate",
                 subject=f"job kind {task.job_kind}",
-                decision="escalated",
+                decision=DecisionKind.ESCALATED.value,
                 reason=reason,
                 task_id=task.id,
                 detail={"to": list(settings.escalate_to)},
@@ -198,7 +200,13 @@ def approval_queue(rt: Runtime) -> list[Waiting]:
             select(DecisionRow.task_id, DecisionRow.decision, DecisionRow.actor, DecisionRow.reason)
             .where(
                 DecisionRow.task_id.in_([t.id for t in waiting]),
-                DecisionRow.decision.in_(("approved", "escalated", "policy:needs_approval")),
+                DecisionRow.decision.in_(
+                    (
+                        DecisionKind.APPROVED,
+                        DecisionKind.ESCALATED,
+                        DecisionKind.POLICY_NEEDS_APPROVAL,
+                    )
+                ),
             )
             .order_by(DecisionRow.id)
         ).all()
@@ -207,7 +215,7 @@ def approval_queue(rt: Runtime) -> list[Waiting]:
                 select(DecisionRow.task_id, func.max(DecisionRow.decided_at))
                 .where(
                     DecisionRow.task_id.in_([t.id for t in waiting]),
-                    DecisionRow.decision == "policy:needs_approval",
+                    DecisionRow.decision == DecisionKind.POLICY_NEEDS_APPROVAL,
                 )
                 .group_by(DecisionRow.task_id)
             ).all()
@@ -215,9 +223,9 @@ def approval_queue(rt: Runtime) -> list[Waiting]:
     approvers: dict[str, list[str]] = {}
     escalated: dict[str, str] = {}
     for task_id, decision, actor, reason in rows:
-        if decision == "approved":
+        if decision == DecisionKind.APPROVED:
             approvers.setdefault(task_id, []).append(actor)
-        elif decision == "escalated":
+        elif decision == DecisionKind.ESCALATED:
             escalated[task_id] = reason
     return [
         Waiting(
@@ -288,7 +296,7 @@ def provide(rt: Runtime, ref: str, files: dict[str, str], *, actor: str) -> Task
         session.add(
             DecisionRow(
                 task_id=task.id,
-                decision="provided",
+                decision=DecisionKind.PROVIDED.value,
                 actor=actor,
                 reason=f"code for attempt {attempt.number}: {', '.join(sorted(files))}",
                 decided_at=now,
@@ -340,7 +348,11 @@ def resume(rt: Runtime, ref: str, *, actor: str) -> TaskRow:
         )
         session.add(
             DecisionRow(
-                task_id=task.id, decision="resumed", actor=actor, reason=task.error, decided_at=now
+                task_id=task.id,
+                decision=DecisionKind.RESUMED.value,
+                actor=actor,
+                reason=task.error,
+                decided_at=now,
             )
         )
         govern.record(
@@ -348,7 +360,7 @@ def resume(rt: Runtime, ref: str, *, actor: str) -> TaskRow:
             actor=actor,
             action="provide",
             subject=govern.job_kind(kind),
-            decision="resumed",
+            decision=DecisionKind.RESUMED.value,
             reason=f"resumed after: {task.error.splitlines()[0] if task.error else 'a pause'}",
             task_id=task.id,
         )
@@ -357,8 +369,8 @@ def resume(rt: Runtime, ref: str, *, actor: str) -> TaskRow:
 
 
 def approve(rt: Runtime, ref: str, *, actor: str, reason: str = "") -> TaskRow:
-    return decide_task(rt, ref, decision="approved", actor=actor, reason=reason)
+    return decide_task(rt, ref, decision=DecisionKind.APPROVED, actor=actor, reason=reason)
 
 
 def reject(rt: Runtime, ref: str, *, actor: str, reason: str) -> TaskRow:
-    return decide_task(rt, ref, decision="rejected", actor=actor, reason=reason)
+    return decide_task(rt, ref, decision=DecisionKind.REJECTED, actor=actor, reason=reason)

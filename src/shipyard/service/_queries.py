@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shipyard.errors import InputError, NotFound
+from shipyard.model import ReleaseState
 from shipyard.observe import Figure, operating_figures, task_spans
 from shipyard.orchestrator import BudgetReport, Runtime, ledger
 from shipyard.store import (
@@ -158,7 +159,9 @@ def list_artifacts(rt: Runtime, *, job_kind: str = "") -> list[tuple[ArtifactRow
             query = query.where(ArtifactRow.job_kind == job_kind)
         artifacts = session.scalars(query).all()
         live = session.execute(
-            select(ReleaseRow.artifact_id, ReleaseRow.target).where(ReleaseRow.state == "live")
+            select(ReleaseRow.artifact_id, ReleaseRow.target).where(
+                ReleaseRow.state == ReleaseState.LIVE
+            )
         ).all()
     where: dict[str, list[str]] = {}
     for artifact_id, target in live:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from shipyard.errors import InputError, NotFound, StateError
-from shipyard.model import ReleaseState, TaskState
+from shipyard.model import DecisionKind, ReleaseState, TaskState
 from shipyard.orchestrator import COMMANDS, Runtime, govern, restore_replaced
 from shipyard.release import StaticSite
 from shipyard.store import DecisionRow, ReleaseRow, TaskRow, set_task_state, transaction
@@ -52,22 +52,22 @@ def rollback(rt: Runtime, target_name: str, *, actor: str) -> dict[str, Any]:
             update(ReleaseRow)
             .where(
                 ReleaseRow.target == target_name,
-                ReleaseRow.state == "replaced",
+                ReleaseRow.state == ReleaseState.REPLACED,
                 ReleaseRow.task_id.in_(restored),
             )
-            .values(state="live")
+            .values(state=ReleaseState.LIVE.value)
         )
         for task_id in result.removed_keys:
             session.execute(
                 update(ReleaseRow)
                 .where(ReleaseRow.task_id == task_id)
-                .values(state="rolled_back", rolled_back_at=now)
+                .values(state=ReleaseState.ROLLED_BACK.value, rolled_back_at=now)
             )
             set_task_state(session, task_id, TaskState.ROLLED_BACK, now=now)
             session.add(
                 DecisionRow(
                     task_id=task_id,
-                    decision="rolled_back",
+                    decision=DecisionKind.ROLLED_BACK.value,
                     actor=actor,
                     reason=f"{target_name}: version {result.from_version} -> {result.to_version}",
                     decided_at=now,
@@ -110,10 +110,10 @@ def steer(rt: Runtime, task_id: str, command: str, *, actor: str) -> dict[str, A
         task_id=full_id,
     )
     fits = {
-        "pause": ("canary",),
-        "resume": ("paused",),
-        "promote": ("canary", "paused"),
-        "rollback": ("canary", "paused", "live"),
+        "pause": (ReleaseState.CANARY,),
+        "resume": (ReleaseState.PAUSED,),
+        "promote": (ReleaseState.CANARY, ReleaseState.PAUSED),
+        "rollback": (ReleaseState.CANARY, ReleaseState.PAUSED, ReleaseState.LIVE),
     }[command]
     if state not in fits:
         raise StateError(
@@ -125,11 +125,11 @@ def steer(rt: Runtime, task_id: str, command: str, *, actor: str) -> dict[str, A
             session, actor=actor, action=command, subject=subject, decision="allow",
             reason=verdict.reason(), task_id=full_id,
         )  # fmt: skip
-        if state == "live":  # done: undo it on the target now
+        if state == ReleaseState.LIVE:  # done: undo it on the target now
             session.execute(
                 update(ReleaseRow).where(ReleaseRow.task_id == full_id).values(command="")
             )
-    if state == "live":
+    if state == ReleaseState.LIVE:
         return _withdraw(rt, full_id, target_name, actor=actor)
     with transaction(rt.sessions) as session:
         session.execute(
@@ -164,7 +164,12 @@ def _withdraw(rt: Runtime, task_id: str, target_name: str, *, actor: str) -> dic
             decision="done", reason=f"{reason}; live version now {version or 'none'}",
             task_id=task_id,
         )  # fmt: skip
-    return {"task": task_id, "command": "rollback", "state": "rolled_back", "version": version}
+    return {
+        "task": task_id,
+        "command": "rollback",
+        "state": ReleaseState.ROLLED_BACK.value,
+        "version": version,
+    }
 
 
 def releases(
