@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from shipyard.config import Project, load_project
 from shipyard.errors import ShipyardError
+from shipyard.model import ReleaseState, TaskState
 from shipyard.service import Runtime
 
 __all__ = [
@@ -39,28 +40,30 @@ R = TypeVar("R")
 console = Console()
 err_console = Console(stderr=True)
 
-_STATE_STYLES = {
-    "published": "green",
-    "done": "green",
-    "approved": "cyan",
-    "waiting_approval": "yellow",
-    "waiting_input": "yellow",
-    "paused": "yellow",
-    "resuming": "cyan",
-    "releasing": "cyan",
-    "canary": "cyan",
-    "live": "green",
-    "replaced": "dim",
-    "withdrawn": "magenta",
-    "queued": "dim",
-    "running": "blue",
-    "invalid": "red",
-    "failed": "red",
-    "error": "red bold",
-    "rejected": "magenta",
-    "denied": "magenta",
-    "rolled_back": "magenta",
+_STATE_STYLES: dict[str, str] = {
+    TaskState.QUEUED: "dim",
+    TaskState.RUNNING: "blue",
+    TaskState.WAITING_INPUT: "yellow",
+    TaskState.PAUSED: "yellow",
+    TaskState.RESUMING: "cyan",
+    TaskState.WAITING_APPROVAL: "yellow",
+    TaskState.APPROVED: "cyan",
+    TaskState.RELEASING: "cyan",
+    TaskState.PUBLISHED: "green",
+    TaskState.DONE: "green",
+    TaskState.INVALID: "red",
+    TaskState.FAILED: "red",
+    TaskState.ERROR: "red bold",
+    TaskState.REJECTED: "magenta",
+    TaskState.DENIED: "magenta",
+    TaskState.COMPENSATED: "magenta",
+    TaskState.ROLLED_BACK: "magenta",
+    ReleaseState.CANARY: "cyan",
+    ReleaseState.LIVE: "green",
+    ReleaseState.REPLACED: "dim",
+    ReleaseState.WITHDRAWN: "magenta",
 }
+"""How each task and release state is shown (shared values, e.g. ``paused``, share a style)."""
 
 
 def state_style(state: str) -> str:

@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from shipyard.errors import InputError, PolicyDenied, StateError
+from shipyard.jobs import JobKind
 from shipyard.model import DecisionKind, TaskState
 from shipyard.orchestrator import Runtime, enqueue_pending, govern
+from shipyard.policy import Verdict
 from shipyard.service._queries import find_task, list_tasks
 from shipyard.store import AttemptRow, DecisionRow, TaskRow, set_task_state, transaction
 
@@ -39,9 +42,37 @@ def decide_task(
     task = find_task(rt, ref)
     if not actor.strip():
         raise InputError("approver is empty", hint="pass --as NAME or set SHIPYARD_USER")
-    if decision == DecisionKind.REJECTED and not reason.strip():
+    if decision is DecisionKind.REJECTED and not reason.strip():
         raise InputError("a rejection needs a reason", hint="pass --reason TEXT")
     kind = rt.jobs.get(task.job_kind)
+    verdict = _may_decide(rt, task, kind, actor)
+    now = datetime.now(UTC)
+    with transaction(rt.sessions) as session:
+        state, note = _count(rt, session, task, decision, actor, reason, now)
+        session.add(
+            DecisionRow(
+                task_id=task.id, decision=decision.value, actor=actor, reason=reason, decided_at=now
+            )
+        )
+        if state is not TaskState.WAITING_APPROVAL:
+            set_task_state(session, task.id, state, expect=(TaskState.WAITING_APPROVAL,), now=now)
+        govern.record(
+            session,
+            actor=actor,
+            action="approve" if decision is DecisionKind.APPROVED else "reject",
+            subject=govern.job_kind(kind),
+            decision=decision.value,
+            reason=f"{note} ({verdict.reason()})"
+            + (f"; {reason}" if reason and decision is DecisionKind.APPROVED else ""),
+            task_id=task.id,
+        )
+    if state is not TaskState.WAITING_APPROVAL:
+        enqueue_pending(rt.project, rt.sessions, [task.id])
+    return find_task(rt, task.id)
+
+
+def _may_decide(rt: Runtime, task: TaskRow, kind: JobKind, actor: str) -> Verdict:
+    """Policy's leave for ``actor`` to decide on ``task``; the submitter never may."""
     subject = govern.job_kind(kind)
     if actor == task.submitted_by:
         with transaction(rt.sessions) as session:
@@ -65,60 +96,51 @@ def decide_task(
         "environment": environment,
     }
     request = govern.person_request(rt, actor, "approve", subject, context)
-    verdict = govern.require(rt, request, actor=actor, subject=subject, task_id=task.id)
-    now = datetime.now(UTC)
-    with transaction(rt.sessions) as session:
-        # Touching the row first locks it: two approvers arriving together are counted in turn.
-        touched = session.execute(
-            update(TaskRow)
-            .where(TaskRow.id == task.id, TaskRow.state == TaskState.WAITING_APPROVAL.value)
-            .values(updated_at=now)
+    return govern.require(rt, request, actor=actor, subject=subject, task_id=task.id)
+
+
+def _count(
+    rt: Runtime,
+    session: Session,
+    task: TaskRow,
+    decision: DecisionKind,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> tuple[TaskState, str]:
+    """Where this decision leaves the task, and a note saying so (in ``session``).
+
+    Touching the task's row first locks it: two approvers arriving together are counted in
+    turn, and the second sees the first's approval.
+    """
+    touched = session.execute(
+        update(TaskRow)
+        .where(TaskRow.id == task.id, TaskRow.state == TaskState.WAITING_APPROVAL.value)
+        .values(updated_at=now)
+    )
+    if touched.rowcount != 1:  # type: ignore[attr-defined]
+        raise StateError(
+            f"task {task.id} is {find_task(rt, task.id).state}, not waiting for approval",
+            hint="only tasks in state waiting_approval can be approved or rejected",
         )
-        if touched.rowcount != 1:  # type: ignore[attr-defined]
-            raise StateError(
-                f"task {task.id} is {find_task(rt, task.id).state}, not waiting for approval",
-                hint="only tasks in state waiting_approval can be approved or rejected",
+    approvers = set(
+        session.scalars(
+            select(DecisionRow.actor).where(
+                DecisionRow.task_id == task.id, DecisionRow.decision == DecisionKind.APPROVED
             )
-        approvers = set(
-            session.scalars(
-                select(DecisionRow.actor).where(
-                    DecisionRow.task_id == task.id, DecisionRow.decision == DecisionKind.APPROVED
-                )
-            ).all()
+        ).all()
+    )
+    if decision is DecisionKind.APPROVED and actor in approvers:
+        raise StateError(
+            f"{actor} has already approved task {task.id}",
+            hint="approvals must come from distinct people; ask another approver",
         )
-        if decision == DecisionKind.APPROVED and actor in approvers:
-            raise StateError(
-                f"{actor} has already approved task {task.id}",
-                hint="approvals must come from distinct people; ask another approver",
-            )
-        session.add(
-            DecisionRow(
-                task_id=task.id, decision=decision.value, actor=actor, reason=reason, decided_at=now
-            )
-        )
-        needed = max(task.approvals_required, 1)
-        count = len(approvers) + 1
-        if decision == DecisionKind.REJECTED:
-            state, note = TaskState.REJECTED, f"rejected: {reason}"
-        elif count >= needed:
-            state, note = TaskState.APPROVED, f"approval {count} of {needed}: approved"
-        else:
-            state, note = TaskState.WAITING_APPROVAL, f"approval {count} of {needed}"
-        if state is not TaskState.WAITING_APPROVAL:
-            set_task_state(session, task.id, state, expect=(TaskState.WAITING_APPROVAL,), now=now)
-        govern.record(
-            session,
-            actor=actor,
-            action="approve" if decision is DecisionKind.APPROVED else "reject",
-            subject=subject,
-            decision=decision.value,
-            reason=f"{note} ({verdict.reason()})"
-            + (f"; {reason}" if reason and decision == DecisionKind.APPROVED else ""),
-            task_id=task.id,
-        )
-    if state is not TaskState.WAITING_APPROVAL:
-        enqueue_pending(rt.project, rt.sessions, [task.id])
-    return find_task(rt, task.id)
+    needed, count = max(task.approvals_required, 1), len(approvers) + 1
+    if decision is DecisionKind.REJECTED:
+        return TaskState.REJECTED, f"rejected: {reason}"
+    if count >= needed:
+        return TaskState.APPROVED, f"approval {count} of {needed}: approved"
+    return TaskState.WAITING_APPROVAL, f"approval {count} of {needed}"
 
 
 def escalate_overdue(rt: Runtime, *, now: datetime | None = None) -> list[str]:
