@@ -1,0 +1,393 @@
+"""The tables of ``shipyard.toml``, one pydantic model each (``[generate]``, ``[tiers.NAME]``,
+``[targets.NAME]``, ...), with the rules that concern a single table.
+
+:mod:`shipyard.config` assembles them into :class:`~shipyard.config.Settings`, checks the
+rules that span tables, and loads the file; import them from there.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "RESERVED_TIERS",
+    "TIER_KEYS",
+    "ArtifactSettings",
+    "BudgetSettings",
+    "DomainSettings",
+    "MemorySettings",
+    "NamespaceSettings",
+    "ObserveSettings",
+    "PersonSettings",
+    "PolicySettings",
+    "PriceSettings",
+    "ProjectSettings",
+    "RolloutSettings",
+    "RouterSettings",
+    "SandboxSettings",
+    "Section",
+    "ServeSettings",
+    "TargetSettings",
+    "TierSettings",
+    "WorkerSettings",
+]
+
+
+class Section(BaseModel):
+    """One table of the file: unknown keys are mistakes, and settings never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectSettings(Section):
+    name: str = Field(default="shipyard", description="the project's name")
+    state_dir: str = Field(default=".shipyard", description="where Shipyard keeps its state")
+
+
+class TierSettings(Section):
+    """One ``[tiers.NAME]`` table: a provider and how to call it."""
+
+    provider: str = Field(
+        default="template", description="'template', 'openai', 'anthropic' or 'replay'"
+    )
+    model: str = Field(default="", description="the model name the provider should use")
+    base_url: str = Field(
+        default="", description="the API's address, e.g. a local OpenAI-compatible server"
+    )
+    api_key_env: str = Field(
+        default="",
+        description="the variable holding the API key, read from the environment or "
+        "generate.secrets_file (keys never live in this file)",
+    )
+    timeout_seconds: float = Field(default=120.0, gt=0, description="per model call")
+    max_tokens: int = Field(default=4096, ge=1, description="reply length limit")
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    calls_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="model calls this tier may start per minute, across every worker",
+    )
+    rate_key: str = Field(
+        default="",
+        description="tiers with the same key share one calls_per_minute window "
+        "(e.g. one provider account); default: the tier's own name",
+    )
+
+
+TIER_KEYS = frozenset(TierSettings.model_fields)
+RESERVED_TIERS = frozenset({"auto", "human"})
+"""Tier names with a fixed meaning: ``auto`` (the router picks) and ``human`` (a person)."""
+
+
+class RouterSettings(Section):
+    """``[generate]``: which tier serves a job kind, and how the router falls back."""
+
+    tier: str = Field(
+        default="template",
+        description="tier of job kinds that name none: a [tiers] name, 'auto' or 'human'",
+    )
+    chain: list[str] = Field(
+        default_factory=list,
+        description="tiers cheapest first: 'auto' climbs it, fallbacks go down it "
+        "(default: template, then [tiers] in file order)",
+    )
+    success_threshold: float = Field(
+        default=0.7, ge=0, le=1, description="'auto' takes the cheapest tier passing this often"
+    )
+    success_window: int = Field(default=20, ge=1, description="recent attempts rated per tier")
+    min_samples: int = Field(
+        default=3, ge=1, description="attempts a tier needs before its rate counts"
+    )
+    tries_per_call: int = Field(
+        default=3, ge=1, le=10, description="calls per attempt on rate limits, 5xx, timeouts"
+    )
+    breaker_failures: int = Field(
+        default=3, ge=1, description="failures in a row that take a tier out of service"
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=300.0, ge=0, description="how long a tier stays out of service"
+    )
+    secrets_file: str = Field(
+        default="",
+        description="KEY=VALUE file of API keys (mode 600), relative to shipyard.toml",
+    )
+
+
+class BudgetSettings(Section):
+    """``[budgets]``: spend limits; an absent key means no limit."""
+
+    task_usd: float | None = Field(default=None, ge=0, description="per task, all attempts")
+    task_tokens: int | None = Field(default=None, ge=0)
+    day_usd: float | None = Field(default=None, ge=0, description="all domains, per UTC day")
+    day_tokens: int | None = Field(default=None, ge=0)
+
+
+class PriceSettings(Section):
+    input_per_mtok: float = Field(ge=0, description="US dollars per million prompt tokens")
+    output_per_mtok: float = Field(ge=0, description="US dollars per million reply tokens")
+
+
+class DomainSettings(Section):
+    jobs: list[str] = Field(description="folders of the job kinds this domain owns")
+    concurrency: int = Field(default=8, ge=1, description="tasks running at once, all workers")
+    worker_concurrency: int = Field(default=4, ge=1, description="tasks at once per worker")
+    tasks_per_minute: int | None = Field(
+        default=None, ge=1, description="tasks this domain may start per minute, all workers"
+    )
+    day_usd: float | None = Field(default=None, ge=0, description="this domain, per UTC day")
+    day_tokens: int | None = Field(default=None, ge=0)
+    memory_reads: list[str] = Field(
+        default_factory=list, description="other domains' memory this domain may recall"
+    )
+
+
+class RolloutSettings(Section):
+    """``[targets.NAME.rollout]``: how a release reaches all of a served target's traffic."""
+
+    stages: list[float] = Field(
+        default=[5, 25, 50, 100],
+        min_length=1,
+        description="percent of traffic on the candidate at each stage; the last is 100",
+    )
+    bake_seconds: float = Field(
+        default=300, ge=0, description="time on each stage before its verdict"
+    )
+    interval_seconds: float = Field(
+        default=10, gt=0, description="how often a stage is analysed while it bakes"
+    )
+    min_requests: int = Field(
+        default=100, ge=1, description="candidate requests per stage before a stage can pass"
+    )
+    max_error_rate_increase: float = Field(
+        default=0.01, ge=0, le=1, description="candidate minus baseline 5xx rate that fails"
+    )
+    max_p95_ratio: float = Field(
+        default=1.5, ge=1, description="candidate p95 latency over baseline's that fails"
+    )
+    confidence: float = Field(
+        default=0.95, ge=0.5, le=0.9999, description="how sure the analysis is before a verdict"
+    )
+    max_bake_seconds: float | None = Field(
+        default=None, ge=0, description="a stage short of traffic waits this long (3× bake)"
+    )
+    low_traffic: Literal["proceed", "rollback"] = Field(
+        default="proceed",
+        description="a stage still short of traffic: go on if the probes pass, or roll back",
+    )
+    probe_failures: int = Field(
+        default=2, ge=1, description="consecutive failures of a probe that fail the stage"
+    )
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, value: list[float]) -> list[float]:
+        if any(not 0 < w <= 100 for w in value):
+            raise ValueError("each stage is a percentage above 0 and at most 100")
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError("stages must rise (e.g. [5, 25, 50, 100])")
+        if value[-1] != 100:
+            raise ValueError("the last stage must be 100 (the candidate takes all traffic)")
+        return value
+
+
+class TargetSettings(Section):
+    kind: Literal["static-site", "http-handler", "git"] = "static-site"
+    keep_versions: int = Field(default=20, ge=2, description="site versions kept for rollback")
+    environment: str = Field(
+        default="production", description="the environment it serves (policies read it)"
+    )
+    risk: Literal["low", "medium", "high"] = Field(
+        default="low", description="how much harm a bad release here does (raises the gate's risk)"
+    )
+    rollout: RolloutSettings | None = Field(
+        default=None, description="canary stages and health rules (absent: switch at once)"
+    )
+    mount: str = Field(
+        default="/api", description="http-handler: URL prefix its handlers are served under"
+    )
+    repository: str = Field(default="", description="git: the repository, relative to this file")
+    branch: str = Field(default="main", description="git: the branch a promotion merges into")
+    merge: Literal["fast-forward", "merge-commit"] = Field(
+        default="fast-forward", description="git: how a promotion merges"
+    )
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> TargetSettings:
+        if self.kind == "git":
+            if not self.repository:
+                raise ValueError('a git target needs repository = "PATH" (a bare repository)')
+            if self.rollout is not None:
+                raise ValueError(
+                    "a git target has no traffic to shift: remove its rollout table "
+                    "(a git release is a branch, then a merge)"
+                )
+        mount = re.fullmatch(r"(/[a-z0-9][a-z0-9._-]*)+", self.mount)
+        if self.kind == "http-handler" and not mount:
+            raise ValueError(
+                f'mount {self.mount!r} must be a URL prefix like "/api" '
+                "(lowercase letters, digits, '.', '_' and '-' between slashes)"
+            )
+        return self
+
+
+class PolicySettings(Section):
+    """``[policy]``: the Cedar policies and the approval rules around them."""
+
+    files: list[str] = Field(
+        default_factory=list,
+        description=".cedar files relative to shipyard.toml (none: Shipyard's built-in policy)",
+    )
+    large_diff_lines: int = Field(
+        default=400, ge=0, description="a change larger than this raises the gate's risk a level"
+    )
+    escalate_after_minutes: float = Field(
+        default=0, ge=0, description="an approval waiting longer is escalated (0: never)"
+    )
+    escalate_to: list[str] = Field(
+        default_factory=list, description="who an overdue approval is escalated to"
+    )
+
+
+class ArtifactSettings(Section):
+    """``[artifacts]``: where artifact files live, what provenance records, and how long
+    unreleased versions stay."""
+
+    backend: Literal["auto", "folder", "database"] = Field(
+        default="auto",
+        description="where artifact files live: 'folder', 'database' (Shipyard's database), "
+        "or 'auto' (the database on PostgreSQL, the folder on SQLite or when folder is set)",
+    )
+    folder: str = Field(
+        default="",
+        description="the folder backend's folder, e.g. a shared mount, relative to "
+        "shipyard.toml (default: artifacts in the state folder)",
+    )
+    record_inputs: bool = Field(
+        default=True,
+        description="put each task's inputs in its signed provenance (their digest always is)",
+    )
+    keep_days: int = Field(
+        default=30,
+        ge=0,
+        description="`artifacts gc` may remove unreleased versions older than this",
+    )
+
+    @model_validator(mode="after")
+    def _folder_for_folder_backend(self) -> ArtifactSettings:
+        if self.folder and self.backend == "database":
+            raise ValueError(
+                "artifacts.folder is for the folder backend: remove it, or set "
+                "artifacts.backend = 'folder' to keep the files there"
+            )
+        return self
+
+    def backend_for(self, *, sqlite: bool) -> Literal["folder", "database"]:
+        """The backend ``auto`` stands for: an explicit folder, else the database on PostgreSQL
+        (workers on other machines can reach it) and the folder on SQLite."""
+        if self.backend != "auto":
+            return self.backend
+        return "folder" if self.folder or sqlite else "database"
+
+
+class NamespaceSettings(Section):
+    ttl_days: float | None = Field(
+        default=None, ge=0, description="items expire after this (0: never; unset: memory.ttl_days)"
+    )
+
+
+class MemorySettings(Section):
+    """``[memory]``: the embedder and how recall weighs, cuts and forgets."""
+
+    embedder: Literal["hash", "minilm", "openai"] = Field(
+        default="hash", description="'hash' (built in), 'minilm' (extra) or 'openai'"
+    )
+    model: str = Field(default="", description="the openai embedder's model")
+    base_url: str = Field(default="", description="the openai embedder's server")
+    api_key_env: str = Field(default="", description="the openai embedder's key variable")
+    dim: int = Field(default=0, ge=0, description="vector size (0: the embedder's own)")
+    threshold: float = Field(
+        default=0.3, ge=-1, le=1, description="minimum similarity: below it nothing is recalled"
+    )
+    half_life_days: float = Field(default=30, ge=0, description="freshness: scores halve so often")
+    ttl_days: float = Field(default=0, ge=0, description="default time-to-live (0: forever)")
+    max_context_tokens: int = Field(default=1500, ge=0, description="cap on recalled context")
+    recall_items: int = Field(default=5, ge=0, le=50, description="semantic items per prompt")
+    hnsw_threshold: int = Field(
+        default=250_000,
+        ge=1,
+        description="vectors per namespace before an HNSW graph replaces exact search",
+    )
+    namespaces: dict[str, NamespaceSettings] = Field(default_factory=dict)
+
+
+class ObserveSettings(Section):
+    """``[observe]``: traces and the operating figures."""
+
+    tracing: bool = Field(default=True, description="record spans of every task")
+    record_content: bool = Field(
+        default=True, description="keep prompts and replies (redacted) as span events"
+    )
+    retention_days: int = Field(
+        default=30, ge=1, description="spans older than this are removed by `shipyard gc`"
+    )
+    sla_minutes: dict[str, float] = Field(
+        default_factory=dict, description="per job kind: submit-to-end target for SLA adherence"
+    )
+
+
+class PersonSettings(Section):
+    roles: list[str] = Field(default_factory=list, description='Cedar roles (Role::"NAME")')
+
+
+class SandboxSettings(Section):
+    backend: Literal["auto", "bwrap", "process"] = Field(
+        default="auto", description="'auto' is bwrap wherever bubblewrap works"
+    )
+    process_max_risk: Literal["low", "medium", "high"] = Field(
+        default="low", description="highest job kind risk the unisolated backend may check"
+    )
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    cpu_seconds: int = Field(default=60, ge=1)
+    memory_mb: int = Field(default=2048, ge=64)
+    max_processes: int = Field(default=256, ge=1)
+    max_output_bytes: int = Field(default=1_000_000, ge=1024)
+
+
+class WorkerSettings(Section):
+    """``[workers]``: liveness of worker processes, and how they stop."""
+
+    heartbeat_seconds: float = Field(
+        default=2.0, ge=0.1, le=60, description="how often each worker says it is alive"
+    )
+    recovery_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        description="a worker silent this long is taken for dead: a live one takes its tasks",
+    )
+    drain_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="on SIGTERM, how long the steps under way get to finish before exit",
+    )
+
+    @model_validator(mode="after")
+    def _beats_within_recovery(self) -> WorkerSettings:
+        if self.heartbeat_seconds * 3 > self.recovery_seconds:
+            raise ValueError(
+                f"heartbeat_seconds ({self.heartbeat_seconds}) must be at most a third of "
+                f"recovery_seconds ({self.recovery_seconds}), or a slow beat looks like a death"
+            )
+        return self
+
+
+class ServeSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    target: str = Field(default="", description="the static-site target to serve at /")
+    api_requests_per_minute: int = Field(
+        default=600, ge=1, description="REST API requests per minute per token"
+    )
