@@ -18,6 +18,7 @@ from shipyard.errors import (
     ShipyardError,
     StateError,
     StoreError,
+    ToolError,
 )
 
 ALL_ERRORS: list[type[ShipyardError]] = [
@@ -31,20 +32,24 @@ ALL_ERRORS: list[type[ShipyardError]] = [
     ProviderError,
     MalformedReply,
     StoreError,
+    ToolError,
 ]
 
-# The table in errors.py's module docstring: class -> (code, exit status).
+# The table in errors.py's module docstring: class -> (code, exit status, HTTP status,
+# problem name).
 DOCUMENTED = {
-    InputError: ("input", 2),
-    ConfigError: ("config", 2),
-    NotFound: ("not_found", 4),
-    StateError: ("state", 5),
-    PolicyDenied: ("denied", 6),
-    SandboxError: ("sandbox", 7),
-    ProviderError: ("provider", 8),
-    MalformedReply: ("malformed_reply", 8),
-    StoreError: ("store", 9),
+    InputError: ("input", 2, 400, "invalid-input"),
+    ConfigError: ("config", 2, 422, "configuration"),
+    NotFound: ("not_found", 4, 404, "not-found"),
+    StateError: ("state", 5, 409, "conflict"),
+    PolicyDenied: ("denied", 6, 403, "policy-denied"),
+    SandboxError: ("sandbox", 7, 503, "unavailable"),
+    ProviderError: ("provider", 8, 503, "unavailable"),
+    MalformedReply: ("malformed_reply", 8, 503, "unavailable"),
+    StoreError: ("store", 9, 503, "unavailable"),
+    ToolError: ("tool", 10, 503, "unavailable"),
 }
+BASE = ("error", 1, 503, "unavailable")
 
 
 def make(cls: type[ShipyardError]) -> ShipyardError:
@@ -57,6 +62,8 @@ def make(cls: type[ShipyardError]) -> ShipyardError:
 
 def assert_same(rebuilt: ShipyardError, original: ShipyardError) -> None:
     assert type(rebuilt) is type(original)
+    # What the API answers with comes back with the error.
+    assert (rebuilt.http_status, rebuilt.problem) == (original.http_status, original.problem)
     assert rebuilt.message == original.message
     assert rebuilt.hint == original.hint
     assert rebuilt.details == original.details
@@ -111,16 +118,29 @@ def test_unknown_code_rebuilds_as_base_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cls", "code", "status"),
-    [(cls, code, status) for cls, (code, status) in DOCUMENTED.items()],
+    ("cls", "documented"),
+    list(DOCUMENTED.items()),
     ids=[cls.__name__ for cls in DOCUMENTED],
 )
-def test_code_and_exit_status_match_documentation(
-    cls: type[ShipyardError], code: str, status: int
+def test_code_statuses_and_problem_match_documentation(
+    cls: type[ShipyardError], documented: tuple[str, int, int, str]
 ) -> None:
-    assert cls.code == code
-    assert cls.exit_status == status
+    assert (cls.code, cls.exit_status, cls.http_status, cls.problem) == documented
     assert issubclass(cls, ShipyardError)
+
+
+def test_http_status_tells_the_caller_s_mistake_from_a_failure_underneath() -> None:
+    assert (ShipyardError.code, ShipyardError.exit_status) == BASE[:2]
+    assert (ShipyardError.http_status, ShipyardError.problem) == BASE[2:]
+    mistakes = (InputError, ConfigError, NotFound, StateError, PolicyDenied)
+    assert all(400 <= cls.http_status < 500 for cls in mistakes)
+    # Each of the caller's mistakes has its own status and problem name.
+    assert len({cls.http_status for cls in mistakes}) == len(mistakes)
+    assert len({cls.problem for cls in mistakes}) == len(mistakes)
+    # What failed underneath is worth trying again: 503, whatever the stage.
+    others = [cls for cls in ALL_ERRORS if cls not in mistakes]
+    assert {(cls.http_status, cls.problem) for cls in others} == {(503, "unavailable")}
+    assert all(re.fullmatch(r"[a-z]+(-[a-z]+)*", cls.problem) for cls in ALL_ERRORS)
 
 
 def test_exit_status_tells_kinds_of_failure_apart() -> None:
@@ -140,7 +160,14 @@ def test_exit_status_tells_kinds_of_failure_apart() -> None:
 
 
 def test_docstring_table_matches_the_classes() -> None:
-    rows = re.findall(r"(\w+)\s+(\w+)\s+(\d+)\s{3}", errors.__doc__ or "")
-    table = {name: (code, int(status)) for name, code, status in rows}
+    rows = re.findall(
+        r"^[\s│├└─]*(\w+)\s+(\w+)\s+(\d+)\s+(\d{3})\s+([a-z-]+)\s",
+        errors.__doc__ or "",
+        flags=re.M,
+    )
+    table = {name: (code, int(ex), int(http), problem) for name, code, ex, http, problem in rows}
 
-    assert table == {cls.__name__: documented for cls, documented in DOCUMENTED.items()}
+    assert table == {
+        "ShipyardError": BASE,
+        **{cls.__name__: documented for cls, documented in DOCUMENTED.items()},
+    }

@@ -1,19 +1,23 @@
 """Shipyard's one exception hierarchy.
 
-Every error carries a stable ``code`` (used for the CLI's exit status and, later, the API's
-problem ``type``) and a ``hint`` that says what to do next. The tree::
+Every error carries a stable ``code`` (the CLI prints it and exits with ``exit_status``), an
+``http_status`` and a ``problem`` name (the REST API answers with that status and a problem
+document whose ``type`` ends in the name), and a ``hint`` that says what to do next. The
+user's mistakes are 4xx; what failed underneath (a store, a sandbox, a provider, a tool) is
+503, worth trying again later. The tree::
 
-    ShipyardError                      code         exit
-    ├── InputError                     input        2   the user's data is wrong (a row, a field)
-    ├── ConfigError                    config       2   shipyard.toml / a job kind is wrong
-    ├── NotFound                       not_found    4   no such task, artifact, job kind ...
-    ├── StateError                     state        5   the action does not fit the record's state
-    ├── PolicyDenied                   denied       6   policy forbids the action
-    ├── SandboxError                   sandbox      7   the sandbox itself could not run
-    ├── ProviderError                  provider     8   a generator failed (infrastructure, retried)
-    │   └── MalformedReply        malformed_reply   8   the model answered, but not with the files
-    ├── StoreError                     store        9   the database or artifact store failed
-    └── ToolError                      tool         10  a tool's effect outside Shipyard failed
+                           code            exit http problem
+    ShipyardError          error           1    503  unavailable    anything else that failed
+    ├── InputError         input           2    400  invalid-input  the user's data is wrong
+    ├── ConfigError        config          2    422  configuration  the configuration is wrong
+    ├── NotFound           not_found       4    404  not-found      no such task, artifact, ...
+    ├── StateError         state           5    409  conflict       the record's state forbids it
+    ├── PolicyDenied       denied          6    403  policy-denied  policy forbids the action
+    ├── SandboxError       sandbox         7    503  unavailable    the sandbox could not run
+    ├── ProviderError      provider        8    503  unavailable    a generator failed (retried)
+    │   └── MalformedReply malformed_reply 8    503  unavailable    a reply without the files
+    ├── StoreError         store           9    503  unavailable    the database or files failed
+    └── ToolError          tool            10   503  unavailable    a tool's outside effect failed
 
 A failed check is *not* an exception: it is a failed attempt recorded in a CheckReport. The
 same goes for a MalformedReply once the generate stage has caught it: the attempt fails with
@@ -47,7 +51,13 @@ class ShipyardError(Exception):
     """Base of every error Shipyard raises on purpose."""
 
     code: ClassVar[str] = "error"
+    """Stable name of the error (what the CLI prints; what serialized errors carry)."""
     exit_status: ClassVar[int] = 1
+    """The CLI's exit status."""
+    http_status: ClassVar[int] = 503
+    """The REST API's status (and the console's) when a request ends in this error."""
+    problem: ClassVar[str] = "unavailable"
+    """The end of the API's problem ``type`` (``urn:shipyard:problem:<problem>``)."""
 
     def __init__(self, message: str, *, hint: str = "", details: dict[str, Any] | None = None):
         super().__init__(message)
@@ -67,6 +77,8 @@ class InputError(ShipyardError):
 
     code = "input"
     exit_status = 2
+    http_status = 400
+    problem = "invalid-input"
 
 
 class ConfigError(ShipyardError):
@@ -74,6 +86,8 @@ class ConfigError(ShipyardError):
 
     code = "config"
     exit_status = 2
+    http_status = 422
+    problem = "configuration"
 
 
 class NotFound(ShipyardError):
@@ -81,6 +95,8 @@ class NotFound(ShipyardError):
 
     code = "not_found"
     exit_status = 4
+    http_status = 404
+    problem = "not-found"
 
 
 class StateError(ShipyardError):
@@ -88,6 +104,8 @@ class StateError(ShipyardError):
 
     code = "state"
     exit_status = 5
+    http_status = 409
+    problem = "conflict"
 
 
 class PolicyDenied(ShipyardError):
@@ -95,6 +113,8 @@ class PolicyDenied(ShipyardError):
 
     code = "denied"
     exit_status = 6
+    http_status = 403
+    problem = "policy-denied"
 
 
 class SandboxError(ShipyardError):
@@ -102,6 +122,8 @@ class SandboxError(ShipyardError):
 
     code = "sandbox"
     exit_status = 7
+    http_status = 503
+    problem = "unavailable"
 
 
 class ProviderError(ShipyardError):
@@ -109,6 +131,8 @@ class ProviderError(ShipyardError):
 
     code = "provider"
     exit_status = 8
+    http_status = 503
+    problem = "unavailable"
 
 
 class MalformedReply(ProviderError):
@@ -122,6 +146,8 @@ class StoreError(ShipyardError):
 
     code = "store"
     exit_status = 9
+    http_status = 503
+    problem = "unavailable"
 
 
 class ToolError(ShipyardError):
@@ -129,6 +155,8 @@ class ToolError(ShipyardError):
 
     code = "tool"
     exit_status = 10
+    http_status = 503
+    problem = "unavailable"
 
 
 _BY_CODE: dict[str, type[ShipyardError]] = {
