@@ -18,6 +18,7 @@ from rich.table import Table
 from shipyard.cli._common import console, err_console, handle_errors, open_runtime, print_json
 from shipyard.observe import registry_for
 from shipyard.service import (
+    Runtime,
     busy_tasks,
     count_by_state,
     escalate_overdue,
@@ -51,20 +52,7 @@ def worker(
     the worker leaves; live workers take over its tasks from their last finished step. A
     second signal stops at once.
     """
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            err_console.print(f"worker: second {signal.Signals(signum).name}, stopping now")
-            sys.stderr.flush()
-            os._exit(130)
-        err_console.print(
-            f"worker: {signal.Signals(signum).name}: taking no new step, finishing those under way"
-        )
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = _stop_on_signals()
     with open_runtime(ctx) as rt:
         if rt.migrated is not None:
             before, after = rt.migrated
@@ -79,26 +67,7 @@ def worker(
             err_console.print(f"worker: metrics at http://127.0.0.1:{server.server_port}/metrics")
         graceful = False
         try:
-            with Progress(
-                TextColumn("[bold]worker[/] {task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err_console,
-                disable=not until_idle,
-            ) as progress:
-                bar = progress.add_task(", ".join(chosen), total=None)
-                next_sweep = 0.0
-                while not stop.wait(0.25):
-                    if time.monotonic() >= next_sweep:  # overdue approvals, once a minute
-                        for task_id in escalate_overdue(rt):
-                            err_console.print(f"worker: approval of {task_id} escalated")
-                        next_sweep = time.monotonic() + 60
-                    busy = busy_tasks(rt, chosen)
-                    total = sum(count_by_state(rt).values())
-                    progress.update(bar, total=total, completed=total - busy)
-                    if until_idle and busy == 0:
-                        break
+            _run(rt, chosen, stop, until_idle=until_idle)
             graceful = stop.is_set()
         finally:
             if graceful:
@@ -120,6 +89,50 @@ def worker(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event SIGTERM or SIGINT sets (a graceful stop); a second signal exits at once."""
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            err_console.print(f"worker: second {signal.Signals(signum).name}, stopping now")
+            sys.stderr.flush()
+            os._exit(130)
+        err_console.print(
+            f"worker: {signal.Signals(signum).name}: taking no new step, finishing those under way"
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return stop
+
+
+def _run(rt: Runtime, chosen: list[str], stop: threading.Event, *, until_idle: bool) -> None:
+    """Watch the launched worker: escalate overdue approvals once a minute, show progress,
+    and return when ``stop`` is set (or, ``until_idle``, when nothing is busy)."""
+    with Progress(
+        TextColumn("[bold]worker[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not until_idle,
+    ) as progress:
+        bar = progress.add_task(", ".join(chosen), total=None)
+        next_sweep = 0.0
+        while not stop.wait(0.25):
+            if time.monotonic() >= next_sweep:  # overdue approvals, once a minute
+                for task_id in escalate_overdue(rt):
+                    err_console.print(f"worker: approval of {task_id} escalated")
+                next_sweep = time.monotonic() + 60
+            busy = busy_tasks(rt, chosen)
+            total = sum(count_by_state(rt).values())
+            progress.update(bar, total=total, completed=total - busy)
+            if until_idle and busy == 0:
+                return
 
 
 @handle_errors

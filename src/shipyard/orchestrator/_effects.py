@@ -26,6 +26,7 @@ from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator._runtime import Runtime
 from shipyard.policy import entities
 from shipyard.store import ReleaseRow, ToolCallRow, transaction
+from shipyard.tools import Tool
 
 __all__ = ["Outcome", "compensate", "invoke", "restore_replaced", "tool_key"]
 
@@ -66,100 +67,106 @@ def invoke(
     rt: Runtime, kind: JobKind, task_id: str, position: int, tool_name: str, args: dict[str, Any]
 ) -> Outcome:
     """Call ``tool_name`` once for this task and position (see the module's docstring)."""
-    key = tool_key(task_id, position, tool_name)
-    tool = rt.tool(tool_name)
-    ref, found = entities.tool(tool.name, capability=tool.capability)
-    subject = govern.Subject(uid=ref, entities=found, label=f"tool {tool.name}")
-    actor = f"agent {kind.domain}"
-    with transaction(rt.sessions) as session:
-        row = session.get(ToolCallRow, key)
+    call = _Call(
+        key=tool_key(task_id, position, tool_name),
+        task_id=task_id,
+        tool=rt.tool(tool_name),
+        actor=f"agent {kind.domain}",
+    )
+    with rt.sessions() as session:
+        row = session.get(ToolCallRow, call.key)
         if row is not None and row.status == "done":
             return Outcome(ok=True, result=dict(row.result), replayed=True)
-    request = govern.agent_request(
-        kind.domain,
-        "call_tool",
-        subject,
-        {"capability": tool.capability, "job_kind": kind.name},
+    verdict = rt.policies.authorize(
+        govern.agent_request(
+            kind.domain,
+            "call_tool",
+            call.subject,
+            {"capability": call.tool.capability, "job_kind": kind.name},
+        )
     )
-    verdict = rt.policies.authorize(request)
     with transaction(rt.sessions) as session:
-        row = session.get(ToolCallRow, key)
-        if row is None:
-            row = ToolCallRow(
-                key=key,
-                task_id=task_id,
-                position=position,
-                tool=tool.name,
-                capability=tool.capability,
-                args=args,
-                status="calling",
-                result={},
-                error="",
-                calls=0,
-                started_at=_now(),
-                compensation={},
-            )
-            session.add(row)
+        row = _journalled(session, call, position, args)
         if not verdict.allowed:
             row.status, row.error, row.finished_at = "failed", verdict.reason(), _now()
-            govern.record(
-                session,
-                actor=actor,
-                action="call_tool",
-                subject=subject,
-                decision="deny",
-                reason=verdict.reason(),
-                task_id=task_id,
-                detail={"key": key},
-            )
-            return Outcome(ok=False, result={}, error=f"{tool.name}: {verdict.reason()}")
+            call.audit(session, "deny", verdict.reason(), {"key": call.key})
+            return Outcome(ok=False, result={}, error=f"{call.tool.name}: {verdict.reason()}")
         row.status, row.calls = "calling", row.calls + 1
-    crashpoint(f"tool.{tool.name}.before")
+    crashpoint(f"tool.{call.tool.name}.before")
     try:
-        with rt.tracing.span(
-            task_id,
-            f"execute_tool {tool.name}",
-            attributes={
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": tool.name,
-                "shipyard.tool.key": key,
-                "shipyard.tool.capability": tool.capability,
-            },
-        ):
-            result = tool.call(args, key=key)
+        with rt.tracing.span(task_id, f"execute_tool {call.tool.name}", attributes=call.span()):
+            result = call.tool.call(args, key=call.key)
     except ShipyardError as exc:
         with transaction(rt.sessions) as session:
-            row = session.get(ToolCallRow, key)
-            assert row is not None
+            row = _journalled(session, call, position, args)
             row.status, row.error, row.finished_at = "failed", exc.message, _now()
-            govern.record(
-                session,
-                actor=actor,
-                action="call_tool",
-                subject=subject,
-                decision="failed",
-                reason=exc.message,
-                task_id=task_id,
-                detail={"key": key, "args": args},
-            )
-        return Outcome(ok=False, result={}, error=f"{tool.name}: {exc.message}")
-    crashpoint(f"tool.{tool.name}.called")
+            call.audit(session, "failed", exc.message, {"key": call.key, "args": args})
+        return Outcome(ok=False, result={}, error=f"{call.tool.name}: {exc.message}")
+    crashpoint(f"tool.{call.tool.name}.called")
     with transaction(rt.sessions) as session:
-        row = session.get(ToolCallRow, key)
-        assert row is not None
+        row = _journalled(session, call, position, args)
         row.status, row.result, row.finished_at = "done", result, _now()
+        detail = {"key": call.key, "args": args, "result": result}
+        call.audit(session, "done", verdict.reason(), detail)
+    crashpoint(f"tool.{call.tool.name}.after")
+    return Outcome(ok=True, result=result)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Call:
+    """One journalled tool call: its key, tool and who makes it, for the journal and audit."""
+
+    key: str
+    task_id: str
+    tool: Tool
+    actor: str
+
+    @property
+    def subject(self) -> govern.Subject:
+        ref, found = entities.tool(self.tool.name, capability=self.tool.capability)
+        return govern.Subject(uid=ref, entities=found, label=f"tool {self.tool.name}")
+
+    def span(self) -> dict[str, Any]:
+        return {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": self.tool.name,
+            "shipyard.tool.key": self.key,
+            "shipyard.tool.capability": self.tool.capability,
+        }
+
+    def audit(self, session: Session, decision: str, reason: str, detail: dict[str, Any]) -> None:
         govern.record(
             session,
-            actor=actor,
+            actor=self.actor,
             action="call_tool",
-            subject=subject,
-            decision="done",
-            reason=verdict.reason(),
-            task_id=task_id,
-            detail={"key": key, "args": args, "result": result},
+            subject=self.subject,
+            decision=decision,
+            reason=reason,
+            task_id=self.task_id,
+            detail=detail,
         )
-    crashpoint(f"tool.{tool.name}.after")
-    return Outcome(ok=True, result=result)
+
+
+def _journalled(session: Session, call: _Call, position: int, args: dict[str, Any]) -> ToolCallRow:
+    """The call's journal row, written now if this is its first try."""
+    row = session.get(ToolCallRow, call.key)
+    if row is None:
+        row = ToolCallRow(
+            key=call.key,
+            task_id=call.task_id,
+            position=position,
+            tool=call.tool.name,
+            capability=call.tool.capability,
+            args=args,
+            status="calling",
+            result={},
+            error="",
+            calls=0,
+            started_at=_now(),
+            compensation={},
+        )
+        session.add(row)
+    return row
 
 
 def compensate(rt: Runtime, kind: JobKind, task_id: str, reason: str) -> list[str]:

@@ -34,6 +34,7 @@ from shipyard.model import CheckReport, CheckResult, Finding, TaskState
 from shipyard.observe import PROMPT_EVENT, REPLY_EVENT, request_attributes, response_attributes
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator._ledger import drop_hold, hold, limits_for, rates_for, spend
+from shipyard.orchestrator._names import RunPlan
 from shipyard.orchestrator._ratelimit import take_slot
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.orchestrator._stage import _now, _task, stage, step
@@ -44,7 +45,7 @@ __all__ = ["escalate_step", "generate_step", "recall_step", "resume_step", "star
 
 
 @step("shipyard.start")
-def start_step(task_id: str) -> dict[str, Any]:
+def start_step(task_id: str) -> RunPlan:
     """Re-validate the inputs (the job kind may have changed since submit) and mark running."""
     rt = current_runtime()
     with stage(rt, task_id, "validate") as record:
@@ -64,7 +65,7 @@ def start_step(task_id: str) -> dict[str, Any]:
 
 
 @step("shipyard.resume")
-def resume_step(task_id: str) -> dict[str, Any]:
+def resume_step(task_id: str) -> RunPlan:
     """Where a resumed task goes on: checking a person's code, or the next generation."""
     rt = current_runtime()
     with transaction(rt.sessions) as session:

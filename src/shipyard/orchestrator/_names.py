@@ -6,12 +6,19 @@ layer can name a workflow without importing its steps.
 
 from __future__ import annotations
 
+from typing import Any, TypedDict
+
 __all__ = [
     "DECISION_WORKFLOW",
     "RESUME_WORKFLOW",
     "ROLLOUT_WORKFLOW",
     "WORKFLOW_NAME",
     "WORKFLOW_VERSION",
+    "Decided",
+    "Decision",
+    "EffectDone",
+    "Published",
+    "RunPlan",
     "decision_workflow_id",
     "resume_workflow_id",
     "rollout_workflow_id",
@@ -40,3 +47,52 @@ def rollout_workflow_id(task_id: str) -> str:
 def resume_workflow_id(task_id: str, resumption: int) -> str:
     """The id of the ``resumption``-th resume of a task (each provide or resume is one)."""
     return f"{task_id}.resume{resumption}"
+
+
+# -- what steps hand each other -----------------------------------------------------------
+# Step results are checkpointed by DBOS and read back by a resumed workflow, so they are
+# plain dicts at run time: TypedDicts give them names and types without changing that.
+
+
+class RunPlan(TypedDict):
+    """Where a task's pipeline starts (``shipyard.start``) or goes on (``shipyard.resume``)."""
+
+    job_kind: str
+    max_attempts: int
+    on_exhausted: str
+    attempt: int
+    """The attempt to generate (or, with ``verify_first``, to check) next."""
+    verify_first: bool
+    """A person supplied this attempt's code: check it before generating anything."""
+
+
+class Decided(TypedDict):
+    """One person's recorded decision."""
+
+    decision: str
+    actor: str
+    reason: str
+    at: str
+
+
+class Decision(TypedDict):
+    """The people's decision on a task (``shipyard.read_decision``)."""
+
+    job_kind: str
+    decision: str
+    """``approved`` or ``rejected``."""
+    reason: str
+    decisions: list[Decided]
+    """The rejection, or every approval in order."""
+
+
+class EffectDone(TypedDict):
+    """How one of the job kind's effects ended (``shipyard.effect``)."""
+
+    ok: bool
+    error: str
+
+
+Published = dict[str, Any]
+"""What the ``publish`` tool returned (target, url_path, version, already_live): the tool's
+own result, journalled and replayed as it is."""

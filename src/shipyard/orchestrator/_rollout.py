@@ -239,6 +239,20 @@ def _watch(rt: Runtime, task_id: str, index: int) -> str:
             stage_started_at=_now(),
         )
         return "wait"
+    return _look(rt, task_id, index, plan, gateway, started, verdicts)
+
+
+def _look(
+    rt: Runtime,
+    task_id: str,
+    index: int,
+    plan: dict[str, Any],
+    gateway: dict[str, Any],
+    started: datetime,
+    verdicts: list[dict[str, Any]],
+) -> str:
+    """Probe, read both arms' traffic since the stage began, analyse, record the verdict,
+    and act on it: ``next`` (passed), ``rollback`` (failed, rolled back) or ``wait``."""
     rules = Rules(
         min_requests=plan["min_requests"],
         max_error_rate_increase=plan["max_error_rate_increase"],

@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from shipyard.errors import ShipyardError
 from shipyard.generate import render
 from shipyard.memory import outcome_memories, remember
-from shipyard.model import ReleaseState, TaskState
+from shipyard.model import DecisionKind, ReleaseState, TaskState
 from shipyard.orchestrator import _effects as effects
 from shipyard.orchestrator import _govern as govern
+from shipyard.orchestrator._names import Decided, Decision, EffectDone, Published
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.orchestrator._stage import _now, _task, stage, step
 from shipyard.orchestrator._verify import sign
@@ -40,7 +41,7 @@ __all__ = [
 
 
 @step("shipyard.read_decision")
-def read_decision_step(task_id: str) -> dict[str, Any] | None:
+def read_decision_step(task_id: str) -> Decision | None:
     """The people's decision on this task, if one is recorded (the database is the truth).
 
     A rejection decides; otherwise the approvals, all of them, in order.
@@ -51,14 +52,14 @@ def read_decision_step(task_id: str) -> dict[str, Any] | None:
             select(DecisionRow)
             .where(
                 DecisionRow.task_id == task_id,
-                DecisionRow.decision.in_(("approved", "rejected")),
+                DecisionRow.decision.in_((DecisionKind.APPROVED, DecisionKind.REJECTED)),
             )
             .order_by(DecisionRow.id)
         ).all()
         if not rows:
             return None
         task = _task(session, task_id)
-        decided = [
+        decided: list[Decided] = [
             {
                 "decision": r.decision,
                 "actor": r.actor,
@@ -67,17 +68,17 @@ def read_decision_step(task_id: str) -> dict[str, Any] | None:
             }
             for r in rows
         ]
-    rejected = [d for d in decided if d["decision"] == "rejected"]
+    rejected = [d for d in decided if d["decision"] == DecisionKind.REJECTED]
     return {
         "job_kind": task.job_kind,
-        "decision": "rejected" if rejected else "approved",
+        "decision": (DecisionKind.REJECTED if rejected else DecisionKind.APPROVED).value,
         "reason": rejected[0]["reason"] if rejected else "",
         "decisions": rejected[:1] or decided,
     }
 
 
 @step("shipyard.record_decision")
-def record_decision_step(task_id: str, decision: dict[str, Any]) -> None:
+def record_decision_step(task_id: str, decision: Decision) -> None:
     rt = current_runtime()
     with stage(rt, task_id, "approval") as record, transaction(rt.sessions) as session:
         provenance = session.get(ProvenanceRow, task_id)
@@ -94,7 +95,7 @@ def record_decision_step(task_id: str, decision: dict[str, Any]) -> None:
 
 
 @step("shipyard.release")
-def release_step(task_id: str) -> dict[str, Any]:
+def release_step(task_id: str) -> Published:
     """Put the artifact live through the ``publish`` tool (journalled: a re-run replays it)."""
     rt = current_runtime()
     with stage(rt, task_id, "release") as record:
@@ -157,7 +158,7 @@ def release_step(task_id: str) -> dict[str, Any]:
 
 
 @step("shipyard.effect")
-def effect_step(task_id: str, position: int, release: dict[str, Any]) -> dict[str, Any]:
+def effect_step(task_id: str, position: int, release: Published) -> EffectDone:
     """The job kind's effect at ``position`` (1-based), its options rendered with the inputs."""
     rt = current_runtime()
     with stage(rt, task_id, f"effect {position}") as record:

@@ -26,7 +26,7 @@ from dbos import error as dbos_errors
 
 from shipyard.errors import ShipyardError
 from shipyard.jobs import JobKind
-from shipyard.model import GateOutcome, TaskState
+from shipyard.model import DecisionKind, GateOutcome, TaskState
 from shipyard.orchestrator import _rollout as rollout
 from shipyard.orchestrator._generate import (
     escalate_step,
@@ -138,7 +138,7 @@ def _after_decision(rt: Runtime, task_id: str) -> str:
     if decision is None:
         raise ShipyardError(f"task {task_id}: no approval or rejection is recorded")
     record_decision_step(task_id, decision)
-    if decision["decision"] == "rejected":
+    if decision["decision"] == DecisionKind.REJECTED:
         finish_step(task_id, TaskState.REJECTED.value, "rejected", decision["reason"])
         return TaskState.REJECTED.value
     return _release(rt, task_id, str(decision["job_kind"]))
