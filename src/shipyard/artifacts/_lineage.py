@@ -190,6 +190,28 @@ def produced_with(
     """
     if not (prompt or model or template):
         raise InputError("name a prompt hash, a model or a template hash", hint="see --help")
+    rows = _attempts_made_with(session, prompt=prompt, model=model)
+    if template:
+        keep = _tasks_with_template(session, template)
+        rows = [(t, a) for t, a in rows if t.id in keep]
+    releases = {
+        r.task_id: r
+        for r in session.scalars(
+            select(ReleaseRow).where(ReleaseRow.task_id.in_([t.id for t, _ in rows]))
+        ).all()
+    }
+    seen: dict[str, dict[str, Any]] = {}
+    for task, attempt in rows:
+        entry = seen.setdefault(task.id, _produced_entry(task, releases.get(task.id)))
+        entry["attempts"].append(attempt.number)
+    return list(seen.values())
+
+
+def _attempts_made_with(
+    session: Session, *, prompt: str, model: str
+) -> list[tuple[TaskRow, AttemptRow]]:
+    """(task, attempt) of tasks with an artifact, oldest first, narrowed to the attempts made
+    with the prompt (a hash prefix, with or without ``sha256:``) and model given."""
     query = (
         select(TaskRow, AttemptRow)
         .join(AttemptRow, AttemptRow.task_id == TaskRow.id)
@@ -204,43 +226,32 @@ def produced_with(
         )
     if model:
         query = query.where(AttemptRow.model == model)
-    rows = [(t, a) for t, a in session.execute(query.order_by(TaskRow.submitted_at)).all()]
-    if template:
-        keep = {
-            p.task_id
-            for p in session.scalars(select(ProvenanceRow)).all()
-            if str(p.record.get("template_hash", ""))
-            .removeprefix("sha256:")
-            .startswith(template.removeprefix("sha256:"))
-        }
-        rows = [(t, a) for t, a in rows if t.id in keep]
-    releases = {
-        r.task_id: r
-        for r in session.scalars(
-            select(ReleaseRow).where(ReleaseRow.task_id.in_([t.id for t, _ in rows]))
-        ).all()
+    return [(t, a) for t, a in session.execute(query.order_by(TaskRow.submitted_at)).all()]
+
+
+def _tasks_with_template(session: Session, template: str) -> set[str]:
+    """Tasks whose provenance records a template hash starting with ``template``."""
+    wanted = template.removeprefix("sha256:")
+    return {
+        p.task_id
+        for p in session.scalars(select(ProvenanceRow)).all()
+        if str(p.record.get("template_hash", "")).removeprefix("sha256:").startswith(wanted)
     }
-    seen: dict[str, dict[str, Any]] = {}
-    for task, attempt in rows:
-        entry = seen.setdefault(
-            task.id,
-            {
-                "task": task.id,
-                "artifact": task.artifact_id,
-                "job_kind": task.job_kind,
-                "input_key": task.input_key,
-                "state": task.state,
-                "release": (
-                    f"{releases[task.id].state} on {releases[task.id].target} "
-                    f"at {releases[task.id].path}"
-                    if task.id in releases
-                    else ""
-                ),
-                "attempts": [],
-            },
-        )
-        entry["attempts"].append(attempt.number)
-    return list(seen.values())
+
+
+def _produced_entry(task: TaskRow, release: ReleaseRow | None) -> dict[str, Any]:
+    """One row of :func:`produced_with`, before its attempts are added."""
+    return {
+        "task": task.id,
+        "artifact": task.artifact_id,
+        "job_kind": task.job_kind,
+        "input_key": task.input_key,
+        "state": task.state,
+        "release": (
+            f"{release.state} on {release.target} at {release.path}" if release is not None else ""
+        ),
+        "attempts": [],
+    }
 
 
 def previous_version(session: Session, task: TaskRow) -> ArtifactRow | None:
@@ -323,72 +334,81 @@ def openlineage_events(session: Session, ref: str, *, project: str) -> list[dict
     namespace = f"shipyard://{project}"
     events: list[dict[str, Any]] = []
     for task in story["tasks"]:
-        run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"shipyard:task:{task['task']}"))
-        job = {
-            "namespace": namespace,
-            "name": f"{task['domain']}.{task['job_kind']}",
-            "facets": {},
-        }
-        inputs = [
-            {
-                "namespace": namespace,
-                "name": f"inputs/{task['job_kind']}/{task['input_key']}",
-                "facets": {
-                    "shipyard_inputs": _facet(inputsHash=task["inputs_hash"]),
-                },
-            }
-        ]
-        outputs = [
-            {
-                "namespace": namespace,
-                "name": f"artifacts/{story['artifact']['id']}",
-                "facets": {
-                    "shipyard_artifact": _facet(
-                        files=sorted(story["artifact"]["files"]),
-                        size=story["artifact"]["size"],
-                    ),
-                },
-            }
-        ]
-        run_facets = {
-            "shipyard_generation": _facet(
-                attempts=len(task["attempts"]),
-                tier=task["attempts"][-1]["tier"] if task["attempts"] else "",
-                provider=task["provider"],
-                model=task["model"],
-                promptHash=task["prompt_hash"],
-                templateHash=task["template_hash"],
-                costUsd=str(sum(Decimal(a["cost_usd"]) for a in task["attempts"])),
-            ),
-            "shipyard_approvals": _facet(approvals=task["approvals"]),
-        }
-        start = {
-            "eventType": "START",
-            "eventTime": task["submitted_at"],
-            "producer": PRODUCER,
-            "schemaURL": OPENLINEAGE_SCHEMA,
-            "run": {"runId": run_id, "facets": run_facets},
-            "job": job,
-            "inputs": inputs,
-            "outputs": [],
-        }
+        start = _start_event(task, namespace)
         events.append(start)
         ended = _ENDED.get(task["state"])
         if ended:
-            finished = [d["at"] for d in task["decisions"]] + [
-                r["released_at"] for r in task["releases"]
-            ]
+            outputs = _artifact_datasets(story["artifact"], namespace)
             events.append(
                 start
                 | {
                     "eventType": ended,
-                    "eventTime": max(t for t in finished if t)
-                    if any(finished)
-                    else task["submitted_at"],
+                    "eventTime": _end_time(task),
                     "outputs": outputs if ended == "COMPLETE" else [],
                 }
             )
     return events
+
+
+def _start_event(task: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The START event of one task of a lineage: its job, its inputs and how it generated."""
+    run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"shipyard:task:{task['task']}"))
+    job = {
+        "namespace": namespace,
+        "name": f"{task['domain']}.{task['job_kind']}",
+        "facets": {},
+    }
+    inputs = [
+        {
+            "namespace": namespace,
+            "name": f"inputs/{task['job_kind']}/{task['input_key']}",
+            "facets": {
+                "shipyard_inputs": _facet(inputsHash=task["inputs_hash"]),
+            },
+        }
+    ]
+    run_facets = {
+        "shipyard_generation": _facet(
+            attempts=len(task["attempts"]),
+            tier=task["attempts"][-1]["tier"] if task["attempts"] else "",
+            provider=task["provider"],
+            model=task["model"],
+            promptHash=task["prompt_hash"],
+            templateHash=task["template_hash"],
+            costUsd=str(sum(Decimal(a["cost_usd"]) for a in task["attempts"])),
+        ),
+        "shipyard_approvals": _facet(approvals=task["approvals"]),
+    }
+    return {
+        "eventType": "START",
+        "eventTime": task["submitted_at"],
+        "producer": PRODUCER,
+        "schemaURL": OPENLINEAGE_SCHEMA,
+        "run": {"runId": run_id, "facets": run_facets},
+        "job": job,
+        "inputs": inputs,
+        "outputs": [],
+    }
+
+
+def _artifact_datasets(artifact: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
+    """The artifact as the output dataset of a run that completed."""
+    return [
+        {
+            "namespace": namespace,
+            "name": f"artifacts/{artifact['id']}",
+            "facets": {
+                "shipyard_artifact": _facet(files=sorted(artifact["files"]), size=artifact["size"]),
+            },
+        }
+    ]
+
+
+def _end_time(task: dict[str, Any]) -> str | None:
+    """When a task ended: its last decision or release, else when it was submitted."""
+    finished = [d["at"] for d in task["decisions"]] + [r["released_at"] for r in task["releases"]]
+    ended: str | None = max(t for t in finished if t) if any(finished) else task["submitted_at"]
+    return ended
 
 
 # -- retention ------------------------------------------------------------------------------

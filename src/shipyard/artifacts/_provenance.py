@@ -49,6 +49,37 @@ def build_statement(
     ``record`` is the task's provenance record (see the register step); ``inputs`` is None
     when the project keeps inputs out of provenance (their digest is always there).
     """
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [
+            {"name": name, "digest": {"sha256": str(entry["sha256"])}}
+            for name, entry in sorted(manifest.items())
+        ],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": _external_parameters(record, inputs),
+                "internalParameters": _internal_parameters(artifact_id, record, attempts),
+                "resolvedDependencies": _resolved_dependencies(record, attempts),
+            },
+            "runDetails": {
+                "builder": {"id": BUILDER_ID, "version": {"shipyard": __version__}},
+                "metadata": {
+                    "invocationId": record["task"],
+                    "startedOn": record["submitted_at"],
+                    "finishedOn": record["registered_at"],
+                },
+                "byproducts": _byproducts(attempts, approvals),
+            },
+        },
+    }
+
+
+def _external_parameters(
+    record: Mapping[str, Any], inputs: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """What the task was asked for: its job kind, subject and inputs (or only their digest)."""
     external: dict[str, Any] = {
         "jobKind": record["job_kind"],
         "domain": record["domain"],
@@ -57,7 +88,28 @@ def build_statement(
     }
     if inputs is not None:
         external["inputs"] = dict(inputs)
+    return external
+
+
+def _internal_parameters(
+    artifact_id: str, record: Mapping[str, Any], attempts: Sequence[Attempt]
+) -> dict[str, Any]:
+    """How Shipyard made it: the artifact, the passing attempt's tier, the model, the prompt."""
     passing = attempts[-1] if attempts else None
+    return {
+        "artifact": artifact_id,
+        "tier": passing.tier if passing else "",
+        "provider": record["provider"],
+        "model": record["model"],
+        "promptTemplateDigest": {"sha256": _hex(record["template_hash"])},
+        "promptDigest": {"sha256": _hex(record["prompt_hash"])},
+    }
+
+
+def _resolved_dependencies(
+    record: Mapping[str, Any], attempts: Sequence[Attempt]
+) -> list[dict[str, Any]]:
+    """What went into it: the job kind's templates, every attempt's prompt, recalled memory."""
     dependencies: list[dict[str, Any]] = [
         {
             "name": "job-kind-templates",
@@ -78,6 +130,13 @@ def build_statement(
         {"name": f"memory/{item}", "uri": f"shipyard:memory/{item}"}
         for item in record.get("recalled", [])
     ]
+    return dependencies
+
+
+def _byproducts(
+    attempts: Sequence[Attempt], approvals: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """What the run left besides the files: each attempt's check report, and the approvals."""
     byproducts: list[dict[str, Any]] = [
         {
             "name": f"checks/attempt-{a.number}",
@@ -94,38 +153,7 @@ def build_statement(
             "annotations": {"approvals": list(approvals)},
         }
     )
-    return {
-        "_type": STATEMENT_TYPE,
-        "subject": [
-            {"name": name, "digest": {"sha256": str(entry["sha256"])}}
-            for name, entry in sorted(manifest.items())
-        ],
-        "predicateType": PREDICATE_TYPE,
-        "predicate": {
-            "buildDefinition": {
-                "buildType": BUILD_TYPE,
-                "externalParameters": external,
-                "internalParameters": {
-                    "artifact": artifact_id,
-                    "tier": passing.tier if passing else "",
-                    "provider": record["provider"],
-                    "model": record["model"],
-                    "promptTemplateDigest": {"sha256": _hex(record["template_hash"])},
-                    "promptDigest": {"sha256": _hex(record["prompt_hash"])},
-                },
-                "resolvedDependencies": dependencies,
-            },
-            "runDetails": {
-                "builder": {"id": BUILDER_ID, "version": {"shipyard": __version__}},
-                "metadata": {
-                    "invocationId": record["task"],
-                    "startedOn": record["submitted_at"],
-                    "finishedOn": record["registered_at"],
-                },
-                "byproducts": byproducts,
-            },
-        },
-    }
+    return byproducts
 
 
 def check_statement(

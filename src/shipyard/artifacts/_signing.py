@@ -138,15 +138,6 @@ def verify_artifact(
     rows = session.scalars(
         select(ProvenanceRow).where(ProvenanceRow.artifact_id == artifact_id)
     ).all()
-    attempt_rows = {
-        row.task_id: session.scalars(
-            select(AttemptRow).where(AttemptRow.task_id == row.task_id).order_by(AttemptRow.number)
-        ).all()
-        for row in rows
-    }
-    reports = {
-        task_id: {a.number: a.report for a in found} for task_id, found in attempt_rows.items()
-    }
     try:
         stored = store.get(artifact_id)
         store.read(stored)  # every file against its digest, the manifest against the id
@@ -157,25 +148,40 @@ def verify_artifact(
     if not rows:
         result.problems.append("no task recorded provenance for this artifact")
     for row in rows:
-        where = f"task {row.task_id}"
-        if row.envelope is None:
-            result.problems.append(f"{where}: the provenance was never signed")
-            continue
-        try:
-            statement = verify_signature(row.envelope, key)
-        except StoreError as exc:
-            result.problems.append(f"{where}: {exc.message}")
-            continue
-        result.checked.append(f"{where}: signature by {key.keyid[:23]}… holds")
-        problems = check_statement(
-            statement,
-            artifact_id=artifact_id,
-            manifest=stored.manifest,
-            reports=reports[row.task_id],
-            record=row.record,
-            attempts=[_attempt(a) for a in attempt_rows[row.task_id]],
-        )
-        result.problems += [f"{where}: {p}" for p in problems]
-        if not problems:
-            result.checked.append(f"{where}: statement matches the files and the check reports")
+        _verify_provenance(session, key, row, stored.manifest, result)
     return result
+
+
+def _verify_provenance(
+    session: Session,
+    key: SigningKey,
+    row: ProvenanceRow,
+    manifest: dict[str, dict[str, Any]],
+    result: ArtifactCheck,
+) -> None:
+    """One task's provenance: its signature, then the signed statement against the stored
+    files, the check reports and the records. Adds what held and what did not to ``result``."""
+    where = f"task {row.task_id}"
+    if row.envelope is None:
+        result.problems.append(f"{where}: the provenance was never signed")
+        return
+    try:
+        statement = verify_signature(row.envelope, key)
+    except StoreError as exc:
+        result.problems.append(f"{where}: {exc.message}")
+        return
+    result.checked.append(f"{where}: signature by {key.keyid[:23]}… holds")
+    attempts = session.scalars(
+        select(AttemptRow).where(AttemptRow.task_id == row.task_id).order_by(AttemptRow.number)
+    ).all()
+    problems = check_statement(
+        statement,
+        artifact_id=result.artifact_id,
+        manifest=manifest,
+        reports={a.number: a.report for a in attempts},
+        record=row.record,
+        attempts=[_attempt(a) for a in attempts],
+    )
+    result.problems += [f"{where}: {p}" for p in problems]
+    if not problems:
+        result.checked.append(f"{where}: statement matches the files and the check reports")
