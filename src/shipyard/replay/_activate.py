@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shipyard.errors import InputError, StateError
 from shipyard.orchestrator import Runtime, govern
@@ -42,6 +43,25 @@ def activate_policy(
     project, for exactly this policy set against exactly today's, without regressions (unless
     ``accept_regressions``). The new set must load; the file is switched atomically.
     """
+    run, target, live = _vetted(rt, candidate, data, replay_id, report, replaces)
+    regressions = list(run.report.get("regressions", []))
+    if regressions and not accept_regressions:
+        raise StateError(
+            f"replay {run.id} lists regressions: " + "; ".join(regressions),
+            hint="fix the policy and replay again, or pass --accept-regressions",
+        )
+    claimed = str(run.candidate["policy_hash"])
+    reason = f"replay {run.id}: {claimed[:19]} replaces {run.baseline['policy_hash'][:19]}"
+    detail = {"replay": run.id, "regressions": regressions}
+    _switch(rt, target, live, data, actor=actor, reason=reason, detail=detail)
+    return Activated(target=target, policy_hash=claimed, actor=actor)
+
+
+def _vetted(
+    rt: Runtime, candidate: Path, data: bytes, replay_id: str, report: Path, replaces: Path | None
+) -> tuple[ReplayRunRow, Path, list[Path]]:
+    """The replay's record, the live file ``data`` replaces, and the live files, once the
+    record shows the replay was made for exactly this candidate against exactly today's."""
     with rt.sessions() as session:
         run = session.get(ReplayRunRow, str(replay_id))
     if run is None:  # the record, not the file, is what counts
@@ -84,12 +104,21 @@ def activate_policy(
             f"replay {run.id} was produced for another policy version than {candidate}",
             hint=f"replay {candidate} itself: shipyard replay --policy {candidate} --out ...",
         )
-    regressions = list(run.report.get("regressions", []))
-    if regressions and not accept_regressions:
-        raise StateError(
-            f"replay {run.id} lists regressions: " + "; ".join(regressions),
-            hint="fix the policy and replay again, or pass --accept-regressions",
-        )
+    return run, target, live
+
+
+def _switch(
+    rt: Runtime,
+    target: Path,
+    live: list[Path],
+    data: bytes,
+    *,
+    actor: str,
+    reason: str,
+    detail: dict[str, Any],
+) -> None:
+    """Stage ``data`` beside ``target`` with its mode, check the new set loads, audit, then
+    replace the live file atomically (the staged copy never lingers)."""
     staged = target.with_name(f".{target.name}.activating")
     staged.write_bytes(data)
     try:
@@ -97,7 +126,6 @@ def activate_policy(
         Policies([*(p for p in live if p != target), staged])  # valid, or file and line
         with open(staged, "rb") as handle:
             os.fsync(handle.fileno())
-        claimed = str(run.candidate["policy_hash"])
         with transaction(rt.sessions) as session:  # on the record, then the switch
             govern.record(
                 session,
@@ -105,11 +133,9 @@ def activate_policy(
                 action="policy_activate",
                 subject=f"policy {target.name}",
                 decision="done",
-                reason=f"replay {run.id}: {claimed[:19]} replaces "
-                f"{run.baseline['policy_hash'][:19]}",
-                detail={"replay": run.id, "regressions": regressions},
+                reason=reason,
+                detail=detail,
             )
         os.replace(staged, target)
     finally:
         staged.unlink(missing_ok=True)
-    return Activated(target=target, policy_hash=claimed, actor=actor)
