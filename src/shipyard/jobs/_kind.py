@@ -190,38 +190,8 @@ def _read(folder: Path, name: str, what: str) -> str:
 
 def load_job_kind(folder: Path, *, domain: str) -> JobKind:
     """Read and validate the job kind in ``folder``; ConfigError names file, key and fix."""
-    job_file = folder / JOB_FILE
-    try:
-        raw = tomllib.loads(job_file.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(
-            f"{job_file}: no such file", hint="each job kind folder needs a job.toml"
-        ) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{job_file}: not valid TOML: {exc}", hint="fix the syntax") from exc
-    try:
-        spec = _JobFile.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(
-            f"{job_file}: key {key!r}: {first['msg']}",
-            hint=f"allowed keys: {', '.join(sorted(_JobFile.model_fields))}",
-        ) from exc
-    schema_text = _read(folder, spec.input_schema, "input schema")
-    try:
-        schema = json.loads(schema_text)
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except (json.JSONDecodeError, jsonschema.SchemaError) as exc:
-        raise ConfigError(
-            f"{folder / spec.input_schema}: not a valid JSON Schema: {exc}",
-            hint="fix the schema (JSON Schema draft 2020-12)",
-        ) from exc
-    if spec.input_key not in schema.get("properties", {}):
-        raise ConfigError(
-            f"{job_file}: key 'input_key': {spec.input_key!r} is not a property of the schema",
-            hint=f"choose one of: {', '.join(schema.get('properties', {}))}",
-        )
+    spec = _read_job_file(folder / JOB_FILE)
+    schema = _read_input_schema(folder, spec)
     return JobKind(
         name=spec.name,
         domain=domain,
@@ -239,16 +209,58 @@ def load_job_kind(folder: Path, *, domain: str) -> JobKind:
         checks=tuple(
             CheckSpec(name=c.name, options=dict(c.model_extra or {})) for c in spec.checks
         ),
-        release=(
-            ReleaseSpec(
-                target=spec.release.target,
-                path=spec.release.path,
-                probes=tuple(ProbeSpec(**p.model_dump()) for p in spec.release.probes),
-            )
-            if spec.release
-            else None
-        ),
+        release=_release_spec(spec.release) if spec.release else None,
         effects=tuple(
             EffectSpec(tool=e.tool, options=dict(e.model_extra or {})) for e in spec.effects
         ),
+    )
+
+
+def _read_job_file(job_file: Path) -> _JobFile:
+    """``job.toml`` parsed and validated against :class:`_JobFile`."""
+    try:
+        raw = tomllib.loads(job_file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{job_file}: no such file", hint="each job kind folder needs a job.toml"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{job_file}: not valid TOML: {exc}", hint="fix the syntax") from exc
+    try:
+        return _JobFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{job_file}: key {key!r}: {first['msg']}",
+            hint=f"allowed keys: {', '.join(sorted(_JobFile.model_fields))}",
+        ) from exc
+
+
+def _read_input_schema(folder: Path, spec: _JobFile) -> dict[str, Any]:
+    """The job kind's input schema: valid JSON Schema, with ``input_key`` among its
+    properties."""
+    schema_text = _read(folder, spec.input_schema, "input schema")
+    try:
+        schema: dict[str, Any] = json.loads(schema_text)
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except (json.JSONDecodeError, jsonschema.SchemaError) as exc:
+        raise ConfigError(
+            f"{folder / spec.input_schema}: not a valid JSON Schema: {exc}",
+            hint="fix the schema (JSON Schema draft 2020-12)",
+        ) from exc
+    if spec.input_key not in schema.get("properties", {}):
+        raise ConfigError(
+            f"{folder / JOB_FILE}: key 'input_key': {spec.input_key!r} is not a property of "
+            "the schema",
+            hint=f"choose one of: {', '.join(schema.get('properties', {}))}",
+        )
+    return schema
+
+
+def _release_spec(entry: _ReleaseEntry) -> ReleaseSpec:
+    return ReleaseSpec(
+        target=entry.target,
+        path=entry.path,
+        probes=tuple(ProbeSpec(**p.model_dump()) for p in entry.probes),
     )
