@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, delete, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from shipyard.errors import ConfigError, InputError
-from shipyard.memory._embed import Embedder
+from shipyard.memory._embed import Embedder, Vectors
 from shipyard.memory._index import VectorIndex
 from shipyard.store import MemoryRow
 
@@ -375,73 +375,35 @@ class SemanticMemory:
         self._refuse_other_embedders(session, namespaces)
         wanted = max(4 * k, 20)
         vector = self.embedder.embed([query[:MAX_TEXT]])[0]
-        meaning: list[int] = []
-        by_id_similarity: dict[int, float] = {}
-        for namespace in namespaces:
-            for row_id, similarity in self._index(session, namespace).search(vector, wanted):
-                by_id_similarity[row_id] = similarity
-        meaning = sorted(by_id_similarity, key=lambda i: -by_id_similarity[i])[:wanted]
-        words = self.words(session, query, namespaces, wanted)
-        fused: dict[int, float] = {}
-        sources: dict[int, list[str]] = {}
-        for name, ranked in (("meaning", meaning), ("words", words)):
-            for rank, row_id in enumerate(ranked, start=1):
-                fused[row_id] = fused.get(row_id, 0.0) + 1.0 / (RRF_K + rank)
-                sources.setdefault(row_id, []).append(name)
+        fused = _fuse(
+            meaning=self._by_meaning(session, vector, namespaces, wanted),
+            words=self.words(session, query, namespaces, wanted),
+        )
         if not fused:
             return []
-        conditions = [
-            MemoryRow.id.in_(list(fused)),  # by primary key; the rest is checked per row
-            or_(MemoryRow.expires_at.is_(None), MemoryRow.expires_at > now),
-        ]
-        if job_kind:
-            conditions.append(MemoryRow.job_kind == job_kind)
-        if max_age_days is not None:
-            conditions.append(MemoryRow.created_at >= now - timedelta(days=max_age_days))
-        rows = session.scalars(select(MemoryRow).where(*conditions)).all()
-        hits: list[Hit] = []
+        rows = _live_rows(session, fused, now=now, job_kind=job_kind, max_age_days=max_age_days)
         allowed = set(namespaces)
+        hits: list[Hit] = []
         for row in rows:
             if row.namespace not in allowed:
                 continue
             if tags and not set(tags) <= set(row.tags or []):
                 continue
-            if row.vector is None:
-                continue
-            stored = np.frombuffer(row.vector, dtype=np.float32)
-            similarity = float(stored @ vector)
-            if similarity < policy.threshold:
-                continue
-            age = max(0.0, (now - row.created_at).total_seconds() / 86400)
-            decay = 0.5 ** (age / policy.half_life_days) if policy.half_life_days else 1.0
-            hits.append(
-                Hit(
-                    id=row.id,
-                    namespace=row.namespace,
-                    kind=row.kind,
-                    text=row.text,
-                    job_kind=row.job_kind,
-                    input_key=row.input_key,
-                    task_id=row.task_id,
-                    tags=list(row.tags or []),
-                    meta=dict(row.meta or {}),
-                    created_at=row.created_at,
-                    similarity=similarity,
-                    score=fused[row.id] * decay,
-                    found_by=tuple(sources[row.id]),
-                )
-            )
+            hit = _weigh(row, vector, fused[row.id], policy=policy, now=now)
+            if hit is not None:
+                hits.append(hit)
         hits.sort(key=lambda h: (-h.score, -h.similarity, -h.id))
-        kept: list[Hit] = []
-        budget = policy.max_tokens * 4
-        for hit in hits:
-            if len(kept) == k:
-                break
-            if len(hit.text) > budget:
-                continue  # too long for what is left: a shorter one may still fit
-            budget -= len(hit.text)
-            kept.append(hit)
-        return kept
+        return _fit(hits, k=k, max_tokens=policy.max_tokens)
+
+    def _by_meaning(
+        self, session: Session, vector: Vectors, namespaces: Sequence[str], wanted: int
+    ) -> list[int]:
+        """The ``wanted`` ids nearest ``vector`` across the namespaces' indexes, best first."""
+        similarity: dict[int, float] = {}
+        for namespace in namespaces:
+            for row_id, found in self._index(session, namespace).search(vector, wanted):
+                similarity[row_id] = found
+        return sorted(similarity, key=lambda i: -similarity[i])[:wanted]
 
     def exact_neighbours(self, session: Session, query: str, namespace: str, k: int) -> list[int]:
         """Brute-force nearest ids by meaning alone (what the index is measured against)."""
@@ -452,3 +414,88 @@ class SemanticMemory:
         """The index's nearest ids by meaning alone."""
         vector = self.embedder.embed([query])[0]
         return [i for i, _ in self._index(session, namespace).search(vector, k)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Fused:
+    """One id's standing after reciprocal rank fusion."""
+
+    score: float
+    """Sum over the halves that found it of 1 / (RRF_K + rank)."""
+    found_by: tuple[str, ...]
+    """``meaning``, ``words`` or both, in that order."""
+
+
+def _fuse(*, meaning: Sequence[int], words: Sequence[int]) -> dict[int, _Fused]:
+    """Reciprocal rank fusion of the two halves' rankings."""
+    scores: dict[int, float] = {}
+    sources: dict[int, list[str]] = {}
+    for name, ranked in (("meaning", meaning), ("words", words)):
+        for rank, row_id in enumerate(ranked, start=1):
+            scores[row_id] = scores.get(row_id, 0.0) + 1.0 / (RRF_K + rank)
+            sources.setdefault(row_id, []).append(name)
+    return {i: _Fused(score=scores[i], found_by=tuple(sources[i])) for i in scores}
+
+
+def _live_rows(
+    session: Session,
+    ids: Iterable[int],
+    *,
+    now: datetime,
+    job_kind: str,
+    max_age_days: float | None,
+) -> Sequence[MemoryRow]:
+    """The rows of ``ids`` not expired, of ``job_kind`` and young enough (when asked)."""
+    conditions = [
+        MemoryRow.id.in_(list(ids)),  # by primary key; the rest is checked per row
+        or_(MemoryRow.expires_at.is_(None), MemoryRow.expires_at > now),
+    ]
+    if job_kind:
+        conditions.append(MemoryRow.job_kind == job_kind)
+    if max_age_days is not None:
+        conditions.append(MemoryRow.created_at >= now - timedelta(days=max_age_days))
+    return session.scalars(select(MemoryRow).where(*conditions)).all()
+
+
+def _weigh(
+    row: MemoryRow, vector: Vectors, fused: _Fused, *, policy: SearchPolicy, now: datetime
+) -> Hit | None:
+    """The row as a hit, its fused score weighed by freshness; None when its similarity to
+    the query is below the threshold (or it has no vector)."""
+    if row.vector is None:
+        return None
+    stored = np.frombuffer(row.vector, dtype=np.float32)
+    similarity = float(stored @ vector)
+    if similarity < policy.threshold:
+        return None
+    age = max(0.0, (now - row.created_at).total_seconds() / 86400)
+    decay = 0.5 ** (age / policy.half_life_days) if policy.half_life_days else 1.0
+    return Hit(
+        id=row.id,
+        namespace=row.namespace,
+        kind=row.kind,
+        text=row.text,
+        job_kind=row.job_kind,
+        input_key=row.input_key,
+        task_id=row.task_id,
+        tags=list(row.tags or []),
+        meta=dict(row.meta or {}),
+        created_at=row.created_at,
+        similarity=similarity,
+        score=fused.score * decay,
+        found_by=fused.found_by,
+    )
+
+
+def _fit(hits: Sequence[Hit], *, k: int, max_tokens: int) -> list[Hit]:
+    """At most ``k`` of ``hits``, in order, whose texts fit ``max_tokens`` (4 characters each)."""
+    kept: list[Hit] = []
+    budget = max_tokens * 4
+    for hit in hits:
+        if len(kept) == k:
+            break
+        if len(hit.text) > budget:
+            continue  # too long for what is left: a shorter one may still fit
+        budget -= len(hit.text)
+        kept.append(hit)
+    return kept
