@@ -90,6 +90,30 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Records:
+    """What the figures are computed from: the window's valid tasks and their records."""
+
+    tasks: list[TaskRow]
+    attempts: dict[str, list[AttemptRow]]
+    """Task id -> its attempts, as stored."""
+    releases: Sequence[ReleaseRow]
+    decisions: Sequence[DecisionRow]
+    """People's approvals and rejections."""
+
+    @property
+    def ended(self) -> list[TaskRow]:
+        return [t for t in self.tasks if t.state in _ENDED and t.finished_at is not None]
+
+    @property
+    def rolled_back(self) -> list[ReleaseRow]:
+        return [
+            r
+            for r in self.releases
+            if r.state == ReleaseState.ROLLED_BACK and r.rolled_back_at is not None
+        ]
+
+
 def operating_figures(
     session: Session,
     *,
@@ -99,6 +123,24 @@ def operating_figures(
     domain: str = "",
     sla_minutes: dict[str, float] | None = None,
 ) -> list[Figure]:
+    """The figures of the module docstring, in that order, for tasks submitted in the window."""
+    records = _records(session, since=since, until=until, job_kind=job_kind, domain=domain)
+    return [
+        *_volume_and_latency(records),
+        _success_rate(records),
+        _first_attempt_pass_rate(records),
+        *_time_to_recover(records),
+        _false_positive_rate(records),
+        _false_negative_rate(records),
+        *_cost_per_task(records),
+        _sla_adherence(records, sla_minutes or {}),
+        _audit_completeness(session, [t.id for t in records.tasks]),
+    ]
+
+
+def _records(
+    session: Session, *, since: datetime, until: datetime, job_kind: str, domain: str
+) -> _Records:
     query = select(TaskRow).where(TaskRow.submitted_at >= since, TaskRow.submitted_at < until)
     if job_kind:
         query = query.where(TaskRow.job_kind == job_kind)
@@ -106,39 +148,62 @@ def operating_figures(
         query = query.where(TaskRow.domain == domain)
     tasks = [t for t in session.scalars(query).all() if t.state != "invalid"]
     ids = [t.id for t in tasks]
-    attempts = (
-        session.scalars(select(AttemptRow).where(AttemptRow.task_id.in_(ids))).all() if ids else []
-    )
-    releases = (
-        session.scalars(select(ReleaseRow).where(ReleaseRow.task_id.in_(ids))).all() if ids else []
-    )
-    decisions = (
-        session.scalars(
-            select(DecisionRow).where(
-                DecisionRow.task_id.in_(ids), DecisionRow.decision.in_(("approved", "rejected"))
-            )
-        ).all()
-        if ids
-        else []
-    )
-
-    ended = [t for t in tasks if t.state in _ENDED and t.finished_at is not None]
-    latencies = sorted(_took(t) for t in ended)
-    released = [t for t in tasks if t.state in _RELEASED]
-
+    if not ids:
+        return _Records(tasks=tasks, attempts={}, releases=[], decisions=[])
     by_task: dict[str, list[AttemptRow]] = {}
-    for a in attempts:
+    for a in session.scalars(select(AttemptRow).where(AttemptRow.task_id.in_(ids))).all():
         by_task.setdefault(a.task_id, []).append(a)
+    releases = session.scalars(select(ReleaseRow).where(ReleaseRow.task_id.in_(ids))).all()
+    decisions = session.scalars(
+        select(DecisionRow).where(
+            DecisionRow.task_id.in_(ids), DecisionRow.decision.in_(("approved", "rejected"))
+        )
+    ).all()
+    return _Records(tasks=tasks, attempts=by_task, releases=releases, decisions=decisions)
+
+
+def _figure(name: str, value: float | None, unit: str, basis: str) -> Figure:
+    """A figure, its parts in the order people read them in the table."""
+    return Figure(name=name, value=value, unit=unit, basis=basis)
+
+
+def _volume_and_latency(records: _Records) -> list[Figure]:
+    n = len(records.tasks)
+    latencies = sorted(_took(t) for t in records.ended)
+    ended = f"{len(latencies)} ended"
+    return [
+        _figure("tasks submitted", float(n), "tasks", f"{n} valid task(s) in the window"),
+        _figure("end-to-end latency p50", _percentile(latencies, 50), "s", ended),
+        _figure("end-to-end latency p95", _percentile(latencies, 95), "s", ended),
+    ]
+
+
+def _success_rate(records: _Records) -> Figure:
+    n = len(records.tasks)
+    released = [t for t in records.tasks if t.state in _RELEASED]
+    return _figure(
+        "success rate", _ratio(len(released), n), "ratio", f"{len(released)} released of {n}"
+    )
+
+
+def _first_attempt_pass_rate(records: _Records) -> Figure:
     checked = [
         sorted(v, key=lambda a: a.number)
-        for v in by_task.values()
+        for v in records.attempts.values()
         if any(a.passed is not None for a in v)
     ]
     first_pass = sum(1 for v in checked if v[0].passed is True)
+    return _figure(
+        "first-attempt pass rate",
+        _ratio(first_pass, len(checked)),
+        "ratio",
+        f"{first_pass} of {len(checked)} checked task(s)",
+    )
 
-    rolled = [
-        r for r in releases if r.state == ReleaseState.ROLLED_BACK and r.rolled_back_at is not None
-    ]
+
+def _time_to_recover(records: _Records) -> list[Figure]:
+    """Mean time from release to rollback, and the p50 from failing signal to baseline."""
+    rolled = records.rolled_back
     recover = [
         (r.rolled_back_at - r.released_at).total_seconds()  # type: ignore[operator]
         for r in rolled
@@ -148,27 +213,74 @@ def operating_figures(
         for r in rolled
         if r.restored_at is not None and r.detected_at is not None
     )
+    mttr = statistics.fmean(recover) if recover else None
+    return [
+        _figure("mean time to recover", mttr, "s", f"{len(recover)} rollback(s)"),
+        _figure(
+            "rollback time to recover p50",
+            _percentile(switched, 50),
+            "s",
+            f"{len(switched)} rollback(s) with a recorded signal",
+        ),
+    ]
 
+
+def _false_positive_rate(records: _Records) -> Figure:
+    """Of the artifacts whose checks warned and a person decided on, how many were approved."""
     decided: dict[str, str] = {}
-    for d in decisions:
+    for d in records.decisions:
         decided.setdefault(d.task_id, d.decision)
     flagged = []
-    for task_id, rows in by_task.items():
+    for task_id, rows in records.attempts.items():
         passing = [a for a in rows if a.passed]
         if passing and task_id in decided:
             report = CheckReport.from_dict(passing[-1].report or {})
             if any(f.severity == "warning" for f in report.findings):
                 flagged.append(task_id)
-    approved_flagged = sum(1 for t in flagged if decided[t] == "approved")
-
-    costs = sorted(
-        float(sum((a.cost_usd for a in by_task.get(t.id, [])), Decimal(0))) for t in tasks
+    approved = sum(1 for t in flagged if decided[t] == "approved")
+    return _figure(
+        "safety-check false positive rate",
+        _ratio(approved, len(flagged)),
+        "ratio",
+        f"{approved} of {len(flagged)} flagged artifact(s) approved by a person",
     )
 
-    targets = sla_minutes or {}
-    with_target = [t for t in ended if t.job_kind in targets and t.state in _RELEASED]
-    on_time = len([t for t in with_target if _took(t) <= targets[t.job_kind] * 60])
 
+def _false_negative_rate(records: _Records) -> Figure:
+    rolled, releases = len(records.rolled_back), len(records.releases)
+    return _figure(
+        "safety-check false negative rate",
+        _ratio(rolled, releases),
+        "ratio",
+        f"{rolled} of {releases} release(s) rolled back after passing checks",
+    )
+
+
+def _cost_per_task(records: _Records) -> list[Figure]:
+    costs = sorted(
+        float(sum((a.cost_usd for a in records.attempts.get(t.id, [])), Decimal(0)))
+        for t in records.tasks
+    )
+    mean_cost = statistics.fmean(costs) if costs else None
+    return [
+        _figure("cost per task (mean)", mean_cost, "USD", f"{len(costs)} task(s)"),
+        _figure("cost per task p95", _percentile(costs, 95), "USD", f"{len(costs)} task(s)"),
+    ]
+
+
+def _sla_adherence(records: _Records, sla_minutes: dict[str, float]) -> Figure:
+    with_target = [t for t in records.ended if t.job_kind in sla_minutes and t.state in _RELEASED]
+    on_time = len([t for t in with_target if _took(t) <= sla_minutes[t.job_kind] * 60])
+    return _figure(
+        "SLA adherence",
+        _ratio(on_time, len(with_target)),
+        "ratio",
+        f"{on_time} of {len(with_target)} released task(s) with a target",
+    )
+
+
+def _audit_completeness(session: Session, ids: list[str]) -> Figure:
+    """Effects (tool calls that acted) with an audit entry carrying a policy decision."""
     effects = (
         session.scalars(
             select(ToolCallRow).where(
@@ -195,56 +307,12 @@ def operating_figures(
         else set()
     )
     complete = sum(1 for e in effects if e.key in audited_keys)
-
-    n = len(tasks)
-    mttr = statistics.fmean(recover) if recover else None
-    mean_cost = statistics.fmean(costs) if costs else None
-    figures = [
-        ("tasks submitted", float(n), "tasks", f"{n} valid task(s) in the window"),
-        ("end-to-end latency p50", _percentile(latencies, 50), "s", f"{len(latencies)} ended"),
-        ("end-to-end latency p95", _percentile(latencies, 95), "s", f"{len(latencies)} ended"),
-        ("success rate", _ratio(len(released), n), "ratio", f"{len(released)} released of {n}"),
-        (
-            "first-attempt pass rate",
-            _ratio(first_pass, len(checked)),
-            "ratio",
-            f"{first_pass} of {len(checked)} checked task(s)",
-        ),
-        ("mean time to recover", mttr, "s", f"{len(recover)} rollback(s)"),
-        (
-            "rollback time to recover p50",
-            _percentile(switched, 50),
-            "s",
-            f"{len(switched)} rollback(s) with a recorded signal",
-        ),
-        (
-            "safety-check false positive rate",
-            _ratio(approved_flagged, len(flagged)),
-            "ratio",
-            f"{approved_flagged} of {len(flagged)} flagged artifact(s) approved by a person",
-        ),
-        (
-            "safety-check false negative rate",
-            _ratio(len(rolled), len(releases)),
-            "ratio",
-            f"{len(rolled)} of {len(releases)} release(s) rolled back after passing checks",
-        ),
-        ("cost per task (mean)", mean_cost, "USD", f"{len(costs)} task(s)"),
-        ("cost per task p95", _percentile(costs, 95), "USD", f"{len(costs)} task(s)"),
-        (
-            "SLA adherence",
-            _ratio(on_time, len(with_target)),
-            "ratio",
-            f"{on_time} of {len(with_target)} released task(s) with a target",
-        ),
-        (
-            "audit completeness",
-            _ratio(complete, len(effects)),
-            "ratio",
-            f"{complete} of {len(effects)} effect(s) audited with a policy decision",
-        ),
-    ]
-    return [Figure(name=a, value=b, unit=c, basis=d) for a, b, c, d in figures]
+    return _figure(
+        "audit completeness",
+        _ratio(complete, len(effects)),
+        "ratio",
+        f"{complete} of {len(effects)} effect(s) audited with a policy decision",
+    )
 
 
 _SPAN = re.compile(r"^(\d+)([hdw])$")
