@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipyard.model import CheckReport, GateOutcome, Risk
-from shipyard.policy._cedar import Policies, Request
+from shipyard.policy._cedar import Policies, Request, Verdict
 
 __all__ = ["MAX_APPROVALS", "GateDecision", "assess_risk", "gate"]
 
@@ -71,6 +71,8 @@ def gate(
     target: str,
     environment: str,
 ) -> GateDecision:
+    """Whether the artifact goes out by itself, after how many approvals, or never (see the
+    module docstring), with the reason and the context the policies saw."""
     warnings = sum(1 for f in report.findings if f.severity == "warning")
     risk, why = assess_risk(
         base_risk, warnings=warnings, diff_lines=diff_lines, large_diff_lines=large_diff_lines
@@ -96,30 +98,29 @@ def gate(
         for n in range(MAX_APPROVALS + 1)
     ]
     verdicts = policies.authorize_all(requests)
-    assessed = "; ".join(why)
-    for needed, verdict in enumerate(verdicts):
-        if verdict.allowed:
-            if needed == 0:
-                return GateDecision(
-                    outcome=GateOutcome.AUTO,
-                    approvals=0,
-                    risk=risk,
-                    reason=f"goes out by itself: {verdict.reason()} ({assessed})",
-                    context=context,
-                )
-            fewer = verdicts[needed - 1].reason().removeprefix("denied: ")
-            return GateDecision(
-                outcome=GateOutcome.NEEDS_APPROVAL,
-                approvals=needed,
-                risk=risk,
-                reason=f"{needed} distinct approval(s) needed: with {needed - 1}, {fewer}; "
-                f"with {needed}, {verdict.reason()} ({assessed})",
-                context=context,
-            )
+    outcome, approvals, reason = _fewest_approvals(verdicts)
     return GateDecision(
-        outcome=GateOutcome.DENY,
-        approvals=0,
+        outcome=outcome,
+        approvals=approvals,
         risk=risk,
-        reason=f"even with {MAX_APPROVALS} approvals: {verdicts[-1].reason()} ({assessed})",
+        reason=f"{reason} ({'; '.join(why)})",
         context=context,
     )
+
+
+def _fewest_approvals(verdicts: Sequence[Verdict]) -> tuple[GateOutcome, int, str]:
+    """(outcome, approvals needed, why) from the verdicts with 0, 1, 2... approvals: the
+    first count allowed wins; none allowed denies."""
+    for needed, verdict in enumerate(verdicts):
+        if not verdict.allowed:
+            continue
+        if needed == 0:
+            return GateOutcome.AUTO, 0, f"goes out by itself: {verdict.reason()}"
+        fewer = verdicts[needed - 1].reason().removeprefix("denied: ")
+        return (
+            GateOutcome.NEEDS_APPROVAL,
+            needed,
+            f"{needed} distinct approval(s) needed: with {needed - 1}, {fewer}; "
+            f"with {needed}, {verdict.reason()}",
+        )
+    return GateOutcome.DENY, 0, f"even with {MAX_APPROVALS} approvals: {verdicts[-1].reason()}"
