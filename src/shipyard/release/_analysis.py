@@ -160,8 +160,6 @@ def analyse(
 ) -> Verdict:
     """The stage's verdict so far. ``baked``: the bake time is over; ``overdue``: so is the
     longest a stage may wait for traffic."""
-    z = NormalDist().inv_cdf(rules.confidence)
-    enough_baseline = baseline.requests >= min(rules.min_requests, _FAIL_AFTER)
     numbers: dict[str, Any] = {
         "candidate": candidate.summary(),
         "baseline": baseline.summary(),
@@ -172,53 +170,91 @@ def analyse(
             "min_requests": rules.min_requests,
         },
     }
-    failures: list[str] = []
-    if candidate.requests >= min(rules.min_requests, _FAIL_AFTER):
-        bound = _error_bound(candidate, baseline, z, with_baseline=enough_baseline)
-        numbers["error_increase_low"] = round(bound, 4)
-        if bound > rules.max_error_rate_increase:
-            failures.append(
-                f"error rate {candidate.error_rate:.1%} vs baseline {baseline.error_rate:.1%}: "
-                f"the increase is at least {bound:.1%} at {rules.confidence:.0%} confidence "
-                f"(limit {rules.max_error_rate_increase:.1%})"
-            )
-        if enough_baseline and len(candidate.latencies) and len(baseline.latencies):
-            ratio, low = _p95_ratio_bound(candidate, baseline, rules.confidence)
-            numbers["p95_ratio"], numbers["p95_ratio_low"] = round(ratio, 3), round(low, 3)
-            gap = (candidate.quantile(0.95) or 0.0) - (baseline.quantile(0.95) or 0.0)
-            if low > rules.max_p95_ratio and gap > _LATENCY_FLOOR_MS:
-                failures.append(
-                    f"p95 latency {candidate.quantile(0.95):.1f} ms vs baseline "
-                    f"{baseline.quantile(0.95):.1f} ms: at least {low:.2f}× at "
-                    f"{rules.confidence:.0%} confidence (limit {rules.max_p95_ratio:g}×)"
-                )
+    failures = _traffic_failures(candidate, baseline, rules, numbers)
     if probes is not None:
         numbers["probes"] = probes.to_dict()
-        broken = [p for p, n in probes.streak.items() if n >= rules.probe_failures]
-        if broken:
-            failures.append(
-                f"probe {', '.join(broken)} failed {rules.probe_failures}× in a row "
-                f"(last: {probes.last_error})"
-            )
+        failures += _probe_failures(probes, rules)
     if failures:
         return Verdict(outcome="fail", reasons=tuple(failures), numbers=numbers)
     if not baked:
         return Verdict(outcome="wait", reasons=("baking",), numbers=numbers)
     if candidate.requests >= rules.min_requests:
-        compared = (
-            f"no worse than {baseline.requests} baseline requests"
-            if enough_baseline
-            else f"within {rules.max_error_rate_increase:.1%} 5xx (no baseline to compare with: "
-            f"{baseline.requests} baseline requests)"
-        )
         return Verdict(
-            outcome="pass",
-            reasons=(
-                f"{candidate.requests} candidate requests {compared} "
-                f"at {rules.confidence:.0%} confidence",
-            ),
-            numbers=numbers,
+            outcome="pass", reasons=(_enough_traffic(candidate, baseline, rules),), numbers=numbers
         )
+    return _thin_traffic(candidate, rules, probes, overdue=overdue, numbers=numbers)
+
+
+def _enough_to_judge(arm: Arm, rules: Rules) -> bool:
+    """Whether an arm has seen enough requests for its traffic to be judged (a failure may
+    rest on fewer than ``min_requests``: ``_FAIL_AFTER``)."""
+    return arm.requests >= min(rules.min_requests, _FAIL_AFTER)
+
+
+def _traffic_failures(
+    candidate: Arm, baseline: Arm, rules: Rules, numbers: dict[str, Any]
+) -> list[str]:
+    """Why the candidate's errors or latency fail the stage (empty: they do not, or not yet);
+    the bounds computed go into ``numbers``."""
+    z = NormalDist().inv_cdf(rules.confidence)
+    if not _enough_to_judge(candidate, rules):
+        return []
+    enough_baseline = _enough_to_judge(baseline, rules)
+    failures: list[str] = []
+    bound = _error_bound(candidate, baseline, z, with_baseline=enough_baseline)
+    numbers["error_increase_low"] = round(bound, 4)
+    if bound > rules.max_error_rate_increase:
+        failures.append(
+            f"error rate {candidate.error_rate:.1%} vs baseline {baseline.error_rate:.1%}: "
+            f"the increase is at least {bound:.1%} at {rules.confidence:.0%} confidence "
+            f"(limit {rules.max_error_rate_increase:.1%})"
+        )
+    if enough_baseline and len(candidate.latencies) and len(baseline.latencies):
+        ratio, low = _p95_ratio_bound(candidate, baseline, rules.confidence)
+        numbers["p95_ratio"], numbers["p95_ratio_low"] = round(ratio, 3), round(low, 3)
+        gap = (candidate.quantile(0.95) or 0.0) - (baseline.quantile(0.95) or 0.0)
+        if low > rules.max_p95_ratio and gap > _LATENCY_FLOOR_MS:
+            failures.append(
+                f"p95 latency {candidate.quantile(0.95):.1f} ms vs baseline "
+                f"{baseline.quantile(0.95):.1f} ms: at least {low:.2f}× at "
+                f"{rules.confidence:.0%} confidence (limit {rules.max_p95_ratio:g}×)"
+            )
+    return failures
+
+
+def _probe_failures(probes: ProbeTally, rules: Rules) -> list[str]:
+    broken = [p for p, n in probes.streak.items() if n >= rules.probe_failures]
+    if not broken:
+        return []
+    return [
+        f"probe {', '.join(broken)} failed {rules.probe_failures}× in a row "
+        f"(last: {probes.last_error})"
+    ]
+
+
+def _enough_traffic(candidate: Arm, baseline: Arm, rules: Rules) -> str:
+    """Why a baked stage with ``min_requests`` candidate requests and no failure passes."""
+    compared = (
+        f"no worse than {baseline.requests} baseline requests"
+        if _enough_to_judge(baseline, rules)
+        else f"within {rules.max_error_rate_increase:.1%} 5xx (no baseline to compare with: "
+        f"{baseline.requests} baseline requests)"
+    )
+    return (
+        f"{candidate.requests} candidate requests {compared} at {rules.confidence:.0%} confidence"
+    )
+
+
+def _thin_traffic(
+    candidate: Arm,
+    rules: Rules,
+    probes: ProbeTally | None,
+    *,
+    overdue: bool,
+    numbers: dict[str, Any],
+) -> Verdict:
+    """The verdict on a baked stage short of ``min_requests``: wait for traffic until the
+    longest bake, then roll back or decide on the probes, as ``low_traffic`` says."""
     thin = f"only {candidate.requests} of {rules.min_requests} candidate requests"
     if not overdue:
         return Verdict(outcome="wait", reasons=(f"{thin}: waiting for traffic",), numbers=numbers)
