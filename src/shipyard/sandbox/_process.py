@@ -67,6 +67,43 @@ class _CappedReader(threading.Thread):
         return b"".join(self.chunks).decode("utf-8", "replace")
 
 
+class _ProcessGroup:
+    """A child started in its own session, killed as a whole; remembers the first reason."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.killed_by: str | None = None
+        """The first reason the group was killed for (``timeout``, ``output``...)."""
+
+    def kill(self, reason: str | None = None) -> None:
+        """SIGKILL the whole group; ``reason`` is kept unless an earlier one was."""
+        if reason is not None and self.killed_by is None:
+            self.killed_by = reason
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+
+def _spawn(
+    argv: Sequence[str], *, workdir: Path, env: Mapping[str, str], limits: Limits
+) -> subprocess.Popen[bytes]:
+    """Start the child in a session of its own, with the limits applied before exec."""
+    try:
+        return subprocess.Popen(
+            list(argv),
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_limiter(limits),
+        )
+    except OSError as exc:
+        raise SandboxError(
+            f"could not start {argv[0]!r}: {exc}", hint="check that the command exists"
+        ) from exc
+
+
 class ProcessBackend:
     name = "process"
     isolated = False
@@ -93,56 +130,32 @@ class ProcessBackend:
         home = str(workdir)
         environment = run_environment(home=home, tmpdir=home) | dict(env or {})
         started = time.perf_counter()
-        try:
-            child = subprocess.Popen(
-                list(argv),
-                cwd=workdir,
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                preexec_fn=_limiter(limits),
-            )
-        except OSError as exc:
-            raise SandboxError(
-                f"could not start {argv[0]!r}: {exc}", hint="check that the command exists"
-            ) from exc
-        killed_by: list[str] = []
-
-        def kill(reason: str) -> None:
-            if not killed_by:
-                killed_by.append(reason)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-
+        child = _spawn(argv, workdir=workdir, env=environment, limits=limits)
+        group = _ProcessGroup(child.pid)
         budget = [limits.max_output_bytes]
         if child.stdout is None or child.stderr is None:
             raise SandboxError("the sandboxed process has no output pipes")
-        readers = [
-            _CappedReader(child.stdout, budget, lambda: kill("output")),
-            _CappedReader(child.stderr, budget, lambda: kill("output")),
-        ]
-        for reader in readers:
+        stdout = _CappedReader(child.stdout, budget, lambda: group.kill("output"))
+        stderr = _CappedReader(child.stderr, budget, lambda: group.kill("output"))
+        for reader in (stdout, stderr):
             reader.start()
         try:
             code = child.wait(timeout=limits.timeout_seconds)
         except subprocess.TimeoutExpired:
-            kill("timeout")
+            group.kill("timeout")
             code = child.wait()
-        # Children the run left behind share its process group: end them too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)
-        for reader in readers:
+        group.kill()  # children the run left behind share its process group: end them too
+        for reader in (stdout, stderr):
             reader.join(timeout=5)
-        if not killed_by and code < 0 and -code in _SIGNAL_LIMITS:
-            killed_by.append(_SIGNAL_LIMITS[signal.Signals(-code)])
+        killed_by = group.killed_by
+        if killed_by is None and code < 0 and -code in _SIGNAL_LIMITS:
+            killed_by = _SIGNAL_LIMITS[signal.Signals(-code)]
         return RunResult(
             exit_code=code,
-            stdout=readers[0].text(),
-            stderr=readers[1].text(),
-            timed_out=killed_by[:1] == ["timeout"],
-            killed_by=killed_by[0] if killed_by else None,
+            stdout=stdout.text(),
+            stderr=stderr.text(),
+            timed_out=killed_by == "timeout",
+            killed_by=killed_by,
             duration_ms=(time.perf_counter() - started) * 1000,
             backend=self.name,
         )
