@@ -141,7 +141,7 @@ def offset_of(cursor: str) -> int:
     """Where a page starts: the cursor this API gave out with the page before."""
     if not cursor:
         return 0
-    if not cursor.isdigit() or len(cursor) > 9:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 9:  # "²".isdigit()
         raise InputError(
             f"cursor {cursor[:40]!r} is not one this API gave out",
             hint="pass next_cursor as it came",
