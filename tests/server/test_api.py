@@ -179,6 +179,8 @@ def test_errors_are_problem_details_with_a_stable_type(api: Api) -> None:
     api.call("GET", "/tasks", as_="viewer", status=400, params={"cursor": "²"})
     body = api.call("GET", "/nope", as_="viewer", status=404)  # no such route: a problem too
     assert body["type"] == PROBLEM + "not-found"
+    body = api.call("GET", "/tasks", as_="viewer", status=422, params={"state": "finished"})
+    assert "state" in body["detail"]  # the states are TaskState's, named in the document
     body = api.call("GET", "/stats", as_="viewer", status=400, params={"since": "7y"})
     assert "7y" in body["detail"]
 

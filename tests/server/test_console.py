@@ -18,6 +18,7 @@ import uvicorn
 
 from shipyard.config import Project
 from shipyard.jobs import BatchRow
+from shipyard.model import TaskState
 from shipyard.server import create_app, create_token, revoke_token
 from shipyard.service import Runtime, submit
 from support import PRODUCT, SETTLED, wait_for_state
@@ -97,6 +98,8 @@ def test_every_page_reads_without_javascript(waiting: tuple[Runtime, str]) -> No
         client = sign_in(url, create_token(rt, "carol", "viewer", actor="ops")[1])
         tasks = client.get("/console/")
         assert f'data-task="{task_id}"' in tasks.text and 'id="tasks"' in tasks.text
+        offered = set(re.findall(r'<option value="([a-z_]+)"', tasks.text))
+        assert offered == {s.value for s in TaskState}  # the filter offers every state
         assert 'src="/console/static/htmx.min.js"' in tasks.text  # installed by bootstrap
         assert client.get("/console/static/htmx.min.js").status_code == 200
         rows = client.get("/console/tasks/rows")
