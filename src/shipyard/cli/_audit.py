@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from shipyard.cli._common import atomic_text, console, err_console, handle_errors, open_runtime
-from shipyard.observe import audit
+from shipyard.service import export_audit, verify_audit
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -17,12 +17,12 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 @handle_errors
 def verify(ctx: typer.Context) -> None:
     """Recompute the hash chain; name the first entry that does not fit (exit 1)."""
-    with open_runtime(ctx) as rt, rt.sessions() as session:
-        result = audit.verify(session)
-        head = session.execute(audit.head()).one()
+    with open_runtime(ctx) as rt:
+        verdict = verify_audit(rt)
+    result = verdict.check
     if result.ok:
         console.print(
-            f"audit log intact: {result.entries} entries, head {head.hash}",
+            f"audit log intact: {result.entries} entries, head {verdict.head}",
             highlight=False,
             soft_wrap=True,
         )
@@ -43,10 +43,10 @@ def export(
     task: str = typer.Option("", "--task", help="Only this task's entries."),
 ) -> None:
     """Write the log as JSON Lines, each entry with its hash and its predecessor's."""
-    with open_runtime(ctx) as rt, rt.sessions() as session:
+    with open_runtime(ctx) as rt:
         if output is None:
-            audit.export(session, sys.stdout, task_id=task)
+            export_audit(rt, sys.stdout, task_id=task)
             return
         with atomic_text(output) as out:
-            count = audit.export(session, out, task_id=task)
+            count = export_audit(rt, out, task_id=task)
     err_console.print(f"{count} entries written to {output}")

@@ -8,11 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from shipyard.observe import audit, parse_window
+from shipyard.observe import parse_window
 from shipyard.server._deps import Auditor, Cursor, Limit, Reader, Rt, offset_of, page_of
 from shipyard.server._models import AuditPage, Budgets, Stats
 from shipyard.server._problems import problems
-from shipyard.service import budget_report, figures
+from shipyard.service import audit_entries, budget_report, figures
 
 __all__ = ["router"]
 
@@ -46,23 +46,5 @@ def budgets(rt: Rt, _who: Reader, days: Annotated[int, Query(ge=1, le=366)] = 7)
 def audit_log(rt: Rt, _who: Auditor, limit: Limit = 100, cursor: Cursor = "") -> AuditPage:
     """The hash-chained audit log, in order (admin only)."""
     offset = offset_of(cursor)
-    # The service layer has no query for the log yet (the CLI reads it the same way); this is
-    # the one read here that opens a session, through observe's own reader.
-    with rt.sessions() as session:
-        entries = [
-            {
-                "seq": row.seq,
-                "at": row.at,
-                "actor": row.actor,
-                "action": row.action,
-                "resource": row.resource,
-                "decision": row.decision,
-                "reason": row.reason,
-                "task_id": row.task_id,
-                "detail": row.detail,
-                "prev_hash": row.prev_hash,
-                "hash": row.hash,
-            }
-            for row in audit.page(session, offset=offset, limit=limit + 1)
-        ]
+    entries = audit_entries(rt, offset=offset, limit=limit + 1)
     return page_of(AuditPage, entries, offset, limit)

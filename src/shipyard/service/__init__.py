@@ -33,6 +33,7 @@ from shipyard.service._artifacts import (
     produced_with,
     verify_artifact,
 )
+from shipyard.service._audit import AuditVerdict, audit_entries, export_audit, verify_audit
 from shipyard.service._decide import (
     Waiting,
     approval_queue,
@@ -71,6 +72,7 @@ from shipyard.service._submit import Rejected, SubmitResult, submit
 from shipyard.service._views import story_dict, task_dict
 
 __all__ = [
+    "AuditVerdict",
     "Collected",
     "Rejected",
     "Runtime",
@@ -83,6 +85,7 @@ __all__ = [
     "apply_retention",
     "approval_queue",
     "approve",
+    "audit_entries",
     "budget_report",
     "busy_tasks",
     "collect_garbage",
@@ -95,6 +98,7 @@ __all__ = [
     "diff_artifacts",
     "escalate_overdue",
     "evaluate_case",
+    "export_audit",
     "export_memory",
     "figures",
     "find_artifact",
@@ -127,4 +131,5 @@ __all__ = [
     "task_story",
     "task_trace",
     "verify_artifact",
+    "verify_audit",
 ]
