@@ -233,6 +233,9 @@ def test_metrics_show_the_series_from_the_records(
         "shipyard_queue_depth",
     ):
         assert series in text, series
+    # Releases move between states (a canary goes live, a live one is replaced): a gauge.
+    assert "# TYPE shipyard_releases gauge" in text
+    assert "# TYPE shipyard_rollbacks_total counter" in text
 
 
 def _fixture_history(session: Any, now: datetime) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,8 +38,18 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _console(*, stderr: bool = False) -> Console:
+    """A console for people at a terminal; piped or redirected, lines are never wrapped or cut
+    to a terminal's width (another program reads them: ids stay whole)."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=100_000, soft_wrap=True)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 _STATE_STYLES: dict[str, str] = {
     TaskState.QUEUED: "dim",

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from shipyard.model import ReleaseState
 from shipyard.store import AttemptRow, ReleaseRow, StepRow, TaskRow
 
 __all__ = ["ShipyardCollector", "metrics_text", "registry_for"]
@@ -145,9 +146,11 @@ class ShipyardCollector(Collector):
         yield from (tokens, cost, checks)
 
     def _releases(self, session: Session) -> Iterator[Metric]:
-        releases = CounterMetricFamily(
+        # A gauge: releases move between states (a canary goes live, a live one is replaced),
+        # so the count in a state falls as well as rises.
+        releases = GaugeMetricFamily(
             "shipyard_releases",
-            "Releases by target and what became of them",
+            "Releases by target and their state now",
             labels=["target", "state"],
         )
         rollbacks = CounterMetricFamily(
@@ -159,7 +162,7 @@ class ShipyardCollector(Collector):
             )
         ):
             releases.add_metric([target, state], count)
-            if state == "rolled_back":
+            if state == ReleaseState.ROLLED_BACK:
                 rollbacks.add_metric([target], count)
         yield from (releases, rollbacks)
 
