@@ -21,7 +21,17 @@ from sqlalchemy.orm import Session
 
 from shipyard.store import AuditHeadRow, AuditRow
 
-__all__ = ["GENESIS", "AuditCheck", "append", "entries", "export", "head", "verify"]
+__all__ = [
+    "GENESIS",
+    "AuditCheck",
+    "append",
+    "entries",
+    "entry",
+    "export",
+    "head",
+    "page",
+    "verify",
+]
 
 GENESIS = "0" * 64
 """The hash the first entry chains to."""
@@ -159,10 +169,15 @@ def verify(session: Session) -> AuditCheck:
     return AuditCheck(ok=True, entries=count)
 
 
+def entry(row: AuditRow) -> dict[str, Any]:
+    """An entry as plain data, with its hash and its predecessor's (what export writes)."""
+    return _fields(row) | {"prev_hash": row.prev_hash, "hash": row.hash}
+
+
 def export(session: Session, out: TextIO, *, task_id: str = "") -> int:
     """Write entries as JSON Lines (with their hashes); the count written."""
     written = 0
     for row in entries(session, task_id=task_id):
-        out.write(json.dumps(_fields(row) | {"prev_hash": row.prev_hash, "hash": row.hash}) + "\n")
+        out.write(json.dumps(entry(row)) + "\n")
         written += 1
     return written

@@ -29,22 +29,7 @@ def verify_audit(rt: Runtime) -> AuditVerdict:
 def audit_entries(rt: Runtime, *, offset: int, limit: int) -> list[dict[str, Any]]:
     """``limit`` entries of the log in order from the ``offset``-th, as plain data."""
     with rt.sessions() as session:
-        return [
-            {
-                "seq": row.seq,
-                "at": row.at,
-                "actor": row.actor,
-                "action": row.action,
-                "resource": row.resource,
-                "decision": row.decision,
-                "reason": row.reason,
-                "task_id": row.task_id,
-                "detail": row.detail,
-                "prev_hash": row.prev_hash,
-                "hash": row.hash,
-            }
-            for row in audit.page(session, offset=offset, limit=limit)
-        ]
+        return [audit.entry(row) for row in audit.page(session, offset=offset, limit=limit)]
 
 
 def export_audit(rt: Runtime, out: TextIO, *, task_id: str = "") -> int:
