@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from shipyard.release import Arm, ProbeTally, Rules, analyse
+from shipyard.release import Arm, BakeClock, Bucket, ProbeTally, Rules, analyse
 
 
 def latencies(mean_ms: float, spread_ms: float, n: int, *, seed: int = 7) -> list[float]:
@@ -137,12 +137,143 @@ def test_thin_traffic_past_the_longest_bake_fails_when_told_to_roll_back() -> No
     assert "by the longest bake" in verdict.reasons[0]
 
 
-@pytest.mark.parametrize("probes", [None, ProbeTally(), ProbeTally(failed=1, streak={"/": 1})])
-def test_thin_traffic_without_a_passing_probe_fails(probes: ProbeTally | None) -> None:
-    verdict = analyse(arm(30), arm(300), RULES, probes=probes, baked=True, overdue=True)
+def test_thin_traffic_without_probes_fails_past_the_longest_bake() -> None:
+    verdict = analyse(arm(30), arm(300), RULES, probes=None, baked=True, overdue=True)
 
     assert verdict.outcome == "fail"
-    assert "no passing probe" in verdict.reasons[0]
+    assert verdict.reasons == ("only 30 of 100 candidate requests and no probes to go on",)
+
+
+def test_thin_traffic_before_any_probe_result_waits_past_the_longest_bake() -> None:
+    verdict = analyse(arm(0), arm(0), RULES, probes=ProbeTally(), baked=True, overdue=True)
+
+    assert verdict.outcome == "wait"
+    assert verdict.reasons == ("only 0 of 100 candidate requests; waiting for a probe to pass",)
+
+
+def test_thin_traffic_past_the_longest_bake_needs_probe_failures_in_a_row() -> None:
+    # The reported case: no traffic, past max_bake_seconds, one probe slow on a busy machine.
+    # One slow reply is not the two in a row that fail a probe: the stage waits for the next.
+    probes = ProbeTally()
+    probes.record("GET /products/sku-1/", "took 2444 ms (limit 1000 ms)")
+
+    once = analyse(arm(0), arm(0), RULES, probes=probes, baked=True, overdue=True)
+    probes.record("GET /products/sku-1/", None)
+    recovered = analyse(arm(0), arm(0), RULES, probes=probes, baked=True, overdue=True)
+    probes.record("GET /products/sku-1/", "took 2100 ms (limit 1000 ms)")
+    probes.record("GET /products/sku-1/", "took 2300 ms (limit 1000 ms)")
+    twice = analyse(arm(0), arm(0), RULES, probes=probes, baked=True, overdue=True)
+
+    assert once.outcome == "wait", once.reasons
+    assert once.reasons[0].startswith(
+        "only 0 of 100 candidate requests; probe GET /products/sku-1/ (1 of 2) failing in a row"
+    )
+    assert once.reasons[0].endswith("waiting for its next result")
+    assert recovered.outcome == "pass"
+    assert recovered.reasons == ("only 0 of 100 candidate requests: decided on 1 passing probes",)
+    assert twice.outcome == "fail"
+    assert twice.reasons[0].startswith("probe GET /products/sku-1/ failed 2× in a row")
+
+
+def test_the_bake_clock_counts_only_the_time_a_worker_watched() -> None:
+    clock = BakeClock(looked_at=1000.0)  # the stage began at 1000 s; looks every 0.5 s
+    for n in range(1, 5):
+        clock = clock.look(1000.0 + 0.5 * n, interval=0.5)
+    assert clock.baked_s == pytest.approx(2.0)
+
+    # The worker was stopped for an hour: the look after it counts at most three intervals.
+    clock = clock.look(1002.0 + 3600, interval=0.5)
+    assert clock.baked_s == pytest.approx(3.5)
+    assert clock.looked_at == 1002.0 + 3600
+
+    # Looks that come late on a busy machine still move it on, by what they watched.
+    clock = clock.look(clock.looked_at + 1.2, interval=0.5)
+    assert clock.baked_s == pytest.approx(4.7)
+
+    # A clock read back after a repeated step never runs backwards.
+    assert clock.look(clock.looked_at - 5, interval=0.5) == BakeClock(
+        baked_s=clock.baked_s, looked_at=clock.looked_at
+    )
+
+
+def test_an_hour_unwatched_makes_no_stage_overdue() -> None:
+    bake, longest = 2.0, 4.0
+    clock = BakeClock(looked_at=0.0).look(3600.0, interval=0.5)  # the first look, an hour on
+    probes = ProbeTally()
+    probes.record("GET /", "took 2444 ms (limit 1000 ms)")
+
+    verdict = analyse(
+        arm(0), arm(0), RULES, probes=probes,
+        baked=clock.baked_s >= bake, overdue=clock.baked_s >= longest,
+    )  # fmt: skip
+
+    assert clock.baked_s == 1.5
+    assert verdict.outcome == "wait"
+    assert verdict.reasons == ("baking",)
+
+
+def buckets(
+    shapes: list[tuple[int, int, float]], *, scale: float = 1.0, seed: int = 3
+) -> list[Bucket]:
+    """A bucket per (requests, latencies kept, mean ms), a second apart; latencies x scale."""
+    rng = random.Random(seed)
+    return [
+        Bucket(
+            at=1000.0 + n,
+            requests=requests,
+            latencies=[scale * max(0.1, rng.gauss(ms, ms / 10)) for _ in range(kept)],
+        )
+        for n, (requests, kept, ms) in enumerate(shapes)
+    ]
+
+
+# Twenty-nine ordinary seconds at 10 ms, then one in which the whole machine slowed to 40 ms
+# while traffic spiked. The gateway keeps at most 1000 latencies per arm and second, so the
+# baseline's sample of that second is 1000 of 8000 requests, the candidate's 1000 of 2000.
+BASELINE_SECONDS = [(1000, 1000, 10.0)] * 29 + [(8000, 1000, 40.0)]
+CANDIDATE_SECONDS = [(250, 250, 10.0)] * 29 + [(2000, 1000, 40.0)]
+
+
+def test_a_slowdown_of_both_arms_does_not_fail_a_good_candidate() -> None:
+    candidate = Arm.of(buckets(CANDIDATE_SECONDS, seed=1))
+    baseline = Arm.of(buckets(BASELINE_SECONDS, seed=2))
+    pooled = Arm(requests=candidate.requests, latencies=candidate.latencies)
+    pooled_baseline = Arm(requests=baseline.requests, latencies=baseline.latencies)
+
+    verdict = analyse(candidate, baseline, RULES, baked=True)
+    naive = analyse(pooled, pooled_baseline, RULES, baked=True)
+
+    # Pooled, the slow second is 12 % of the candidate's sample and 3 % of the baseline's:
+    # the candidate looked three times slower than the same software on the same machine.
+    assert naive.outcome == "fail" and naive.numbers["p95_ratio_low"] > 2
+    assert verdict.outcome == "pass", verdict.reasons
+    assert verdict.numbers["p95_windows"] == 30
+    assert 0.8 < verdict.numbers["p95_ratio"] < 1.25
+
+
+def test_a_tripled_p95_fails_in_the_same_windows_through_a_slowdown() -> None:
+    candidate = Arm.of(buckets(CANDIDATE_SECONDS, scale=3.0, seed=1))
+    baseline = Arm.of(buckets(BASELINE_SECONDS, seed=2))
+
+    verdict = analyse(candidate, baseline, RULES, baked=False)
+
+    assert verdict.outcome == "fail"
+    assert verdict.numbers["p95_ratio_low"] > 2.5
+    assert verdict.reasons[0].startswith("p95 latency")
+    assert "in the same 30 windows: at least" in verdict.reasons[0]
+
+
+def test_only_the_windows_both_arms_were_measured_in_are_compared() -> None:
+    # The baseline's first three seconds, before the candidate took traffic, were slow.
+    baseline = Arm.of(buckets([(300, 300, 80.0)] * 3 + [(300, 300, 10.0)] * 5, seed=2))
+    early = baseline.buckets[3:]
+    candidate = Arm.of([Bucket(at=b.at, requests=75, latencies=b.latencies[:75]) for b in early])
+
+    verdict = analyse(candidate, baseline, RULES, baked=True)
+
+    assert verdict.numbers["p95_windows"] == 5
+    assert verdict.numbers["p95_ratio"] == pytest.approx(1.0, abs=0.15)
+    assert verdict.outcome == "pass", verdict.reasons
 
 
 def test_a_probe_failing_twice_in_a_row_fails_the_stage() -> None:

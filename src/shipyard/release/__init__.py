@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from shipyard.release._analysis import Arm, ProbeTally, Rules, Verdict, analyse
+from shipyard.release._analysis import (
+    Arm,
+    BakeClock,
+    Bucket,
+    ProbeTally,
+    Rules,
+    Verdict,
+    analyse,
+)
 from shipyard.release._routes import RouteTable, bucket
 from shipyard.release._target import Deployed, Promoted, Target
 from shipyard.release.targets.git import GitTarget
@@ -11,6 +19,8 @@ from shipyard.release.targets.static_site import PublishResult, RollbackResult, 
 
 __all__ = [
     "Arm",
+    "BakeClock",
+    "Bucket",
     "Deployed",
     "GitTarget",
     "HttpHandler",

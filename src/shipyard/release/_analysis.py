@@ -7,15 +7,21 @@ Each stage compares what the gateway measured on the two arms over the same wind
   Agresti–Caffo interval (add one error and one success to each arm), which stays honest on
   small samples and when an arm has no errors at all.
 - **Latency.** The candidate fails when the lower confidence bound of (candidate p95 over
-  baseline p95) is above ``max_p95_ratio``. The bound comes from a bootstrap of both arms'
-  latency samples (seeded from the data, so the same numbers give the same verdict). A p95
-  less than a millisecond above the baseline's never fails.
+  baseline p95) is above ``max_p95_ratio``. Both p95s are taken over the same time buckets
+  (the gateway's flushes in which both arms have samples), each bucket weighing the same in
+  both arms, so a slowdown of the whole machine lands on both sides of the ratio. The bound
+  comes from a bootstrap that resamples within each bucket (seeded from the data, so the same
+  numbers give the same verdict). A p95 less than a millisecond above the baseline's never
+  fails.
 - **Probes.** A probe that fails ``probe_failures`` times in a row fails the stage.
 
 A stage fails as soon as the evidence is significant (no need to wait out the bake); it
 passes only at the end of its bake with at least ``min_requests`` candidate requests, or
-with fewer when the traffic stayed thin past the longest bake and the rollout is told to
-proceed on its probes.
+with fewer when the traffic stayed thin past the longest bake, the rollout is told to
+proceed, and the probes' latest results all passed. The bake is a ``BakeClock``: it counts
+only the time a worker watched the stage, so a stopped worker never makes a stage baked or
+overdue. Nothing is decided on an absence of evidence: a probe that failed fewer than
+``probe_failures`` times in a row makes a thin stage wait for its next result.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["Arm", "ProbeTally", "Rules", "Verdict", "analyse"]
+__all__ = ["Arm", "BakeClock", "Bucket", "ProbeTally", "Rules", "Verdict", "analyse"]
 
 _FAIL_AFTER = 20
 """Fewest candidate requests a traffic verdict of failure rests on (min_requests if lower)."""
@@ -38,6 +44,41 @@ _LATENCY_FLOOR_MS = 1.0
 sub-millisecond differences are noise to a visitor."""
 _BOOTSTRAP = 400
 _MAX_LATENCIES = 5000
+_WATCHED_GAP = 3.0
+"""A look counts at most this many intervals of bake since the previous look."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BakeClock:
+    """How long a stage has baked: the time a worker watched it while a gateway served it.
+
+    Each look adds the time since the previous look (or since the stage began), but never
+    more than ``_WATCHED_GAP`` intervals: a worker that was stopped, or a machine so busy
+    that looks came late, adds what a few looks would have, so time nobody watched never
+    makes a stage baked, nor overdue for traffic.
+    """
+
+    baked_s: float = 0.0
+    """Seconds of watched bake so far."""
+    looked_at: float
+    """When the last look was (seconds since the epoch); the stage's start before any look."""
+
+    def look(self, now: float, *, interval: float) -> BakeClock:
+        """The clock after a look at ``now``, looks being ``interval`` seconds apart."""
+        gap = min(max(now - self.looked_at, 0.0), _WATCHED_GAP * interval)
+        return BakeClock(baked_s=self.baked_s + gap, looked_at=max(now, self.looked_at))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bucket:
+    """One arm's traffic in one time bucket: what the gateway recorded in one flush."""
+
+    at: float
+    """When the gateway wrote it (seconds since the epoch); a flush writes both arms at once."""
+    requests: int = 0
+    errors: int = 0
+    latencies: Sequence[float] = ()
+    """Milliseconds; a sample of the bucket's requests."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +89,19 @@ class Arm:
     errors: int = 0
     latencies: Sequence[float] = ()
     """Milliseconds; a sample of the requests."""
+    buckets: Sequence[Bucket] = ()
+    """The same traffic by time bucket; empty when unknown (the latencies then count as one
+    bucket, which the other arm's latencies share)."""
+
+    @classmethod
+    def of(cls, buckets: Sequence[Bucket]) -> Arm:
+        """The arm made of these buckets."""
+        return cls(
+            requests=sum(b.requests for b in buckets),
+            errors=sum(b.errors for b in buckets),
+            latencies=[ms for b in buckets for ms in b.latencies],
+            buckets=tuple(buckets),
+        )
 
     @property
     def error_rate(self) -> float:
@@ -135,18 +189,117 @@ def _error_bound(candidate: Arm, baseline: Arm, z: float, *, with_baseline: bool
     return (pc - pb) - z * math.sqrt(variance)
 
 
-def _p95_ratio_bound(candidate: Arm, baseline: Arm, confidence: float) -> tuple[float, float]:
-    """(observed p95 ratio, its lower confidence bound by bootstrap)."""
-    c = np.asarray(candidate.latencies[-_MAX_LATENCIES:], dtype=float)
-    b = np.asarray(baseline.latencies[-_MAX_LATENCIES:], dtype=float)
+@dataclass(frozen=True, kw_only=True)
+class _SameWindows:
+    """Both arms' latencies over the time buckets where both have some."""
+
+    weights: list[float]
+    """Each bucket's share of the traffic (both arms' requests), the same in both arms."""
+    candidate: list[np.ndarray]
+    """The candidate's latencies, one array per bucket."""
+    baseline: list[np.ndarray]
+    """The baseline's, likewise."""
+    bucketed: bool = True
+    """False: the arms came without buckets and were compared as wholes."""
+
+    def where(self) -> str:
+        n = len(self.weights)
+        return f" in the same {n} window{'s' if n > 1 else ''}" if self.bucketed else ""
+
+    def sizes(self) -> tuple[int, int]:
+        return sum(c.size for c in self.candidate), sum(b.size for b in self.baseline)
+
+
+def _by_time(buckets: Sequence[Bucket]) -> dict[float, tuple[int, list[float]]]:
+    merged: dict[float, tuple[int, list[float]]] = {}
+    for bucket in buckets:
+        n, latencies = merged.get(round(bucket.at, 3), (0, []))
+        merged[round(bucket.at, 3)] = (n + bucket.requests, latencies + list(bucket.latencies))
+    return merged
+
+
+def _thinned(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """At most ``_MAX_LATENCIES`` in all, each bucket keeping its share as evenly spaced
+    quantiles of itself (deterministic, so the verdict stays a function of the data)."""
+    total = sum(a.size for a in arrays)
+    if total <= _MAX_LATENCIES:
+        return arrays
+    kept = []
+    for a in arrays:
+        keep = max(1, a.size * _MAX_LATENCIES // total)
+        kept.append(np.sort(a)[np.linspace(0, a.size - 1, keep).round().astype(int)])
+    return kept
+
+
+def _same_windows(candidate: Arm, baseline: Arm) -> _SameWindows | None:
+    """The arms' latencies bucket by bucket; None when they share no bucket with latencies.
+    Arms without buckets count as one shared bucket (made-up numbers in tests and docs)."""
+    if not candidate.buckets or not baseline.buckets:
+        c = np.asarray(candidate.latencies, dtype=float)
+        b = np.asarray(baseline.latencies, dtype=float)
+        if not c.size or not b.size:
+            return None
+        return _SameWindows(weights=[1.0], candidate=[c], baseline=[b], bucketed=False)
+    ours, theirs = _by_time(candidate.buckets), _by_time(baseline.buckets)
+    shared = sorted(t for t in ours if ours[t][1] and t in theirs and theirs[t][1])
+    if not shared:
+        return None
+    weights = [
+        float(ours[t][0] + theirs[t][0] or len(ours[t][1]) + len(theirs[t][1])) for t in shared
+    ]
+    return _SameWindows(
+        weights=weights,
+        candidate=_thinned([np.asarray(ours[t][1], dtype=float) for t in shared]),
+        baseline=_thinned([np.asarray(theirs[t][1], dtype=float) for t in shared]),
+    )
+
+
+def _weighted_p95(arrays: list[np.ndarray], weights: list[float]) -> float:
+    """The p95 of the mixture in which bucket ``i`` weighs ``weights[i]``, interpolated as
+    ``numpy.quantile`` does (and equal to it when there is one bucket)."""
+    values = np.concatenate(arrays)
+    each = np.concatenate(
+        [np.full(a.size, w / a.size) for a, w in zip(arrays, weights, strict=True)]
+    )
+    order = np.argsort(values, kind="stable")
+    values, each = values[order], each[order]
+    cumulative = np.cumsum(each)
+    span = cumulative[-1] - each[-1]
+    if values.size == 1 or span <= 0:
+        return float(values[-1])
+    return float(np.interp(0.95, (cumulative - each) / span, values))
+
+
+def _resampled_p95s(
+    arrays: list[np.ndarray], weights: list[float], rng: np.random.Generator
+) -> np.ndarray:
+    """``_BOOTSTRAP`` p95s of the mixture, each from a resample drawn bucket by bucket in
+    proportion to the buckets' weights (as many draws in all as the arm has latencies)."""
+    total, weight = sum(a.size for a in arrays), sum(weights)
+    draws = [
+        rng.choice(a, size=(_BOOTSTRAP, max(1, round(total * w / weight))))
+        for a, w in zip(arrays, weights, strict=True)
+    ]
+    p95s: np.ndarray = np.quantile(np.concatenate(draws, axis=1), 0.95, axis=1)
+    return p95s
+
+
+def _p95_ratio_bound(same: _SameWindows, confidence: float) -> tuple[float, float, float, float]:
+    """(candidate p95, baseline p95, their ratio, its lower confidence bound by a bootstrap
+    within the buckets), both p95s over the same buckets."""
     floor = 0.01  # ms: a ratio against a zero latency means nothing
-    observed = max(float(np.quantile(c, 0.95)), floor) / max(float(np.quantile(b, 0.95)), floor)
-    seed = hashlib.sha256(c.tobytes() + b.tobytes()).digest()
+    c95 = _weighted_p95(same.candidate, same.weights)
+    b95 = _weighted_p95(same.baseline, same.weights)
+    data = np.concatenate([*same.candidate, *same.baseline, np.asarray(same.weights)])
+    if len(same.weights) == 1:  # the seed of the one-bucket comparison stays what it was
+        data = np.concatenate([*same.candidate, *same.baseline])
+    seed = hashlib.sha256(data.tobytes()).digest()
     rng = np.random.default_rng(int.from_bytes(seed[:8], "big"))
-    rc = np.quantile(rng.choice(c, size=(_BOOTSTRAP, c.size)), 0.95, axis=1)
-    rb = np.quantile(rng.choice(b, size=(_BOOTSTRAP, b.size)), 0.95, axis=1)
+    rc = _resampled_p95s(same.candidate, same.weights, rng)
+    rb = _resampled_p95s(same.baseline, same.weights, rng)
     ratios = np.maximum(rc, floor) / np.maximum(rb, floor)
-    return observed, float(np.quantile(ratios, 1 - confidence))
+    observed = max(c95, floor) / max(b95, floor)
+    return c95, b95, observed, float(np.quantile(ratios, 1 - confidence))
 
 
 def analyse(
@@ -158,8 +311,8 @@ def analyse(
     baked: bool,
     overdue: bool = False,
 ) -> Verdict:
-    """The stage's verdict so far. ``baked``: the bake time is over; ``overdue``: so is the
-    longest a stage may wait for traffic."""
+    """The stage's verdict so far. ``baked``: the stage has been watched for its bake time
+    (see ``BakeClock``); ``overdue``: also for the longest a stage may wait for traffic."""
     numbers: dict[str, Any] = {
         "candidate": candidate.summary(),
         "baseline": baseline.summary(),
@@ -209,15 +362,18 @@ def _traffic_failures(
             f"the increase is at least {bound:.1%} at {rules.confidence:.0%} confidence "
             f"(limit {rules.max_error_rate_increase:.1%})"
         )
-    if enough_baseline and len(candidate.latencies) and len(baseline.latencies):
-        ratio, low = _p95_ratio_bound(candidate, baseline, rules.confidence)
+    same = _same_windows(candidate, baseline) if enough_baseline else None
+    fewest = min(rules.min_requests, _FAIL_AFTER)
+    if same is not None and min(same.sizes()) >= fewest:
+        c95, b95, ratio, low = _p95_ratio_bound(same, rules.confidence)
         numbers["p95_ratio"], numbers["p95_ratio_low"] = round(ratio, 3), round(low, 3)
-        gap = (candidate.quantile(0.95) or 0.0) - (baseline.quantile(0.95) or 0.0)
-        if low > rules.max_p95_ratio and gap > _LATENCY_FLOOR_MS:
+        if same.bucketed:
+            numbers["p95_windows"] = len(same.weights)
+        if low > rules.max_p95_ratio and c95 - b95 > _LATENCY_FLOOR_MS:
             failures.append(
-                f"p95 latency {candidate.quantile(0.95):.1f} ms vs baseline "
-                f"{baseline.quantile(0.95):.1f} ms: at least {low:.2f}× at "
-                f"{rules.confidence:.0%} confidence (limit {rules.max_p95_ratio:g}×)"
+                f"p95 latency {c95:.1f} ms vs baseline {b95:.1f} ms{same.where()}: at least "
+                f"{low:.2f}× at {rules.confidence:.0%} confidence "
+                f"(limit {rules.max_p95_ratio:g}×)"
             )
     return failures
 
@@ -254,18 +410,28 @@ def _thin_traffic(
     numbers: dict[str, Any],
 ) -> Verdict:
     """The verdict on a baked stage short of ``min_requests``: wait for traffic until the
-    longest bake, then roll back or decide on the probes, as ``low_traffic`` says."""
+    longest bake; then roll back, or (``proceed``) go on once every probe's latest result
+    passed. A probe failing fewer than ``probe_failures`` times in a row is not evidence
+    either way (one slow reply on a busy machine): the stage waits for its next result."""
     thin = f"only {candidate.requests} of {rules.min_requests} candidate requests"
     if not overdue:
         return Verdict(outcome="wait", reasons=(f"{thin}: waiting for traffic",), numbers=numbers)
     if rules.low_traffic == "rollback":
         return Verdict(outcome="fail", reasons=(f"{thin} by the longest bake",), numbers=numbers)
-    if probes is not None and probes.passed:
+    if probes is None:
+        return Verdict(outcome="fail", reasons=(f"{thin} and no probes to go on",), numbers=numbers)
+    failing = {p: n for p, n in probes.streak.items() if n}
+    if probes.passed and not failing:
         return Verdict(
             outcome="pass",
             reasons=(f"{thin}: decided on {probes.passed} passing probes",),
             numbers=numbers,
         )
-    return Verdict(
-        outcome="fail", reasons=(f"{thin} and no passing probe to go on",), numbers=numbers
-    )
+    waiting = "waiting for a probe to pass"
+    if failing:
+        listed = ", ".join(f"{p} ({n} of {rules.probe_failures})" for p, n in failing.items())
+        waiting = (
+            f"probe {listed} failing in a row (last: {probes.last_error}): waiting for its "
+            "next result"
+        )
+    return Verdict(outcome="wait", reasons=(f"{thin}; {waiting}",), numbers=numbers)
