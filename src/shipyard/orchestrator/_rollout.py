@@ -35,7 +35,7 @@ from shipyard.model import ReleaseState, TaskState
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.orchestrator._stage import _task, stage, step
-from shipyard.release import Arm, ProbeTally, Rules, analyse
+from shipyard.release import Arm, BakeClock, Bucket, ProbeTally, Rules, analyse
 from shipyard.store import (
     ReleaseRow,
     ReleaseSampleRow,
@@ -251,31 +251,25 @@ def _look(
     started: datetime,
     verdicts: list[dict[str, Any]],
 ) -> str:
-    """Probe, read both arms' traffic since the stage began, analyse, record the verdict,
-    and act on it: ``next`` (passed), ``rollback`` (failed, rolled back) or ``wait``."""
-    rules = Rules(
-        min_requests=plan["min_requests"],
-        max_error_rate_increase=plan["max_error_rate_increase"],
-        max_p95_ratio=plan["max_p95_ratio"],
-        confidence=plan["confidence"],
-        probe_failures=plan["probe_failures"],
-        low_traffic=plan["low_traffic"],
-    )
+    """Probe, read both arms' traffic since the stage began, advance the stage's bake clock,
+    analyse, record the verdict, and act on it: ``next`` (passed), ``rollback`` (failed,
+    rolled back) or ``wait``."""
     current: dict[str, Any] = next((v for v in verdicts if v["stage"] == index), {})
     tally = ProbeTally.from_dict(current.get("probes", {}))
     for probe in plan["probes"]:
         tally.record(probe["name"], _probe(gateway, probe))
     candidate, baseline = _arms(rt, task_id, started)
-    elapsed = (_now() - started).total_seconds()
+    now = _now()
+    clock = _clock(current, started).look(now.timestamp(), interval=plan["interval_seconds"])
     longest = plan["max_bake_seconds"]
     longest = 3 * plan["bake_seconds"] if longest is None else longest
     verdict = analyse(
         candidate,
         baseline,
-        rules,
+        _rules(plan),
         probes=tally if plan["probes"] else None,
-        baked=elapsed >= plan["bake_seconds"],
-        overdue=elapsed >= max(longest, plan["bake_seconds"]),
+        baked=clock.baked_s >= plan["bake_seconds"],
+        overdue=clock.baked_s >= max(longest, plan["bake_seconds"]),
     )
     record = {
         **current,
@@ -283,7 +277,9 @@ def _look(
         "stage": index,
         "weight": float(plan["stages"][index]),
         "probes": tally.to_dict(),
-        "elapsed_s": round(elapsed, 2),
+        "elapsed_s": round(clock.baked_s, 2),
+        "wall_s": round((now - started).total_seconds(), 2),
+        "looked_at": clock.looked_at,
     }
     with transaction(rt.sessions) as session:
         row = _release_row(session, task_id)
@@ -298,6 +294,26 @@ def _look(
         _note(rt, task_id, index, "pass", "; ".join(verdict.reasons), started=started)
         return "next"
     return "wait"
+
+
+def _rules(plan: dict[str, Any]) -> Rules:
+    return Rules(
+        min_requests=plan["min_requests"],
+        max_error_rate_increase=plan["max_error_rate_increase"],
+        max_p95_ratio=plan["max_p95_ratio"],
+        confidence=plan["confidence"],
+        probe_failures=plan["probe_failures"],
+        low_traffic=plan["low_traffic"],
+    )
+
+
+def _clock(current: dict[str, Any], started: datetime) -> BakeClock:
+    """The stage's bake clock as its verdict record left it; a fresh one when the stage
+    (re)started after the last look: a shift, a resume, or a gateway that was away."""
+    looked, start = current.get("looked_at"), started.timestamp()
+    if looked is None or float(looked) < start:
+        return BakeClock(baked_s=0.0, looked_at=start)
+    return BakeClock(baked_s=float(current.get("elapsed_s", 0.0)), looked_at=float(looked))
 
 
 def _domain(rt: Runtime, task_id: str) -> str:
@@ -424,22 +440,24 @@ def _probe(gateway: dict[str, Any], probe: dict[str, Any]) -> str | None:
 
 
 def _arms(rt: Runtime, task_id: str, since: datetime) -> tuple[Arm, Arm]:
+    """Both arms' traffic since ``since``, by the gateway's time buckets (its flushes)."""
     with rt.sessions() as session:
         rows = session.scalars(
             select(ReleaseSampleRow)
             .where(ReleaseSampleRow.task_id == task_id, ReleaseSampleRow.at >= since)
             .order_by(ReleaseSampleRow.at, ReleaseSampleRow.id)
         ).all()
-    arms: dict[str, tuple[int, int, list[float]]] = {}
+    buckets: dict[str, list[Bucket]] = {"candidate": [], "baseline": []}
     for row in rows:
-        n, e, latencies = arms.get(row.arm, (0, 0, []))
-        arms[row.arm] = (n + row.requests, e + row.errors, latencies + list(row.latencies))
-    empty: tuple[int, int, list[float]] = (0, 0, [])
-    c, b = arms.get("candidate", empty), arms.get("baseline", empty)
-    return (
-        Arm(requests=c[0], errors=c[1], latencies=c[2]),
-        Arm(requests=b[0], errors=b[1], latencies=b[2]),
-    )
+        buckets.setdefault(row.arm, []).append(
+            Bucket(
+                at=row.at.timestamp(),
+                requests=row.requests,
+                errors=row.errors,
+                latencies=list(row.latencies),
+            )
+        )
+    return Arm.of(buckets["candidate"]), Arm.of(buckets["baseline"])
 
 
 # -- the controller (workflow code: decisions come only from step results) ----------------
