@@ -260,29 +260,13 @@ def approval_queue(rt: Runtime) -> list[Waiting]:
     ]
 
 
-RESUMPTIONS = ("provided", "resumed")
-"""Decisions that start a resume workflow (each one numbers the next)."""
-
-
 def provide(rt: Runtime, ref: str, files: dict[str, str], *, actor: str) -> TaskRow:
     """Record a person's code for a task waiting for it, and wake the task to check it.
 
     The files must be exactly the job kind's outputs; they go through the same checks,
     gate and release as a model's.
     """
-    task = find_task(rt, ref)
-    if not actor.strip():
-        raise InputError("the person is not named", hint="pass --as NAME or set SHIPYARD_USER")
-    kind = rt.jobs.get(task.job_kind)
-    subject = govern.job_kind(kind)
-    context = {"is_submitter": actor == task.submitted_by}
-    verdict = govern.require(
-        rt,
-        govern.person_request(rt, actor, "provide", subject, context),
-        actor=actor,
-        subject=subject,
-        task_id=task.id,
-    )
+    task, kind, verdict = _may_provide(rt, ref, actor)
     missing, extra = sorted(set(kind.outputs) - set(files)), sorted(set(files) - set(kind.outputs))
     if missing or extra:
         raise InputError(
@@ -328,7 +312,7 @@ def provide(rt: Runtime, ref: str, files: dict[str, str], *, actor: str) -> Task
             session,
             actor=actor,
             action="provide",
-            subject=subject,
+            subject=govern.job_kind(kind),
             decision="allow",
             reason=f"attempt {attempt.number}: {', '.join(sorted(files))} ({verdict.reason()})",
             task_id=task.id,
@@ -337,25 +321,28 @@ def provide(rt: Runtime, ref: str, files: dict[str, str], *, actor: str) -> Task
     return find_task(rt, task.id)
 
 
-def resume(rt: Runtime, ref: str, *, actor: str) -> TaskRow:
-    """Go on with a task paused on a budget (after the budget was raised, or a new day)."""
+def _may_provide(rt: Runtime, ref: str, actor: str) -> tuple[TaskRow, JobKind, Verdict]:
+    """The task, its job kind, and policy's leave for ``actor`` to supply its code or resume
+    it (Cedar ``provide``)."""
     task = find_task(rt, ref)
     if not actor.strip():
         raise InputError("the person is not named", hint="pass --as NAME or set SHIPYARD_USER")
     kind = rt.jobs.get(task.job_kind)
-    govern.require(
+    subject = govern.job_kind(kind)
+    context = {"is_submitter": actor == task.submitted_by}
+    verdict = govern.require(
         rt,
-        govern.person_request(
-            rt,
-            actor,
-            "provide",
-            govern.job_kind(kind),
-            {"is_submitter": actor == task.submitted_by},
-        ),
+        govern.person_request(rt, actor, "provide", subject, context),
         actor=actor,
-        subject=govern.job_kind(kind),
+        subject=subject,
         task_id=task.id,
     )
+    return task, kind, verdict
+
+
+def resume(rt: Runtime, ref: str, *, actor: str) -> TaskRow:
+    """Go on with a task paused on a budget (after the budget was raised, or a new day)."""
+    task, kind, _ = _may_provide(rt, ref, actor)
     now = datetime.now(UTC)
     with transaction(rt.sessions) as session:
         set_task_state(
