@@ -1,7 +1,11 @@
-"""A gateway in a thread and a bounded load loop, for canary tests on loopback."""
+"""The gateway in a process of its own, a pricing handler project and a bounded load loop:
+canary rollouts on loopback, for the tests and ``benchmarks/canary_verdicts.py``."""
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
 import random
 import secrets
 import socket
@@ -11,14 +15,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
-import uvicorn
 
-from shipyard.config import Project
-from shipyard.release import HttpHandler, StaticSite
-from shipyard.server import Gateway, write_gateway_file
-from shipyard.store import make_engine, session_factory
+from shipyard.config import Project, load_project
 
 HANDLER_PROJECT = """
 [project]
@@ -34,13 +35,18 @@ kind = "http-handler"
 mount = "/api"
 
 [targets.api.rollout]
-stages = [20, 50, 100]
-bake_seconds = {bake}
-interval_seconds = 0.25
-min_requests = 60
-max_p95_ratio = 1.5
-max_error_rate_increase = 0.02
+{rollout}
 """
+
+ROLLOUT = {
+    "stages": [20, 50, 100],
+    "bake_seconds": 1.5,
+    "interval_seconds": 0.25,
+    "min_requests": 60,
+    "max_p95_ratio": 1.5,
+    "max_error_rate_increase": 0.02,
+}
+"""The test project's rollout plan; ``handler_project`` takes changes to it."""
 
 PRICE_RULE_JOB = """
 name = "price-rule"
@@ -68,7 +74,10 @@ import time
 
 def handle(request):
     time.sleep({{ delay_ms }} / 1000)
-    if "x-shipyard-synthetic" not in request["headers"] and random.random() < {{ fail_rate }}:
+    if "x-shipyard-synthetic" in request["headers"]:
+        if {{ probe_status | default(200) }} != 200:
+            return {{ probe_status | default(200) }}, {"error": "injected probe failure"}
+    elif random.random() < {{ fail_rate }}:
         raise RuntimeError("injected failure")
     return {"sku": request["path"].strip("/"), "price": {{ price }}, "rule": "{{ rule }}"}
 '''
@@ -80,16 +89,21 @@ SCHEMA = """{
     "rule": {"type": "string"},
     "price": {"type": "number"},
     "delay_ms": {"type": "number"},
-    "fail_rate": {"type": "number"}
+    "fail_rate": {"type": "number"},
+    "probe_status": {"type": "integer"}
   }
 }"""
 
 
-def handler_project(root: Path, *, bake: float = 1.5) -> Path:
-    """A project with one http-handler target (with a rollout) and a ``price-rule`` job kind."""
+def handler_project(root: Path, *, bake: float = 1.5, **rollout: Any) -> Path:
+    """A project with one http-handler target (with a rollout: ``ROLLOUT`` with ``bake`` and
+    the ``rollout`` given) and a ``price-rule`` job kind whose handler sleeps ``delay_ms``,
+    fails ``fail_rate`` of its visitors' requests and answers probes ``probe_status``."""
+    plan = {**ROLLOUT, "bake_seconds": bake, **rollout}
+    toml = "\n".join(f"{key} = {json.dumps(value)}" for key, value in plan.items())
     job = root / "jobs" / "price-rule"
     job.mkdir(parents=True)
-    (root / "shipyard.toml").write_text(HANDLER_PROJECT.format(bake=bake))
+    (root / "shipyard.toml").write_text(HANDLER_PROJECT.format(rollout=toml))
     (job / "job.toml").write_text(PRICE_RULE_JOB)
     (job / "handler.py.j2").write_text(HANDLER_TEMPLATE)
     (job / "input.schema.json").write_text(SCHEMA)
@@ -98,41 +112,72 @@ def handler_project(root: Path, *, bake: float = 1.5) -> Path:
 
 
 @contextmanager
-def gateway(project: Project) -> Iterator[str]:
-    """``shipyard serve``'s gateway for the project's targets, in a thread; yields its URL."""
+def gateway(project: Project, *, timeout: float = 60) -> Iterator[str]:
+    """``shipyard serve``'s gateway for the project's targets, in a process of its own as
+    ``shipyard serve`` runs it (so its timing never shares an interpreter with the worker or
+    the load); yields its URL once it has announced itself in ``gateway.json``."""
+    announced = project.state_dir / "gateway.json"
+    context = multiprocessing.get_context("spawn")
+    proc = context.Process(
+        target=_serve, args=(str(project.root), project.database_url), daemon=True
+    )
+    proc.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while (info := _announced(announced)).get("pid") != proc.pid:
+            if not proc.is_alive() or time.monotonic() > deadline:
+                raise AssertionError(f"the gateway did not start (exit code {proc.exitcode})")
+            time.sleep(0.05)
+        yield str(info["url"])
+    finally:
+        proc.terminate()  # SIGTERM: uvicorn shuts down, the recorder flushes
+        proc.join(timeout=20)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=10)
+        announced.unlink(missing_ok=True)
+
+
+def _serve(root: str, database_url: str) -> None:
+    """The gateway process: serve every target of the project at ``root`` until SIGTERM."""
+    import uvicorn
+
+    from shipyard.release import HttpHandler, StaticSite
+    from shipyard.server import Gateway, write_gateway_file
+    from shipyard.store import make_engine, session_factory
+
+    os.environ["SHIPYARD_DATABASE_URL"] = database_url
+    project = load_project(Path(root))
     sites, handlers = [], []
     for name, settings in project.settings.targets.items():
-        root = project.sites_dir / name
+        folder = project.sites_dir / name
         if settings.kind == "static-site":
-            sites.append(StaticSite(name, root))
+            sites.append(StaticSite(name, folder))
         elif settings.kind == "http-handler":
-            handlers.append(HttpHandler(name, root, mount=settings.mount))
+            handlers.append(HttpHandler(name, folder, mount=settings.mount))
     token = secrets.token_urlsafe(16)
+    announced = project.state_dir / "gateway.json"
     app = Gateway(
         site=sites[0] if sites else None,
         handlers=handlers,
         sessions=session_factory(make_engine(project.database_url)),
         probe_token=token,
+        announce_file=announced,
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the gateway did not start"
-        time.sleep(0.02)
     served = [s.name for s in sites[:1]] + [h.name for h in handlers]
-    write_gateway_file(project.state_dir / "gateway.json", url=url, token=token, targets=served)
+    write_gateway_file(announced, url=url, token=token, targets=served)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sockets=[sock])
+
+
+def _announced(path: Path) -> dict[str, Any]:
     try:
-        yield url
-    finally:
-        (project.state_dir / "gateway.json").unlink(missing_ok=True)
-        server.should_exit = True
-        thread.join(timeout=15)
+        return dict(json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
 
 
 @dataclass(frozen=True)
