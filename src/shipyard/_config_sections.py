@@ -386,8 +386,38 @@ class WorkerSettings(Section):
 
 class ServeSettings(Section):
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535, description="the gateway: site, handlers")
     target: str = Field(default="", description="the static-site target to serve at /")
     api_requests_per_minute: int = Field(
         default=600, ge=1, description="REST API requests per minute per token"
     )
+    admin_host: str = Field(default="", description="where the API and console listen ('': host)")
+    admin_port: int = Field(
+        default=8001, ge=0, le=65535, description="the API and console: an origin of their own"
+    )
+    max_body_bytes: int = Field(default=4 << 20, ge=1024, description="largest request body")
+    max_json_depth: int = Field(default=32, ge=2, le=200, description="deepest JSON nesting")
+    max_json_string: int = Field(
+        default=1 << 20, ge=64, description="longest JSON string (characters) in a request"
+    )
+    failed_auth_per_minute: int = Field(
+        default=20, ge=1, description="failed sign-ins and bad tokens per client address"
+    )
+    anonymous_requests_per_minute: int = Field(
+        default=300, ge=1, description="requests without a token or session per client address"
+    )
+    figures_cache_seconds: float = Field(
+        default=30.0, ge=0, description="how long computed figures are served again"
+    )
+    figures_per_minute: int = Field(
+        default=6, ge=1, description="figures computed (not cached) per minute per token"
+    )
+
+    @model_validator(mode="after")
+    def _apart(self) -> ServeSettings:
+        if self.admin_port == self.port and self.port != 0:
+            raise ValueError(
+                "serve.admin_port must differ from serve.port: the API and console need an "
+                "origin of their own, apart from the site and handlers"
+            )
+        return self

@@ -31,6 +31,7 @@ from shipyard.store import (
     ProvenanceRow,
     ReleaseRow,
     TaskRow,
+    has_prefix,
 )
 
 __all__ = [
@@ -51,7 +52,7 @@ def find_artifact(session: Session, ref: str) -> str:
     ref = ref.strip()
     task = session.get(TaskRow, ref)
     if task is None and ref.startswith("t-"):
-        tasks = session.scalars(select(TaskRow).where(TaskRow.id.startswith(ref)).limit(2)).all()
+        tasks = session.scalars(select(TaskRow).where(has_prefix(TaskRow.id, ref)).limit(2)).all()
         task = tasks[0] if len(tasks) == 1 else None
     if task is not None:
         if not task.artifact_id:
@@ -62,7 +63,7 @@ def find_artifact(session: Session, ref: str) -> str:
         return task.artifact_id
     prefix = ref if ref.startswith("sha256:") else f"sha256:{ref}"
     found = session.scalars(
-        select(ArtifactRow.id).where(ArtifactRow.id.startswith(prefix)).limit(2)
+        select(ArtifactRow.id).where(has_prefix(ArtifactRow.id, prefix)).limit(2)
     ).all()
     if len(found) == 1:
         return found[0]
@@ -220,8 +221,8 @@ def _attempts_made_with(
     if prompt:
         query = query.where(
             or_(
-                AttemptRow.prompt_hash.startswith(prompt),
-                AttemptRow.prompt_hash.startswith(f"sha256:{prompt}"),
+                has_prefix(AttemptRow.prompt_hash, prompt),
+                has_prefix(AttemptRow.prompt_hash, f"sha256:{prompt}"),
             )
         )
     if model:

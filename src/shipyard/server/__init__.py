@@ -3,7 +3,7 @@ console."""
 
 from __future__ import annotations
 
-from shipyard.server._api import PROBLEM, Served, create_api, create_app
+from shipyard.server._api import PROBLEM, AdminLimits, Served, create_api, create_app
 from shipyard.server._gateway import Gateway, Recorder, write_gateway_file
 from shipyard.server._tokens import (
     ROLES,
@@ -12,11 +12,13 @@ from shipyard.server._tokens import (
     create_token,
     list_tokens,
     revoke_token,
+    token_live,
 )
 
 __all__ = [
     "PROBLEM",
     "ROLES",
+    "AdminLimits",
     "Caller",
     "Gateway",
     "Recorder",
@@ -27,5 +29,6 @@ __all__ = [
     "create_token",
     "list_tokens",
     "revoke_token",
+    "token_live",
     "write_gateway_file",
 ]

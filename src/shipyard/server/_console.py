@@ -40,6 +40,7 @@ from shipyard.server._console_session import (
 )
 from shipyard.server._console_views import (
     HTMX,
+    STYLESHEET,
     attempt_view,
     chart,
     diff,
@@ -48,6 +49,8 @@ from shipyard.server._console_views import (
     waterfall,
 )
 from shipyard.server._deps import Rt
+from shipyard.server._figures import Figures
+from shipyard.server._problems import ApiProblem
 from shipyard.server._tokens import authenticate
 from shipyard.service import (
     Runtime,
@@ -79,11 +82,22 @@ class _Page(APIRoute):
         async def guarded(request: Request) -> Response:
             try:
                 return await handler(request)
-            except SignIn:
+            except SignIn as exc:
+                if exc.revoked:
+                    response = _login_page(request, "Your token was revoked; sign in again.", 401)
+                    response.delete_cookie(COOKIE, path="/console")
+                    return response
                 return RedirectResponse("/console/login", status_code=303)
             except ShipyardError as exc:
                 response = render(request, "error.html", session_of(request), error=exc)
                 response.status_code = exc.http_status
+                return response
+            except ApiProblem as exc:  # the figures' own limit
+                error = InputError(exc.detail, hint=exc.hint)
+                response = render(request, "error.html", session_of(request), error=error)
+                response.status_code = exc.status
+                if exc.retry_after:
+                    response.headers["Retry-After"] = str(exc.retry_after)
                 return response
 
         return guarded
@@ -120,10 +134,11 @@ def login(
     expected = request.cookies.get(LOGIN_COOKIE, "")
     if not expected or not same(csrf, expected):
         return _login_page(request, "The form expired; sign in again.", 400)
+    sessions: Sessions = request.app.state.sessions
+    sessions.close(request.cookies.get(COOKIE, ""))  # signing in again ends the session before
     caller = authenticate(rt, token.strip())
     if caller is None:
         return _login_page(request, "That token is unknown or revoked.", 401)
-    sessions: Sessions = request.app.state.sessions
     response = RedirectResponse("/console/", status_code=303)
     response.delete_cookie(LOGIN_COOKIE, path="/console")
     response.set_cookie(
@@ -139,11 +154,11 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
-    found = session_of(request)
-    if found is not None and same(csrf, found.csrf):
-        sessions: Sessions = request.app.state.sessions
-        sessions.close(request.cookies.get(COOKIE, ""))
+def logout(request: Request) -> Response:
+    # Whatever the form's CSRF token: a forged sign-out only signs a person out, while a
+    # session left alive behind a deleted cookie could still be replayed.
+    sessions: Sessions = request.app.state.sessions
+    sessions.close(request.cookies.get(COOKIE, ""))
     response = RedirectResponse("/console/login", status_code=303)
     response.delete_cookie(COOKIE, path="/console")
     return response
@@ -154,6 +169,11 @@ def htmx() -> Response:
     if not HTMX.is_file():
         return Response(status_code=404)
     return Response(HTMX.read_bytes(), media_type="text/javascript")
+
+
+@router.get("/static/console.css")
+def stylesheet() -> Response:
+    return Response(STYLESHEET.read_bytes(), media_type="text/css")
 
 
 # -- tasks -----------------------------------------------------------------------------------
@@ -281,11 +301,17 @@ _SHOWN = {
 @router.get("/stats", response_class=HTMLResponse)
 def stats(request: Request, rt: Rt, session: SignedIn) -> Response:
     days = 14
-    daily = daily_figures(rt, days=days, names=list(_SHOWN))
-    charts = [
-        chart(_SHOWN[name], [(f"{day:%m-%d}", value) for day, value in points])
-        for name, points in daily.items()
-    ]
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    now = figures(rt, since=today - timedelta(days=days - 1), until=datetime.now(UTC))
+
+    def compute() -> tuple[list[dict[str, Any]], list[Any]]:
+        daily = daily_figures(rt, days=days, names=list(_SHOWN))
+        charts = [
+            chart(_SHOWN[name], [(f"{day:%m-%d}", value) for day, value in points])
+            for name, points in daily.items()
+        ]
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        now = figures(rt, since=today - timedelta(days=days - 1), until=datetime.now(UTC))
+        return charts, list(now)
+
+    kept: Figures = request.app.state.figures
+    charts, now = kept.get(("console-stats", days), session.caller.token_id, compute)
     return render(request, "stats.html", session, charts=charts, figures=now, days=days)

@@ -5,6 +5,12 @@ session's CSRF token).
 People sign in with an API token; the console keeps the token's caller server-side and gives
 the browser only a session id. The sessions live on ``app.state.sessions`` (``create_app``
 puts them there), in this process.
+
+A session is bound to its token: every request checks the token is still live (one primary
+key read, as the API does for every request), so revoking the token ends its sessions at the
+next request. A token has one session at a time: signing in again with it ends the earlier
+one, and so does signing out (whatever the form's CSRF token says: ending a session only ever
+takes rights away).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from fastapi import Depends, Form, Request
 
 from shipyard.errors import PolicyDenied
 from shipyard.server._roles import may
-from shipyard.server._tokens import Caller
+from shipyard.server._tokens import Caller, token_live
+from shipyard.service import Runtime
 
 __all__ = [
     "COOKIE",
@@ -47,7 +54,7 @@ class Session:
     """A signed-in browser."""
 
     caller: Caller
-    """Who its token speaks for (a revoked token's sessions live until they expire)."""
+    """Who its token speaks for (revoking the token ends the session)."""
     csrf: str
     """The token every form of this session carries."""
     expires: float
@@ -62,10 +69,15 @@ class Sessions:
         self._lock = threading.Lock()
 
     def open(self, caller: Caller) -> str:
+        """A new session for ``caller``; the token's earlier sessions end."""
         sid = secrets.token_urlsafe(32)
         with self._lock:
             now = time.time()
-            self._found = {k: v for k, v in self._found.items() if v.expires > now}
+            self._found = {
+                k: v
+                for k, v in self._found.items()
+                if v.expires > now and v.caller.token_id != caller.token_id
+            }
             self._found[sid] = Session(
                 caller=caller, csrf=secrets.token_urlsafe(24), expires=now + SESSION_HOURS * 3600
             )
@@ -76,13 +88,29 @@ class Sessions:
             found = self._found.get(sid)
         return found if found is not None and found.expires > time.time() else None
 
+    def live(self, sid: str) -> bool:
+        """Whether ``sid`` names a session that has not expired (its token is not looked at)."""
+        return self.get(sid) is not None
+
     def close(self, sid: str) -> None:
         with self._lock:
             self._found.pop(sid, None)
 
+    def close_token(self, token_id: str) -> int:
+        """End every session of a token; how many there were."""
+        with self._lock:
+            ended = [k for k, v in self._found.items() if v.caller.token_id == token_id]
+            for sid in ended:
+                del self._found[sid]
+        return len(ended)
+
 
 class SignIn(Exception):
-    """Not signed in: go to the login page."""
+    """Not signed in: go to the login page (``revoked``: the session's token was revoked)."""
+
+    def __init__(self, *, revoked: bool = False) -> None:
+        super().__init__("revoked" if revoked else "signed out")
+        self.revoked = revoked
 
 
 def same(given: str, expected: str) -> bool:
@@ -100,6 +128,11 @@ def signed_in(request: Request) -> Session:
     found = session_of(request)
     if found is None:
         raise SignIn
+    rt: Runtime = request.app.state.runtime
+    if not token_live(rt, found.caller.token_id):
+        sessions: Sessions = request.app.state.sessions
+        sessions.close_token(found.caller.token_id)
+        raise SignIn(revoked=True)
     return found
 
 

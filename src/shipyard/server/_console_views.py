@@ -27,6 +27,7 @@ from shipyard.service import Trace
 __all__ = [
     "HTMX",
     "ROLLBACK_FROM",
+    "STYLESHEET",
     "TEMPLATES",
     "attempt_view",
     "chart",
@@ -39,6 +40,10 @@ __all__ = [
 
 HTMX = Path(os.environ.get("SHIPYARD_HTMX") or Path(sys.prefix) / "share/shipyard/htmx.min.js")
 """HTMX, installed into the environment by scripts/bootstrap.sh (from the npm registry)."""
+
+STYLESHEET = Path(__file__).with_name("templates") / "console.css"
+"""The console's styles: a file of its own, since the Content-Security-Policy forbids inline
+style."""
 
 ROLLBACK_FROM: Final = tuple(s for s in ReleaseState if s.baking or s is ReleaseState.LIVE)
 """Release states a person may roll back from: a rollout under way, or a live release."""

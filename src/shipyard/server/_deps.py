@@ -8,9 +8,6 @@ objects and any app that carries a Runtime can include them.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Final, TypeVar
 
@@ -21,6 +18,7 @@ from pydantic import BaseModel
 from shipyard.errors import InputError
 from shipyard.server import _roles as roles
 from shipyard.server._problems import ApiProblem
+from shipyard.server._throttle import RateLimiter, retry_seconds
 from shipyard.server._tokens import Caller, authenticate
 from shipyard.service import Runtime
 
@@ -50,27 +48,6 @@ def runtime(request: Request) -> Runtime:
 Rt = Annotated[Runtime, Depends(runtime)]
 
 
-class RateLimiter:
-    """Requests per minute per token, in this process (a sliding window)."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute, self.clock = per_minute, clock
-        self._seen: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def wait_for(self, key: str) -> float:
-        """0 when the request may go now (and counts it); else seconds until it may."""
-        now = self.clock()
-        with self._lock:
-            seen = self._seen.setdefault(key, deque())
-            while seen and seen[0] <= now - 60:
-                seen.popleft()
-            if len(seen) >= self.per_minute:
-                return seen[0] + 60 - now
-            seen.append(now)
-            return 0.0
-
-
 bearer: Final = HTTPBearer(
     scheme_name="bearerAuth",
     bearerFormat="shy_<id>_<secret>",
@@ -97,9 +74,9 @@ def caller(
     if found is None:
         raise ApiProblem(401, "unauthenticated", "the token is unknown, malformed or revoked")
     limiter: RateLimiter = request.app.state.limiter
-    wait = limiter.wait_for(found.token_id)
+    wait = limiter.hit(found.token_id)
     if wait > 0:
-        seconds = max(1, int(wait + 0.999))
+        seconds = retry_seconds(wait)
         raise ApiProblem(
             429,
             "rate-limited",

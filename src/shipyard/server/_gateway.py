@@ -438,7 +438,9 @@ class Gateway:
             if found.is_dir():
                 if not path.endswith("/"):  # relative links in the page need the slash
                     query = scope["query_string"].decode("latin-1")
-                    location = f"{path}/" + (f"?{query}" if query else "")
+                    # One leading slash: "//products/x/" would name another host.
+                    local = "/" + path.lstrip("/\\")
+                    location = f"{quote(local, safe='/')}/" + (f"?{query}" if query else "")
                     headers.append((b"location", location.encode()))
                     status, body = 308, b""
                 found = found / "index.html"
@@ -501,14 +503,16 @@ class Gateway:
             self.recorder.add(candidate, arm, status, (time.perf_counter() - started) * 1000)
 
 
-def write_gateway_file(path: Path, *, url: str, token: str, targets: Sequence[str]) -> None:
+def write_gateway_file(
+    path: Path, *, url: str, token: str, targets: Sequence[str], admin_url: str = ""
+) -> None:
     """Tell the canary controller (another process) where the gateway is, what it serves and
-    its probe token (readable by the owner only)."""
+    its probe token (readable by the owner only); and scripts where the API and console are
+    (``admin_url``: their own origin)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_suffix(".tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump(
-            {"url": url, "token": token, "pid": os.getpid(), "targets": list(targets)}, handle
-        )
+        announced = {"url": url, "token": token, "pid": os.getpid(), "targets": list(targets)}
+        json.dump({**announced, "admin_url": admin_url}, handle)
     os.replace(temp, path)

@@ -11,11 +11,12 @@ say, a ``hint`` naming what to do next.
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
@@ -26,6 +27,7 @@ __all__ = [
     "PROBLEM_JSON",
     "ApiProblem",
     "Problem",
+    "error_page",
     "install_problem_handlers",
     "problem_response",
     "problems",
@@ -55,13 +57,16 @@ class Problem(BaseModel):
 
 _MEANS: Final[dict[int, str]] = {
     400: "The request's values are wrong: an ambiguous id, a cursor or a window this API "
-    "does not know",
+    "does not know; a body that is not UTF-8 or JSON, or nested too deep",
     401: "No valid bearer token: missing, malformed, unknown or revoked",
     403: "The token's role may not do this, or a policy forbids it for the token's person",
     404: "No such task, artifact, release or job kind",
     409: "The action does not fit the record's state (e.g. approving a finished task)",
-    422: "The request does not fit its schema, or the project's configuration is wrong",
-    429: "Too many requests with this token in a minute: wait Retry-After seconds",
+    413: "The body, or a string in it, is larger than the server accepts",
+    422: "The request does not fit its schema, holds text that is not well-formed (a lone "
+    "surrogate, a NUL) or a number out of range, or the project's configuration is wrong",
+    429: "Too many requests with this token (or failures from this address) in a minute: "
+    "wait Retry-After seconds",
     503: "A store, sandbox, provider or tool failed underneath: try again later",
 }
 
@@ -154,12 +159,37 @@ async def _invalid(_request: Request, exc: RequestValidationError) -> JSONRespon
     )
 
 
-async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-    """Starlette's own refusals (no such path, a method the path does not take)."""
-    kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-    response = problem_response(
-        exc.status_code, kind, kind.replace("-", " "), str(exc.detail), "see /api/v1/docs"
+_KINDS: Final[dict[int, str]] = {
+    400: "invalid-request",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "body-too-large",
+    422: "invalid-request",
+}
+
+
+def error_page(title: str, detail: str, hint: str = "") -> str:
+    """A console error outside any route (no such page, a refusal at the door): plain HTML
+    with no script, linking back to the console."""
+    parts = [f"<p>{escape(detail)}</p>"] + ([f"<p>{escape(hint)}</p>"] if hint else [])
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}'
+        f" · Shipyard</title></head><body><h1>That did not work</h1>{''.join(parts)}"
+        '<p><a href="/console/">Tasks</a></p></body></html>'
     )
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own refusals (no such path, a method the path does not take)."""
+    kind = _KINDS.get(exc.status_code, "http-error")
+    response: Response
+    if request.url.path.startswith("/console"):
+        page = error_page(kind.replace("-", " "), str(exc.detail))
+        response = HTMLResponse(page, status_code=exc.status_code)
+    else:
+        response = problem_response(
+            exc.status_code, kind, kind.replace("-", " "), str(exc.detail), "see /api/v1/docs"
+        )
     response.headers.update(exc.headers or {})
     return response
 

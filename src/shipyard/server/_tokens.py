@@ -29,6 +29,7 @@ __all__ = [
     "create_token",
     "list_tokens",
     "revoke_token",
+    "token_live",
 ]
 
 ROLES: Final = ("viewer", "operator", "approver", "admin")
@@ -99,6 +100,14 @@ def authenticate(rt: Runtime, token: str) -> Caller | None:
         if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
             row.last_used_at = now  # to the minute: no write on every request
         return Caller(token_id=row.id, person=row.person, role=row.role)
+
+
+def token_live(rt: Runtime, token_id: str) -> bool:
+    """Whether the token ``token_id`` exists and is not revoked (a console session's check
+    on every request)."""
+    with rt.sessions() as session:
+        row = session.get(ApiTokenRow, token_id)
+        return row is not None and row.revoked_at is None
 
 
 def list_tokens(rt: Runtime) -> list[ApiTokenRow]:

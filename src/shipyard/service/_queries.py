@@ -28,6 +28,7 @@ from shipyard.store import (
     SpanRow,
     StepRow,
     TaskRow,
+    has_prefix,
 )
 
 __all__ = [
@@ -57,7 +58,7 @@ def find_task(rt: Runtime, ref: str) -> TaskRow:
         row = session.get(TaskRow, ref)
         if row is not None:
             return row
-        matches = session.scalars(select(TaskRow).where(TaskRow.id.startswith(ref)).limit(2)).all()
+        matches = session.scalars(select(TaskRow).where(has_prefix(TaskRow.id, ref)).limit(2)).all()
     if len(matches) == 1:
         return matches[0]
     if not matches:

@@ -12,7 +12,14 @@ from shipyard.errors import InputError, NotFound, StateError
 from shipyard.model import DecisionKind, ReleaseState, TaskState
 from shipyard.orchestrator import COMMANDS, Runtime, govern, restore_replaced
 from shipyard.release import StaticSite
-from shipyard.store import DecisionRow, ReleaseRow, TaskRow, set_task_state, transaction
+from shipyard.store import (
+    DecisionRow,
+    ReleaseRow,
+    TaskRow,
+    has_prefix,
+    set_task_state,
+    transaction,
+)
 
 __all__ = ["releases", "rollback", "steer"]
 
@@ -91,7 +98,7 @@ def steer(rt: Runtime, task_id: str, command: str, *, actor: str) -> dict[str, A
         raise StateError(f"unknown command {command!r}", hint=f"one of: {', '.join(COMMANDS)}")
     with rt.sessions() as session:
         rows = session.scalars(
-            select(ReleaseRow).where(ReleaseRow.task_id.startswith(task_id)).limit(2)
+            select(ReleaseRow).where(has_prefix(ReleaseRow.task_id, task_id)).limit(2)
         ).all()
         if not rows:
             raise NotFound(f"no release for task {task_id}", hint="`shipyard releases` lists them")
@@ -178,7 +185,7 @@ def releases(
     """Releases, newest first, with their stage, latest numbers and time to recover."""
     query = select(ReleaseRow, TaskRow.job_kind).join(TaskRow, TaskRow.id == ReleaseRow.task_id)
     if task:
-        query = query.where(ReleaseRow.task_id.startswith(task))
+        query = query.where(has_prefix(ReleaseRow.task_id, task))
     if target:
         query = query.where(ReleaseRow.target == target)
     if state:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from shipyard.store._engine import (
     database_now,
+    has_prefix,
     insert_ignore,
     lock_rows,
     make_engine,
@@ -69,6 +70,7 @@ __all__ = [
     "ToolCallRow",
     "WorkerRow",
     "database_now",
+    "has_prefix",
     "include_object",
     "insert_ignore",
     "lock_rows",

@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, func, select, text, update
+from sqlalchemy import ColumnElement, Engine, and_, create_engine, event, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -175,6 +175,16 @@ def schema_status(engine: Engine) -> tuple[str | None, str | None]:
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
     return current, head
+
+
+def has_prefix(column: Any, prefix: str) -> ColumnElement[bool]:
+    """``column`` starts with ``prefix``, taken literally: ``%`` and ``_`` are not wildcards,
+    and case counts on SQLite as on PostgreSQL (SQLite's LIKE ignores it). The escaped LIKE
+    lets an index narrow the rows; the comparison of the first characters decides."""
+    return and_(
+        column.startswith(prefix, autoescape=True),
+        func.substr(column, 1, len(prefix)) == prefix,
+    )
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
