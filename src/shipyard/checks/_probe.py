@@ -38,6 +38,32 @@ def probe_compile(_options: dict[str, Any]) -> list[dict[str, Any]]:
     return findings
 
 
+_JS_TYPES = frozenset(
+    {
+        "", "module", "text/javascript", "application/javascript", "text/ecmascript",
+        "application/ecmascript", "application/x-javascript", "application/x-ecmascript",
+        "text/x-javascript", "text/x-ecmascript", "text/jscript", "text/livescript",
+        "text/javascript1.0", "text/javascript1.1", "text/javascript1.2", "text/javascript1.3",
+        "text/javascript1.4", "text/javascript1.5",
+    }
+)  # fmt: skip
+"""``type`` values of a <script> a browser runs (any other is a data block, like JSON-LD)."""
+
+_URL_ATTRIBUTES = frozenset({"href", "src", "action", "formaction", "xlink:href", "data"})
+
+
+def _runs(attrs: dict[str, str | None]) -> bool:
+    """Whether a <script> with ``attrs`` would run (rather than hold data)."""
+    kind = (attrs.get("type") or "").split(";")[0].strip().lower()
+    return kind in _JS_TYPES
+
+
+def _javascript_url(value: str) -> bool:
+    # Browsers drop tabs and newlines from URLs and leading spaces and controls.
+    cleaned = "".join(c for c in value if c not in "\t\n\r").lstrip(" \x00\x0b\x0c")
+    return cleaned.lower().startswith("javascript:")
+
+
 class _Structure(HTMLParser):
     """Collects what the html rules need, with line numbers."""
 
@@ -46,6 +72,8 @@ class _Structure(HTMLParser):
         self.images: list[tuple[int, dict[str, str | None]]] = []
         self.scripts: list[tuple[int, dict[str, str | None]]] = []
         self.jsonld: list[tuple[int, str]] = []
+        self.script_attributes: list[tuple[int, str, str]] = []
+        """(line, tag, attribute) of event handlers, javascript: URLs and srcdoc."""
         self.title = False
         self._in_jsonld: int | None = None
         self._buffer: list[str] = []
@@ -53,6 +81,13 @@ class _Structure(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         line = self.getpos()[0]
         values = dict(attrs)
+        for name, value in attrs:
+            if (
+                name.startswith("on")
+                or name == "srcdoc"
+                or (name in _URL_ATTRIBUTES and _javascript_url(value or ""))
+            ):
+                self.script_attributes.append((line, tag, name))
         if tag == "img":
             self.images.append((line, values))
         elif tag == "script":
@@ -102,14 +137,7 @@ def probe_html(options: dict[str, Any]) -> list[dict[str, Any]]:
                 findings.append(
                     _finding("html.img-alt", f"<img src={src!r}> has no alt text", name, line)
                 )
-        allowed = tuple(options.get("allowed_script_origins", ()))
-        for line, attrs in page.scripts:
-            src = (attrs.get("src") or "").strip()
-            external = src.startswith(("http://", "https://", "//"))
-            if external and not src.startswith(allowed or ("\0",)):
-                findings.append(
-                    _finding("html.external-script", f"external script {src!r}", name, line)
-                )
+        findings += _script_findings(page, name, options)
         for line, body in page.jsonld:
             try:
                 json.loads(body)
@@ -118,6 +146,36 @@ def probe_html(options: dict[str, Any]) -> list[dict[str, Any]]:
                     _finding("html.jsonld", f"JSON-LD is not JSON: {exc.msg}", name, line)
                 )
     return findings
+
+
+def _script_findings(page: _Structure, name: str, options: dict[str, Any]) -> list[dict[str, Any]]:
+    """External scripts from origins not allowed; and, unless ``inline_scripts`` is true,
+    anything else on the page that would run script: inline <script>, scripts of the site's
+    own files, event-handler attributes, ``javascript:`` URLs, ``srcdoc`` frames."""
+    findings = []
+    allowed = tuple(options.get("allowed_script_origins", ()))
+    may_run = bool(options.get("inline_scripts", True))
+    for line, attrs in page.scripts:
+        src = (attrs.get("src") or "").strip()
+        external = src.startswith(("http://", "https://", "//"))
+        if external and not src.startswith(allowed or ("\0",)):
+            findings.append(
+                _finding("html.external-script", f"external script {src!r}", name, line)
+            )
+        elif not external and not may_run and _runs(attrs):
+            what = f"a script from {src!r}" if src else "an inline <script>"
+            findings.append(_finding("html.inline-script", _NO_SCRIPT.format(what), name, line))
+    if not may_run:
+        for line, tag, attribute in page.script_attributes:
+            what = f"<{tag} {attribute}=...> runs script"
+            findings.append(_finding("html.script-attribute", _NO_SCRIPT.format(what), name, line))
+    return findings
+
+
+_NO_SCRIPT = (
+    "{} and this job kind's pages may not run script (set inline_scripts = true in "
+    "job.toml to allow it)"
+)
 
 
 def _jsonld_documents() -> list[tuple[str, int, Any]]:

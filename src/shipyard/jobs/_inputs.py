@@ -2,6 +2,12 @@
 
 Every problem names where it is (file, row, line), the field and what the schema wants, so a
 person can fix the row and resubmit. Nothing downstream ever sees an invalid input.
+
+Before the schema, every row must be well-formed data whatever face it came through (a
+batch file, the API): text without lone surrogates or NUL characters (neither is UTF-8
+that every store and every response can hold), strings of at most ``MAX_INPUT_STRING``
+characters, nesting at most ``MAX_INPUT_DEPTH`` deep and finite numbers. A batch file's
+row that is not is refused with its reason and nothing of it is kept.
 """
 
 from __future__ import annotations
@@ -9,19 +15,36 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import jsonschema
 
 from shipyard.errors import InputError
 from shipyard.jobs._kind import JobKind
 
-__all__ = ["BatchRow", "inputs_hash", "read_batch", "validate_inputs"]
+__all__ = [
+    "MAX_INPUT_DEPTH",
+    "MAX_INPUT_STRING",
+    "BatchRow",
+    "check_well_formed",
+    "inputs_hash",
+    "read_batch",
+    "validate_inputs",
+]
 
 ARRAY_SEPARATOR = "|"
+
+MAX_INPUT_DEPTH: Final = 16
+"""The deepest nesting of lists and objects in one row's inputs (the row itself is 1)."""
+MAX_INPUT_STRING: Final = 100_000
+"""The longest string, key or value, in one row's inputs, in characters."""
+
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +55,53 @@ class BatchRow:
     """Human-readable location, e.g. ``products.csv row 7 (line 8)``."""
     data: dict[str, Any]
     """The row's fields as read (CSV values are strings)."""
+
+
+def _malformed(data: Any) -> str:
+    """Why ``data`` is not well-formed input ('' when it is), walked without recursion."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_INPUT_DEPTH:
+                return f"nested deeper than {MAX_INPUT_DEPTH} levels"
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str) and (why := _bad_text(key)):
+                    return f"a key {why}"
+                stack.append((item, depth + 1))
+        elif isinstance(value, str):
+            if why := _bad_text(value):
+                return f"a value {why}"
+        elif isinstance(value, float) and not math.isfinite(value):
+            return "a number is not finite"
+    return ""
+
+
+def _bad_text(text: str) -> str:
+    if len(text) > MAX_INPUT_STRING:
+        return f"is {len(text)} characters long, more than {MAX_INPUT_STRING}"
+    if found := _UNSTORABLE.search(text):
+        what = "a NUL character" if found.group() == "\x00" else "a lone surrogate"
+        return f"holds {what} (U+{ord(found.group()):04X})"
+    return ""
+
+
+def check_well_formed(data: dict[str, Any], *, where: str) -> None:
+    """InputError unless ``data`` is well-formed input (see the module's docstring)."""
+    why = _malformed(data)
+    if why:
+        raise InputError(
+            f"{where}: {why}",
+            hint="send well-formed UTF-8 text without NUL characters, strings of at most "
+            f"{MAX_INPUT_STRING} characters, nested at most {MAX_INPUT_DEPTH} deep",
+        )
+
+
+def _row(where: str, data: dict[str, Any]) -> BatchRow:
+    """A row read from a file; one that is not well-formed keeps only why."""
+    why = _malformed(data)
+    return BatchRow(where=where, data={"__error__": why} if why else data)
 
 
 def inputs_hash(inputs: dict[str, Any]) -> str:
@@ -68,7 +138,7 @@ def _read_csv(path: Path) -> Iterator[BatchRow]:
             if extra:
                 yield BatchRow(where=where, data={"__extra__": extra})
                 continue
-            yield BatchRow(where=where, data={k: v for k, v in row.items() if k is not None})
+            yield _row(where, {k: v for k, v in row.items() if k is not None})
 
 
 def _read_jsonl(path: Path) -> Iterator[BatchRow]:
@@ -81,22 +151,29 @@ def _read_jsonl(path: Path) -> Iterator[BatchRow]:
             where = f"{path.name} row {number} (line {line_num})"
             try:
                 data = json.loads(line)
+            except RecursionError:
+                yield BatchRow(where=where, data={"__error__": "nested far too deep"})
+                continue
             except json.JSONDecodeError as exc:
                 yield BatchRow(where=where, data={"__error__": f"not valid JSON: {exc.msg}"})
                 continue
-            yield BatchRow(where=where, data=data if isinstance(data, dict) else {"__error__": ""})
+            yield (
+                _row(where, data)
+                if isinstance(data, dict)
+                else BatchRow(where=where, data={"__error__": ""})
+            )
 
 
 def _read_json(path: Path) -> Iterator[BatchRow]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError as exc:
+        raise InputError(f"{path}: nested far too deep", hint="flatten the rows") from exc
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON: {exc}", hint="fix the file") from exc
     rows = data if isinstance(data, list) else [data]
     for number, row in enumerate(rows, start=1):
-        yield BatchRow(
-            where=f"{path.name} item {number}", data=row if isinstance(row, dict) else {}
-        )
+        yield _row(f"{path.name} item {number}", row if isinstance(row, dict) else {})
 
 
 def _coerce(value: Any, schema: dict[str, Any]) -> Any:
@@ -134,6 +211,7 @@ def validate_inputs(kind: JobKind, data: dict[str, Any], *, where: str) -> dict[
             f"{where}: more values than columns ({data['__extra__']!r} left over)",
             hint="quote values that contain commas",
         )
+    check_well_formed(data, where=where)
     properties: dict[str, Any] = kind.input_schema.get("properties", {})
     coerced: dict[str, Any] = {}
     for key, value in data.items():

@@ -70,6 +70,11 @@ class _JobFile(BaseModel):
         "policy holds such work for one approval)",
     )
     input_key: str = Field(description="the input that names the subject (e.g. sku)")
+    inline_scripts: bool | None = Field(
+        default=None,
+        description="whether its HTML pages may run script of their own (inline <script>, "
+        "event-handler attributes, javascript: URLs); default: not when publish is true",
+    )
     max_attempts: int = Field(default=3, ge=1, le=10)
     tier: str = Field(default="", description="tier, 'auto' or 'human'; empty: generate.tier")
     on_exhausted: Literal["fail", "person"] = Field(
@@ -166,6 +171,9 @@ class JobKind:
     """Where it is released, or None for artifacts that are only stored."""
     effects: tuple[EffectSpec, ...] = ()
     """Tool calls after the release, in order; undone in reverse if a later one fails."""
+    inline_scripts: bool = False
+    """Whether its HTML pages may run script of their own (the ``html`` check reads it):
+    ``inline_scripts`` in job.toml, by default false for work that reaches customers."""
 
     @property
     def template_hash(self) -> str:
@@ -192,6 +200,7 @@ def load_job_kind(folder: Path, *, domain: str) -> JobKind:
     """Read and validate the job kind in ``folder``; ConfigError names file, key and fix."""
     spec = _read_job_file(folder / JOB_FILE)
     schema = _read_input_schema(folder, spec)
+    scripts = spec.inline_scripts if spec.inline_scripts is not None else not spec.publish
     return JobKind(
         name=spec.name,
         domain=domain,
@@ -206,14 +215,22 @@ def load_job_kind(folder: Path, *, domain: str) -> JobKind:
         input_schema=schema,
         prompt_template=_read(folder, spec.prompt, "prompt template"),
         outputs={out: _read(folder, tpl, "code template") for out, tpl in spec.outputs.items()},
-        checks=tuple(
-            CheckSpec(name=c.name, options=dict(c.model_extra or {})) for c in spec.checks
-        ),
+        checks=tuple(_check_spec(c, scripts) for c in spec.checks),
+        inline_scripts=scripts,
         release=_release_spec(spec.release) if spec.release else None,
         effects=tuple(
             EffectSpec(tool=e.tool, options=dict(e.model_extra or {})) for e in spec.effects
         ),
     )
+
+
+def _check_spec(entry: _CheckEntry, inline_scripts: bool) -> CheckSpec:
+    """A check as job.toml declares it; the ``html`` check also gets the job kind's
+    ``inline_scripts`` (unless its own entry sets it)."""
+    options = dict(entry.model_extra or {})
+    if entry.name == "html":
+        options.setdefault("inline_scripts", inline_scripts)
+    return CheckSpec(name=entry.name, options=options)
 
 
 def _read_job_file(job_file: Path) -> _JobFile:
