@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from shipyard.errors import InputError
-from shipyard.jobs import read_batch, validate_inputs
-from shipyard.jobs._inputs import MAX_INPUT_DEPTH, MAX_INPUT_STRING
+from shipyard.jobs import kept_of_refused, read_batch, validate_inputs
+from shipyard.jobs._inputs import KEPT_ITEMS, KEPT_STRING, MAX_INPUT_DEPTH, MAX_INPUT_STRING
 from support import make_kind
 
 
@@ -62,3 +62,24 @@ def test_a_batch_file_row_that_is_malformed_keeps_only_why(tmp_path: Path) -> No
     assert list(rows[1].data) == ["__error__"] and "surrogate" in rows[1].data["__error__"]
     assert list(rows[2].data) == ["__error__"]
     assert list(rows[3].data) == ["__error__"] and "deeper" in rows[3].data["__error__"]
+
+
+def test_what_a_refused_row_keeps_is_bounded_and_well_formed() -> None:
+    sent = {
+        "sku": "A\ud800\x00" + "x" * 50_000,
+        "deep": _nested(200),
+        "many": list(range(10_000)),
+        "n": float("nan"),
+        "__error__": "a reader's note",
+        "fine": {"price": "1.00"},
+    }
+    kept = kept_of_refused(sent)
+    assert kept["sku"].startswith("A\ufffd\ufffdxxx") and len(kept["sku"]) == KEPT_STRING + 1
+    assert len(kept["many"]) == KEPT_ITEMS and kept["n"] is None and "__error__" not in kept
+    assert kept["fine"] == {"price": "1.00"}
+    json.dumps(kept, allow_nan=False).encode("utf-8")  # any store and any response holds it
+    depth, value = 1, kept["deep"]
+    while isinstance(value, list):
+        depth, value = depth + 1, value[0]
+    assert depth <= MAX_INPUT_DEPTH and "too deep" in value
+    assert kept_of_refused({"sku": "plain", "price": "x"}) == {"sku": "plain", "price": "x"}

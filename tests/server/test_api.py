@@ -18,18 +18,20 @@ import pytest
 import uvicorn
 
 from shipyard.config import Project
-from shipyard.server import PROBLEM, create_api, create_token, revoke_token
+from shipyard.server import PROBLEM, AdminLimits, create_api, create_token, revoke_token
 from shipyard.service import Runtime
 from support import PRODUCT, SETTLED, wait_for_state
 
 
 @contextmanager
-def serving(rt: Runtime, *, per_minute: int = 600) -> Iterator[str]:
+def serving(
+    rt: Runtime, *, per_minute: int = 600, limits: AdminLimits | None = None
+) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    app = create_api(rt, requests_per_minute=per_minute)
+    app = create_api(rt, requests_per_minute=per_minute, limits=limits)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -5,7 +5,13 @@ Inputs are validated here, at the door, before any workflow starts.
 
 from __future__ import annotations
 
-from shipyard.jobs._inputs import BatchRow, inputs_hash, read_batch, validate_inputs
+from shipyard.jobs._inputs import (
+    BatchRow,
+    inputs_hash,
+    kept_of_refused,
+    read_batch,
+    validate_inputs,
+)
 from shipyard.jobs._kind import (
     CheckSpec,
     EffectSpec,
@@ -26,6 +32,7 @@ __all__ = [
     "ProbeSpec",
     "ReleaseSpec",
     "inputs_hash",
+    "kept_of_refused",
     "load_job_kind",
     "read_batch",
     "validate_inputs",

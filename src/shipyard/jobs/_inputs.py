@@ -33,6 +33,7 @@ __all__ = [
     "BatchRow",
     "check_well_formed",
     "inputs_hash",
+    "kept_of_refused",
     "read_batch",
     "validate_inputs",
 ]
@@ -96,6 +97,39 @@ def check_well_formed(data: dict[str, Any], *, where: str) -> None:
             hint="send well-formed UTF-8 text without NUL characters, strings of at most "
             f"{MAX_INPUT_STRING} characters, nested at most {MAX_INPUT_DEPTH} deep",
         )
+
+
+KEPT_STRING: Final = 1000
+"""Characters kept of each string of a refused row (its record shows what was sent)."""
+KEPT_ITEMS: Final = 100
+"""Members kept of each object or list of a refused row."""
+
+
+def kept_of_refused(data: dict[str, Any]) -> dict[str, Any]:
+    """What the record of a refused row keeps: its fields (not the reader's ``__`` notes),
+    every string cut to ``KEPT_STRING`` characters with text that is not well-formed
+    replaced, objects and lists cut to ``KEPT_ITEMS`` members and to ``MAX_INPUT_DEPTH``
+    levels, numbers that are not finite as null. A row that fits stays as it came, so any
+    record can be listed and shown, whatever was sent."""
+    fields = {k: v for k, v in data.items() if not str(k).startswith("__")}
+    kept: dict[str, Any] = _kept(fields, 1)
+    return kept
+
+
+def _kept(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        text = _UNSTORABLE.sub("\ufffd", value)
+        return text if len(text) <= KEPT_STRING else text[:KEPT_STRING] + "\u2026"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if not isinstance(value, dict | list):
+        return value
+    if depth > MAX_INPUT_DEPTH:
+        return "\u2026 (nested too deep)"
+    if isinstance(value, list):
+        return [_kept(item, depth + 1) for item in value[:KEPT_ITEMS]]
+    members = list(value.items())[:KEPT_ITEMS]
+    return {_kept(str(k), depth): _kept(v, depth + 1) for k, v in members}
 
 
 def _row(where: str, data: dict[str, Any]) -> BatchRow:

@@ -96,7 +96,8 @@ def create_api(
 
 def _with_problems(document: dict[str, Any]) -> None:
     """Add the ``Problem`` schema, and say a request that does not fit its schema is answered
-    with one where FastAPI's default still says otherwise (routes that declare no 422)."""
+    with one where FastAPI's default still says otherwise (routes that declare no 422), and
+    that a body over the door's limits is a 413."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = problem_schema()
     for operations in document.get("paths", {}).values():
@@ -104,6 +105,8 @@ def _with_problems(document: dict[str, Any]) -> None:
             responses = operation.get("responses", {})
             if "application/json" in responses.get("422", {}).get("content", {}):
                 responses["422"] = problems(422)[422]
+            if "requestBody" in operation:  # the door's limits (serve.max_body_bytes, ...)
+                responses.setdefault("413", problems(413)[413])
     for fastapi_default in ("HTTPValidationError", "ValidationError"):
         schemas.pop(fastapi_default, None)
 

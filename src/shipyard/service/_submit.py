@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shipyard.errors import InputError
-from shipyard.jobs import BatchRow, JobKind, inputs_hash, validate_inputs
+from shipyard.jobs import BatchRow, JobKind, inputs_hash, kept_of_refused, validate_inputs
 from shipyard.model import TaskState
 from shipyard.orchestrator import Runtime, enqueue_pending, govern
 from shipyard.store import TaskRow, transaction
@@ -69,7 +69,7 @@ def submit(
                 state, error = TaskState.QUEUED, ""
                 valid.append(task_id)
             except InputError as exc:
-                inputs = {k: v for k, v in row.data.items() if not k.startswith("__")}
+                inputs = kept_of_refused(row.data)
                 state, error = TaskState.INVALID, exc.message
                 result.rejected.append(
                     Rejected(where=row.where, message=exc.message, task_id=task_id)
