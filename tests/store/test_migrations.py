@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Engine, delete, inspect, select, text, update
+from sqlalchemy import Column, Engine, MetaData, Table, delete, inspect, select, text, update
 
 import shipyard.store
 from shipyard.config import Project
@@ -163,3 +165,56 @@ def test_memory_text_is_found_by_the_words_search(engine: Engine) -> None:
         session.execute(delete(MemoryRow).where(MemoryRow.id == ids[0]))
     assert words("kettle") == []
     assert words("kettle", ("global",)) == [ids[2]]
+
+
+def test_tasks_recorded_before_business_keys_keep_their_ids_as_theirs(project: Project) -> None:
+    """0002 on a database with tasks: each task's business key is its id (so the effect keys
+    of tasks under way stay ``TASK:POSITION:TOOL``), generation 1, and nothing that hangs
+    off a task is lost on the way up or down (SQLite must not rebuild the table)."""
+    engine = make_engine(project.database_url)
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(shipyard.store.__file__).with_name("migrations"))
+    )
+    config.attributes["engine"] = engine
+    now = datetime.now(UTC)
+    task = {
+        "domain": "storefront", "job_kind": "landing-page", "input_key": "SKU-1", "inputs": {},
+        "inputs_hash": "0" * 64, "source": "", "batch_id": "b-1", "state": "published",
+        "submitted_by": "me", "submitted_at": now, "updated_at": now, "finished_at": now,
+        "error": "", "attempts": 1, "artifact_id": "", "risk": "", "approvals_required": 0,
+    }  # fmt: skip
+    step = {
+        "stage": "generate", "attempt": 1, "status": "done", "runs": 1, "started_at": now,
+        "finished_at": now, "summary": "", "detail": {},
+    }  # fmt: skip
+
+    def steps() -> int:
+        with engine.connect() as conn:
+            return len(conn.execute(text("SELECT id FROM task_steps")).all())
+
+    try:
+        command.upgrade(config, "0001_baseline")
+        with engine.begin() as conn:
+            tables = MetaData()
+            tasks = Table("tasks", tables, autoload_with=conn)
+            task_steps = Table("task_steps", tables, autoload_with=conn)
+            conn.execute(tasks.insert(), [{**task, "id": "t-1"}, {**task, "id": "t-2"}])
+            conn.execute(task_steps.insert(), [{**step, "task_id": "t-1"}])
+
+        command.upgrade(config, "head")
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT id, business_key, generation FROM tasks ORDER BY id"))
+            assert found.all() == [("t-1", "t-1", 1), ("t-2", "t-2", 1)]
+        assert steps() == 1
+
+        command.downgrade(config, "0001_baseline")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("tasks")}
+            assert "business_key" not in columns and "generation" not in columns
+            assert "idempotency_keys" not in inspect(conn).get_table_names()
+        assert steps() == 1
+        command.upgrade(config, "head")
+        assert steps() == 1
+    finally:
+        engine.dispose()

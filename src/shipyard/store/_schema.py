@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -51,6 +52,11 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
+def _own_key(context: Any) -> str:
+    """A task's business key when none is given: its own id."""
+    return str(context.get_current_parameters()["id"])
+
+
 class TaskRow(Base):
     """One job kind applied to one set of inputs; one durable workflow (same id)."""
 
@@ -76,11 +82,25 @@ class TaskRow(Base):
     """The risk the gate assessed."""
     approvals_required: Mapped[int] = mapped_column(Integer, default=0)
     """Distinct approvals the policies require before release (set at the gate)."""
+    business_key: Mapped[str] = mapped_column(String(160), default=_own_key, server_default="")
+    """What the task is about, for the world outside: ``KIND:INPUT_KEY:DIGEST`` (``~N`` from
+    the second generation on); its effects' idempotency keys derive from it. A task that
+    has no natural key (an invalid row, a task older than the key) is its own: its id. Empty
+    only for a task an older release submitted against this schema (its id stands in)."""
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """1 for the first task of its business key; ``submit --again`` makes the next."""
 
     __table_args__ = (
         Index("ix_tasks_state", "state"),
         Index("ix_tasks_kind_key", "job_kind", "input_key"),
         Index("ix_tasks_submitted_at", "submitted_at"),
+        Index(
+            "uq_tasks_business_key",
+            "business_key",
+            unique=True,
+            postgresql_where=text("business_key <> ''"),
+            sqlite_where=text("business_key <> ''"),
+        ),
     )
 
 
@@ -486,3 +506,24 @@ class ApiTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+
+class IdempotencyKeyRow(Base):
+    """A submission made under a client's ``Idempotency-Key``: what it answered, for retries.
+
+    Written in the transaction that records the submission's tasks, so a retry finds either
+    both or neither. Kept as long as the tasks (forever).
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    person: Mapped[str] = mapped_column(String(120), primary_key=True)
+    """Whose key it is (an API token's person): keys are scoped per person."""
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    """sha256 of the request (job kind, rows, ``again``): the same key with another body is
+    refused."""
+    batch_id: Mapped[str] = mapped_column(String(40))
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The submission's result as data, answered again to a retry."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
