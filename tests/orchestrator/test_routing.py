@@ -83,8 +83,13 @@ def model_reply(project: Project) -> str:
 
 
 def one(rt: Runtime, data: dict[str, str] = PRODUCT) -> str:
+    """A new task for ``data`` each time (``again``: the same inputs make a new generation)."""
     result = submit(
-        rt, rt.jobs.get("landing-page"), [BatchRow(where="t", data=data)], submitted_by="me"
+        rt,
+        rt.jobs.get("landing-page"),
+        [BatchRow(where="t", data=data)],
+        submitted_by="me",
+        again=True,
     )
     return result.submitted[0]
 

@@ -40,12 +40,17 @@ def submit(
     ),
     inputs: list[str] = typer.Option([], "--input", "-i", help="KEY=VALUE (JSON values allowed)."),
     as_: str | None = typer.Option(None, "--as", help="Who submits (default: $SHIPYARD_USER)."),
+    again: bool = typer.Option(
+        False, "--again", help="Make new tasks for rows already submitted (a new generation)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Validate inputs at the door and enqueue one task per valid row.
 
     Bad rows are reported with their row and field and recorded as invalid; the rest go on.
-    Exit status: 0 all submitted, 3 some rejected, 2 none valid.
+    A row already submitted (same job kind, input key and inputs) returns its existing task
+    instead of a new one; --again makes a new one anyway.
+    Exit status: 0 all submitted (or already there), 3 some rejected, 2 none valid.
     """
     if (batch is None) == (not inputs):
         raise InputError("give either --batch FILE or --input KEY=VALUE pairs", hint="see --help")
@@ -61,23 +66,37 @@ def submit(
             disable=len(rows) < 2 or as_json,
         ) as progress:
             bar = progress.add_task("rows", total=len(rows))
-            result = submit_tasks(rt, kind, _counted(rows, progress, bar), submitted_by=who(as_))
+            result = submit_tasks(
+                rt, kind, _counted(rows, progress, bar), submitted_by=who(as_), again=again
+            )
     if as_json:
         print_json(
             {
                 "batch": result.batch_id,
                 "submitted": result.submitted,
                 "rejected": [r.__dict__ for r in result.rejected],
+                "existing": [e.__dict__ for e in result.existing],
+                "business_keys": result.business_keys,
             }
         )
     else:
         for bad in result.rejected:
             err_console.print(f"[red]rejected[/] {bad.message}", highlight=False)
+        for found in result.existing:
+            console.print(
+                f"[yellow]existing[/] {found.where}: {found.task_id}"
+                f" {result.business_keys[found.task_id]} ({found.state})",
+                highlight=False,
+            )
+        existing = len(result.submitted) - len(result.new)
         console.print(
-            f"batch {result.batch_id}: [green]{len(result.submitted)} submitted[/]"
+            f"batch {result.batch_id}: [green]{len(result.new)} submitted[/]"
+            + (f", [yellow]{existing} already submitted[/]" if existing else "")
             + (f", [red]{len(result.rejected)} rejected[/]" if result.rejected else "")
             + f" ({kind.name}, domain {kind.domain})"
         )
+        if existing:
+            console.print("(--again submits those rows as new tasks)", highlight=False)
     if result.rejected:
         raise typer.Exit(PARTIAL_EXIT if result.submitted else InputError.exit_status)
 

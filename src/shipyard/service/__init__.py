@@ -45,6 +45,7 @@ from shipyard.service._decide import (
     resume,
 )
 from shipyard.service._housekeeping import Collected, apply_retention
+from shipyard.service._idempotency import business_key
 from shipyard.service._memory import (
     add_memory,
     export_memory,
@@ -68,12 +69,13 @@ from shipyard.service._queries import (
     task_trace,
 )
 from shipyard.service._releases import releases, rollback, steer
-from shipyard.service._submit import Rejected, SubmitResult, submit
+from shipyard.service._submit import Existing, Rejected, SubmitResult, submit
 from shipyard.service._views import story_dict, task_dict
 
 __all__ = [
     "AuditVerdict",
     "Collected",
+    "Existing",
     "Rejected",
     "Runtime",
     "SubmitResult",
@@ -87,6 +89,7 @@ __all__ = [
     "approve",
     "audit_entries",
     "budget_report",
+    "business_key",
     "busy_tasks",
     "collect_garbage",
     "count_by_state",
