@@ -20,7 +20,7 @@ from shipyard.config import Project, load_project
 from shipyard.jobs import BatchRow
 from shipyard.observe import audit
 from shipyard.service import Runtime, approve, submit, task_story
-from shipyard.store import ToolCallRow
+from shipyard.store import TaskRow, ToolCallRow
 from support import PRODUCT, SETTLED, copy_example, run_cli, wait_for_state, wait_until_finished
 
 
@@ -100,6 +100,12 @@ def run_one(rt: Runtime) -> str:
     return task_id
 
 
+def business_key(rt: Runtime, task_id: str) -> str:
+    """The task's business key: what its effects' idempotency keys derive from."""
+    with rt.sessions() as session:
+        return str(session.get_one(TaskRow, task_id).business_key)
+
+
 def calls(rt: Runtime, task_id: str) -> list[tuple[int, str, str, int]]:
     with rt.sessions() as session:
         rows = session.scalars(
@@ -118,7 +124,8 @@ def test_effects_run_in_order_each_once_with_its_key(
     assert task_story(rt, task_id).task.state == "published"
     assert state.paths() == ["/published", "/announce"]
     (_, key, body), (_, _, announce) = state.requests
-    assert key == f"{task_id}:1:http"
+    assert key == f"{business_key(rt, task_id)}:1:http"
+    assert key.startswith("landing-page:SKU-101:")  # the business key, not the task id
     assert body == {"sku": "SKU-101", "page": "/products/sku-101/"}
     assert announce["task"] == task_id
     assert calls(rt, task_id) == [
@@ -142,7 +149,7 @@ def test_a_failed_effect_undoes_the_completed_ones_in_reverse(
     assert "effect 2 failed: http: POST " in story.task.error and "HTTP 400" in story.task.error
     # The webhook was told to undo (with its own key), then the page was withdrawn.
     assert state.paths() == ["/published", "/announce", "/unpublished"]
-    assert state.requests[2][1] == f"{task_id}:1:http:undo"
+    assert state.requests[2][1] == f"{business_key(rt, task_id)}:1:http:undo"
     assert calls(rt, task_id) == [
         (0, "publish", "compensated", 1),
         (1, "http", "compensated", 1),
@@ -201,12 +208,13 @@ def test_killed_around_a_tool_call_acts_once(
     try:
         assert task_story(rt, task_id).task.state == "published"
         journal = calls(rt, task_id)
+        key = business_key(rt, task_id)
     finally:
         rt.close()
     # Killed after recording: the journal replays the call. Killed between acting and
     # recording: the call goes again with the same key, and the service acts once.
     assert len(state.requests) == requests
     keys = [key for path, key, _ in state.requests if path == "/published"]
-    assert set(keys) == {f"{task_id}:1:http"}
+    assert set(keys) == {f"{key}:1:http"}
     assert list(state.acted.values()).count("/published") == 1
     assert journal[1] == (1, "http", "done", 2 if point == "tool.http.called" else 1)

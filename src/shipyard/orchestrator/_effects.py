@@ -2,11 +2,13 @@
 
 A task's effects run in order (the release is position 0, then the job kind's ``effects``).
 Each call is authorized by policy (``call_tool``), journalled under the key
-``TASK:POSITION:TOOL`` before it acts and marked done with its result after, so a repeated
-call (a re-run step after a crash) replays the recorded result instead of acting again; the
-key also travels to the tool (e.g. as ``Idempotency-Key``) for the crash between acting and
-recording. When a call fails, ``compensate`` undoes the completed calls in reverse order and
-records each undo.
+``BUSINESSKEY:POSITION:TOOL`` before it acts and marked done with its result after, so a
+repeated call (a re-run step after a crash) replays the recorded result instead of acting
+again; the key also travels to the tool (e.g. as ``Idempotency-Key``) for the crash between
+acting and recording. The task's business key (``tasks.business_key``: job kind, subject
+and the inputs' digest, given at submission) rather than its id names the call, so the same
+business key is the same call to the outside service whichever task makes it. When a call
+fails, ``compensate`` undoes the completed calls in reverse order and records each undo.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from shipyard.model import ReleaseState
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator._runtime import Runtime
 from shipyard.policy import entities
-from shipyard.store import ReleaseRow, ToolCallRow, transaction
+from shipyard.store import ReleaseRow, TaskRow, ToolCallRow, transaction
 from shipyard.tools import Tool
 
 __all__ = ["Outcome", "compensate", "invoke", "restore_replaced", "tool_key"]
@@ -46,8 +48,26 @@ def restore_replaced(session: Session, release: ReleaseRow) -> None:
         previous.state = ReleaseState.LIVE.value
 
 
-def tool_key(task_id: str, position: int, tool: str) -> str:
-    return f"{task_id}:{position}:{tool}"
+def tool_key(business_key: str, position: int, tool: str) -> str:
+    """The call's journal key and the idempotency key it carries to the tool."""
+    return f"{business_key}:{position}:{tool}"
+
+
+def _journal_key(session: Session, task_id: str, position: int, tool: str) -> str:
+    """The key of this call: the one it is journalled under if it has begun (a call begun
+    before business keys keeps ``TASK:POSITION:TOOL``), else from the task's business key
+    (its id when it has none)."""
+    journalled = session.scalar(
+        select(ToolCallRow.key).where(
+            ToolCallRow.task_id == task_id,
+            ToolCallRow.position == position,
+            ToolCallRow.tool == tool,
+        )
+    )
+    if journalled:
+        return journalled
+    business = session.scalar(select(TaskRow.business_key).where(TaskRow.id == task_id))
+    return tool_key(business or task_id, position, tool)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,13 +87,13 @@ def invoke(
     rt: Runtime, kind: JobKind, task_id: str, position: int, tool_name: str, args: dict[str, Any]
 ) -> Outcome:
     """Call ``tool_name`` once for this task and position (see the module's docstring)."""
-    call = _Call(
-        key=tool_key(task_id, position, tool_name),
-        task_id=task_id,
-        tool=rt.tool(tool_name),
-        actor=f"agent {kind.domain}",
-    )
     with rt.sessions() as session:
+        call = _Call(
+            key=_journal_key(session, task_id, position, tool_name),
+            task_id=task_id,
+            tool=rt.tool(tool_name),
+            actor=f"agent {kind.domain}",
+        )
         row = session.get(ToolCallRow, call.key)
         if row is not None and row.status == "done":
             return Outcome(ok=True, result=dict(row.result), replayed=True)
