@@ -1,13 +1,15 @@
 """Drive Shipyard's REST API from outside: submit a task, approve it, read its lineage.
 
-    python examples/api_client.py --url http://127.0.0.1:8000 \\
+    python examples/api_client.py --url http://127.0.0.1:8001 \\
         --submit-token "$T1" --approve-token "$T2" [--job landing-page --input sku=SKU-123 ...]
 
-It needs a running ``shipyard serve`` (the API at ``/api/v1``) and ``shipyard worker`` on the
-project, and two tokens from ``shipyard tokens create``: one with the role ``operator`` to
-submit, one with ``approver`` to approve, for two different people (the policies let nobody
-approve their own submission). The tokens may also come from ``SHIPYARD_SUBMIT_TOKEN`` and
-``SHIPYARD_APPROVE_TOKEN``. Only httpx is needed (``pip install httpx``).
+It needs a running ``shipyard serve`` (the API at ``/api/v1`` on its admin port, 8001 by
+default, an origin apart from the storefront's; ``admin_url`` in ``.shipyard/gateway.json``)
+and ``shipyard worker`` on the project, and two tokens from ``shipyard tokens create``: one
+with the role ``operator`` to submit, one with ``approver`` to approve, for two different
+people (the policies let nobody approve their own submission). The tokens may also come
+from ``SHIPYARD_SUBMIT_TOKEN`` and ``SHIPYARD_APPROVE_TOKEN``. Only httpx is needed
+(``pip install httpx``).
 
 The script submits one task, waits until it waits for approval, approves it, waits until it
 is published and prints a summary of its lineage: the task, its state, the artifact, each
@@ -258,7 +260,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="Exit status: 0 published, 1 API problem, 2 bad arguments or inputs, "
         "3 the task stopped short of publishing.",
     )
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="where shipyard serves")
+    parser.add_argument(
+        "--url",
+        default="http://127.0.0.1:8001",
+        help="where shipyard serve answers for the API: its admin port (8001)",
+    )
     parser.add_argument(
         "--submit-token",
         default=os.environ.get("SHIPYARD_SUBMIT_TOKEN", ""),

@@ -32,13 +32,16 @@ step "worker: generate, check in the sandbox, register artifacts, stop at the ga
 shipyard worker --until-idle
 shipyard approvals
 step "the gateway (shipyard serve) in the background, and shoppers browsing through it"
-shipyard serve --port 0 >serve.log 2>&1 &
+shipyard serve --port 0 --admin-port 0 >serve.log 2>&1 &
 serve_pid=$!
 visitors_pid=
 trap 'kill $serve_pid $visitors_pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -s .shipyard/gateway.json ] && break; sleep 0.1; done
 cat serve.log
+# The storefront's URL; the API and console answer on an origin of their own (admin_url).
 url=$(python3 -c 'import json; print(json.load(open(".shipyard/gateway.json"))["url"])')
+admin=$(python3 -c 'import json; print(json.load(open(".shipyard/gateway.json"))["admin_url"])')
+echo "the console (while the demo runs): $admin/console/"
 python3 "$repo/scripts/visitors.py" "$url" products.csv --seconds 300 --rate 300 \
     --focus .shipyard/sites/storefront-site/routes.json &
 visitors_pid=$!

@@ -149,6 +149,17 @@ def test_domain_name_must_be_lowercase_slug(tmp_path: Path, name: str) -> None:
     assert "lowercase" in error.message
 
 
+def test_the_api_and_console_get_a_port_of_their_own(tmp_path: Path) -> None:
+    settings = load_settings(write_config(tmp_path, "[serve]\nport = 9000\n"))
+    assert settings.serve.admin_port == 8001 and settings.serve.admin_port != settings.serve.port
+    assert settings.serve.max_body_bytes == 4 << 20 and settings.serve.max_json_depth == 32
+
+    error = config_error(write_config(tmp_path, "[serve]\nport = 9000\nadmin_port = 9000\n"))
+    assert "admin_port must differ from serve.port" in error.message
+    both_free = load_settings(write_config(tmp_path, "[serve]\nport = 0\nadmin_port = 0\n"))
+    assert both_free.serve.port == both_free.serve.admin_port == 0
+
+
 def test_serve_target_must_be_declared(tmp_path: Path) -> None:
     path = write_config(
         tmp_path, '[targets.storefront-site]\nkeep_versions = 3\n\n[serve]\ntarget = "blog"\n'

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.slow
 
 
 def _serve(root: Path) -> tuple[subprocess.Popen[str], str]:
+    serve = [str(REPO / ".venv" / "bin" / "shipyard"), "-C", str(root), "serve", "--port", "0"]
     server = subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "shipyard"), "-C", str(root), "serve", "--port", "0"],
+        [*serve, "--admin-port", "0"],  # the API and console: a port (an origin) of their own
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
