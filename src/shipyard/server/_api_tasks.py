@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
 
 from shipyard.jobs import BatchRow
 from shipyard.model import TaskState
@@ -78,34 +78,56 @@ def list_tasks_(
     return page_of(TaskPage, [task_dict(t) for t in rows], offset, limit)
 
 
-def _submit(rt: Runtime, who: Caller, job_kind: str, rows: list[BatchRow]) -> Submitted:
-    result = submit(rt, rt.jobs.get(job_kind), rows, submitted_by=who.person)
-    return Submitted.model_validate(
-        {
-            "batch_id": result.batch_id,
-            "submitted": result.submitted,
-            "rejected": [
-                {"where": r.where, "message": r.message, "task_id": r.task_id}
-                for r in result.rejected
-            ],
-        }
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="The client's name for this request (printable ASCII, no spaces). A "
+        "retry with the same key and body from the same person gets the first answer again "
+        "(same status, same tasks); the same key with another body is a 409 problem. Keys "
+        "are kept as long as the tasks: forever.",
+    ),
+]
+
+
+def _submit(
+    rt: Runtime, who: Caller, job_kind: str, rows: list[BatchRow], *, again: bool, key: str
+) -> Submitted:
+    result = submit(
+        rt,
+        rt.jobs.get(job_kind),
+        rows,
+        submitted_by=who.person,
+        again=again,
+        idempotency_key=key,
     )
+    return Submitted.model_validate(result.as_data())
 
 
-SUBMITTING = {**READ, **problems(400, 403, 404, 422)}
+SUBMITTING = {**READ, **problems(400, 403, 404, 409, 422)}
 
 
 @router.post("/tasks", status_code=201, tags=["tasks"], responses=SUBMITTING)
-def submit_one(rt: Rt, body: Submission, who: Operator) -> Submitted:
-    """Submit one task; invalid inputs are recorded as an invalid task and listed."""
-    return _submit(rt, who, body.job_kind, [BatchRow(where="request", data=body.inputs)])
+def submit_one(
+    rt: Rt, body: Submission, who: Operator, idempotency_key: IdempotencyKey = None
+) -> Submitted:
+    """Submit one task; invalid inputs are recorded as an invalid task and listed. Inputs
+    already submitted return their task (in ``existing``) unless ``again`` is true."""
+    rows = [BatchRow(where="request", data=body.inputs)]
+    return _submit(rt, who, body.job_kind, rows, again=body.again, key=idempotency_key or "")
 
 
 @router.post("/tasks/batch", status_code=201, tags=["tasks"], responses=SUBMITTING)
-def submit_batch(rt: Rt, body: BatchSubmission, who: Operator) -> Submitted:
-    """Submit many rows of one job kind; each bad row is named and the rest go on."""
+def submit_batch(
+    rt: Rt, body: BatchSubmission, who: Operator, idempotency_key: IdempotencyKey = None
+) -> Submitted:
+    """Submit many rows of one job kind; each bad row is named and the rest go on. Rows
+    already submitted return their task (in ``existing``) unless ``again`` is true."""
     rows = [BatchRow(where=f"row {n}", data=row) for n, row in enumerate(body.rows, start=1)]
-    return _submit(rt, who, body.job_kind, rows)
+    return _submit(rt, who, body.job_kind, rows, again=body.again, key=idempotency_key or "")
 
 
 @router.get("/tasks/{task_id}", tags=["tasks"], responses={**READ, **BY_ID})

@@ -53,6 +53,11 @@ Open = dict[str, Any]
 
 # -- requests ---------------------------------------------------------------------------------
 
+_AGAIN = (
+    "Make a new task (the next generation of its business key) even for inputs already "
+    "submitted; by default such a row returns the task it already has"
+)
+
 
 class Submission(BaseModel):
     """One task to submit."""
@@ -60,6 +65,7 @@ class Submission(BaseModel):
     model_config = ConfigDict(extra="forbid")
     job_kind: str = Field(description="The job kind, e.g. landing-page")
     inputs: Open = Field(description="The inputs, validated against its schema")
+    again: bool = Field(default=False, description=_AGAIN)
 
 
 class BatchSubmission(BaseModel):
@@ -68,6 +74,7 @@ class BatchSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid")
     job_kind: str
     rows: list[Open] = Field(min_length=1, max_length=10_000)
+    again: bool = Field(default=False, description=_AGAIN)
 
 
 class Decision(BaseModel):
@@ -114,12 +121,31 @@ class Rejected(BaseModel):
     task_id: str
 
 
+class Existing(BaseModel):
+    """A row whose business key already had a task: that task, not a new one."""
+
+    where: str = Field(description="The row (row 2, request)")
+    task_id: str
+    state: TaskState = Field(description="The task's state when the row was submitted")
+    batch_id: str = Field(description="The batch that made the task")
+
+
 class Submitted(BaseModel):
     """What a submission made of its rows."""
 
     batch_id: str
-    submitted: list[str] = Field(description="Ids of the tasks that were queued")
+    submitted: list[str] = Field(
+        description="Ids of the valid rows' tasks, each once, in row order: queued now, or "
+        "(listed in existing) submitted before"
+    )
     rejected: list[Rejected]
+    existing: list[Existing] = Field(
+        description="Rows whose inputs already had a task (nothing new was made)"
+    )
+    business_keys: dict[str, str] = Field(
+        description="Each submitted task's business key (KIND:INPUT_KEY:DIGEST, ~N from the "
+        "second generation on): its effects' idempotency keys derive from it",
+    )
 
 
 class Step(BaseModel):
