@@ -198,7 +198,11 @@ def test_same_content_twice_is_one_version_and_diff_shows_what_changed(
     rt = start_worker(project)
     first = publish(rt, PRODUCT)
     again = submit(
-        rt, rt.jobs.get("landing-page"), [BatchRow(where="t", data=PRODUCT)], submitted_by="me"
+        rt,
+        rt.jobs.get("landing-page"),
+        [BatchRow(where="t", data=PRODUCT)],
+        submitted_by="me",
+        again=True,  # the same inputs: a new task only when asked for
     ).submitted[0]
     assert wait_for_state(rt, again, SETTLED) == "waiting_approval"
     same = task_story(rt, first).task.artifact_id
@@ -255,6 +259,7 @@ def test_gc_keeps_what_releases_use_and_collects_old_unreleased_versions(
         rt.jobs.get("landing-page"),
         [BatchRow(where="t", data={**PRODUCT, "sku": "SKU-300"})],
         submitted_by="me",
+        again=True,  # the same inputs: a new task only when asked for
     ).submitted[0]
     assert wait_for_state(rt, again, SETTLED) == "waiting_approval"
     assert task_story(rt, again).task.artifact_id == old_id
