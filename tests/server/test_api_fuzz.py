@@ -61,7 +61,7 @@ def test_no_generated_request_makes_a_server_error_or_strays_from_the_document(
         f'[parameters]\n"path.task_id" = "{task_id}"\n"path.artifact_id" = "{artifact}"\n'
     )
     viewer = create_token(rt, "carol", "viewer", actor="ops")[1]
-    with serving(rt, per_minute=1_000_000) as url:
+    with serving(rt, limits=GENEROUS) as url:
         # As an admin (every route's logic), as a viewer (refused by role: 403) and with no
         # token at all (401): the refusals must fit the document as well as the answers.
         for token_, examples in ((token, 15), (viewer, 3), ("", 2)):
