@@ -263,6 +263,51 @@ def test_a_tripled_p95_fails_in_the_same_windows_through_a_slowdown() -> None:
     assert "in the same 30 windows: at least" in verdict.reasons[0]
 
 
+def slowed(ms: float, *, seconds: int = 30, slow: tuple[int, ...] = (9, 10, 21), seed: int) -> Arm:
+    """An arm at ``ms`` a request, with every latency of the ``slow`` seconds 50 ms later
+    (the whole machine stalled), 100 requests a second."""
+    rng = random.Random(seed)
+    return Arm.of(
+        [
+            Bucket(
+                at=2000.0 + n,
+                requests=100,
+                latencies=[rng.gauss(ms, ms / 10) + (50 if n in slow else 0) for _ in range(100)],
+            )
+            for n in range(seconds)
+        ]
+    )
+
+
+def test_a_slowdown_of_both_arms_does_not_hide_a_p95_one_and_a_half_times_slower() -> None:
+    rules = Rules(max_p95_ratio=1.25)
+    candidate, baseline = slowed(15, seed=1), slowed(10, seed=2)
+    pooled = Arm(requests=candidate.requests, latencies=candidate.latencies)
+    pooled_baseline = Arm(requests=baseline.requests, latencies=baseline.latencies)
+
+    verdict = analyse(candidate, baseline, rules, baked=False)
+    naive = analyse(pooled, pooled_baseline, rules, baked=False)
+
+    # Three stalled seconds in thirty put both pooled p95s in the stall (65 vs 60 ms) ...
+    assert naive.outcome == "wait" and naive.numbers["p95_ratio"] < 1.15
+    # ... while second by second the candidate is 1.5x slower in 27 of them.
+    assert verdict.outcome == "fail", verdict.numbers
+    assert verdict.numbers["p95_windows"] == 30
+    assert verdict.numbers["p95_ratio_low"] > 1.25
+
+
+def test_windows_gather_buckets_until_each_arm_has_twenty_latencies() -> None:
+    # 3 candidate latencies a second: a window is 7 seconds; the 2 seconds left join the last.
+    baseline = Arm.of([Bucket(at=float(n), requests=12, latencies=[10.0] * 12) for n in range(30)])
+    candidate = Arm.of([Bucket(at=float(n), requests=3, latencies=[10.0] * 3) for n in range(30)])
+
+    verdict = analyse(candidate, baseline, RULES, baked=True)
+
+    assert verdict.numbers["p95_windows"] == 4
+    assert verdict.numbers["p95_ratio"] == 1.0
+    assert verdict.outcome == "wait"  # 90 of 100 candidate requests, and nothing wrong
+
+
 def test_only_the_windows_both_arms_were_measured_in_are_compared() -> None:
     # The baseline's first three seconds, before the candidate took traffic, were slow.
     baseline = Arm.of(buckets([(300, 300, 80.0)] * 3 + [(300, 300, 10.0)] * 5, seed=2))

@@ -7,12 +7,10 @@ Each stage compares what the gateway measured on the two arms over the same wind
   Agresti–Caffo interval (add one error and one success to each arm), which stays honest on
   small samples and when an arm has no errors at all.
 - **Latency.** The candidate fails when the lower confidence bound of (candidate p95 over
-  baseline p95) is above ``max_p95_ratio``. Both p95s are taken over the same time buckets
-  (the gateway's flushes in which both arms have samples), each bucket weighing the same in
-  both arms, so a slowdown of the whole machine lands on both sides of the ratio. The bound
-  comes from a bootstrap that resamples within each bucket (seeded from the data, so the same
-  numbers give the same verdict). A p95 less than a millisecond above the baseline's never
-  fails.
+  baseline p95) is above ``max_p95_ratio``. The two p95s are compared window by window over
+  the gateway's time buckets both arms have samples in, so a slowdown of the whole machine
+  lands on both sides of each ratio (``_latency.compare_p95``). A p95 less than a
+  millisecond above the baseline's never fails.
 - **Probes.** A probe that fails ``probe_failures`` times in a row fails the stage.
 
 A stage fails as soon as the evidence is significant (no need to wait out the bake); it
@@ -26,7 +24,6 @@ overdue. Nothing is decided on an absence of evidence: a probe that failed fewer
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +32,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from shipyard.release._latency import Bucket, compare_p95
+
 __all__ = ["Arm", "BakeClock", "Bucket", "ProbeTally", "Rules", "Verdict", "analyse"]
 
 _FAIL_AFTER = 20
@@ -42,8 +41,6 @@ _FAIL_AFTER = 20
 _LATENCY_FLOOR_MS = 1.0
 """A p95 no more than this above the baseline's is never a regression, whatever the ratio:
 sub-millisecond differences are noise to a visitor."""
-_BOOTSTRAP = 400
-_MAX_LATENCIES = 5000
 _WATCHED_GAP = 3.0
 """A look counts at most this many intervals of bake since the previous look."""
 
@@ -67,18 +64,6 @@ class BakeClock:
         """The clock after a look at ``now``, looks being ``interval`` seconds apart."""
         gap = min(max(now - self.looked_at, 0.0), _WATCHED_GAP * interval)
         return BakeClock(baked_s=self.baked_s + gap, looked_at=max(now, self.looked_at))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Bucket:
-    """One arm's traffic in one time bucket: what the gateway recorded in one flush."""
-
-    at: float
-    """When the gateway wrote it (seconds since the epoch); a flush writes both arms at once."""
-    requests: int = 0
-    errors: int = 0
-    latencies: Sequence[float] = ()
-    """Milliseconds; a sample of the bucket's requests."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,119 +174,6 @@ def _error_bound(candidate: Arm, baseline: Arm, z: float, *, with_baseline: bool
     return (pc - pb) - z * math.sqrt(variance)
 
 
-@dataclass(frozen=True, kw_only=True)
-class _SameWindows:
-    """Both arms' latencies over the time buckets where both have some."""
-
-    weights: list[float]
-    """Each bucket's share of the traffic (both arms' requests), the same in both arms."""
-    candidate: list[np.ndarray]
-    """The candidate's latencies, one array per bucket."""
-    baseline: list[np.ndarray]
-    """The baseline's, likewise."""
-    bucketed: bool = True
-    """False: the arms came without buckets and were compared as wholes."""
-
-    def where(self) -> str:
-        n = len(self.weights)
-        return f" in the same {n} window{'s' if n > 1 else ''}" if self.bucketed else ""
-
-    def sizes(self) -> tuple[int, int]:
-        return sum(c.size for c in self.candidate), sum(b.size for b in self.baseline)
-
-
-def _by_time(buckets: Sequence[Bucket]) -> dict[float, tuple[int, list[float]]]:
-    merged: dict[float, tuple[int, list[float]]] = {}
-    for bucket in buckets:
-        n, latencies = merged.get(round(bucket.at, 3), (0, []))
-        merged[round(bucket.at, 3)] = (n + bucket.requests, latencies + list(bucket.latencies))
-    return merged
-
-
-def _thinned(arrays: list[np.ndarray]) -> list[np.ndarray]:
-    """At most ``_MAX_LATENCIES`` in all, each bucket keeping its share as evenly spaced
-    quantiles of itself (deterministic, so the verdict stays a function of the data)."""
-    total = sum(a.size for a in arrays)
-    if total <= _MAX_LATENCIES:
-        return arrays
-    kept = []
-    for a in arrays:
-        keep = max(1, a.size * _MAX_LATENCIES // total)
-        kept.append(np.sort(a)[np.linspace(0, a.size - 1, keep).round().astype(int)])
-    return kept
-
-
-def _same_windows(candidate: Arm, baseline: Arm) -> _SameWindows | None:
-    """The arms' latencies bucket by bucket; None when they share no bucket with latencies.
-    Arms without buckets count as one shared bucket (made-up numbers in tests and docs)."""
-    if not candidate.buckets or not baseline.buckets:
-        c = np.asarray(candidate.latencies, dtype=float)
-        b = np.asarray(baseline.latencies, dtype=float)
-        if not c.size or not b.size:
-            return None
-        return _SameWindows(weights=[1.0], candidate=[c], baseline=[b], bucketed=False)
-    ours, theirs = _by_time(candidate.buckets), _by_time(baseline.buckets)
-    shared = sorted(t for t in ours if ours[t][1] and t in theirs and theirs[t][1])
-    if not shared:
-        return None
-    weights = [
-        float(ours[t][0] + theirs[t][0] or len(ours[t][1]) + len(theirs[t][1])) for t in shared
-    ]
-    return _SameWindows(
-        weights=weights,
-        candidate=_thinned([np.asarray(ours[t][1], dtype=float) for t in shared]),
-        baseline=_thinned([np.asarray(theirs[t][1], dtype=float) for t in shared]),
-    )
-
-
-def _weighted_p95(arrays: list[np.ndarray], weights: list[float]) -> float:
-    """The p95 of the mixture in which bucket ``i`` weighs ``weights[i]``, interpolated as
-    ``numpy.quantile`` does (and equal to it when there is one bucket)."""
-    values = np.concatenate(arrays)
-    each = np.concatenate(
-        [np.full(a.size, w / a.size) for a, w in zip(arrays, weights, strict=True)]
-    )
-    order = np.argsort(values, kind="stable")
-    values, each = values[order], each[order]
-    cumulative = np.cumsum(each)
-    span = cumulative[-1] - each[-1]
-    if values.size == 1 or span <= 0:
-        return float(values[-1])
-    return float(np.interp(0.95, (cumulative - each) / span, values))
-
-
-def _resampled_p95s(
-    arrays: list[np.ndarray], weights: list[float], rng: np.random.Generator
-) -> np.ndarray:
-    """``_BOOTSTRAP`` p95s of the mixture, each from a resample drawn bucket by bucket in
-    proportion to the buckets' weights (as many draws in all as the arm has latencies)."""
-    total, weight = sum(a.size for a in arrays), sum(weights)
-    draws = [
-        rng.choice(a, size=(_BOOTSTRAP, max(1, round(total * w / weight))))
-        for a, w in zip(arrays, weights, strict=True)
-    ]
-    p95s: np.ndarray = np.quantile(np.concatenate(draws, axis=1), 0.95, axis=1)
-    return p95s
-
-
-def _p95_ratio_bound(same: _SameWindows, confidence: float) -> tuple[float, float, float, float]:
-    """(candidate p95, baseline p95, their ratio, its lower confidence bound by a bootstrap
-    within the buckets), both p95s over the same buckets."""
-    floor = 0.01  # ms: a ratio against a zero latency means nothing
-    c95 = _weighted_p95(same.candidate, same.weights)
-    b95 = _weighted_p95(same.baseline, same.weights)
-    data = np.concatenate([*same.candidate, *same.baseline, np.asarray(same.weights)])
-    if len(same.weights) == 1:  # the seed of the one-bucket comparison stays what it was
-        data = np.concatenate([*same.candidate, *same.baseline])
-    seed = hashlib.sha256(data.tobytes()).digest()
-    rng = np.random.default_rng(int.from_bytes(seed[:8], "big"))
-    rc = _resampled_p95s(same.candidate, same.weights, rng)
-    rb = _resampled_p95s(same.baseline, same.weights, rng)
-    ratios = np.maximum(rc, floor) / np.maximum(rb, floor)
-    observed = max(c95, floor) / max(b95, floor)
-    return c95, b95, observed, float(np.quantile(ratios, 1 - confidence))
-
-
 def analyse(
     candidate: Arm,
     baseline: Arm,
@@ -362,19 +234,32 @@ def _traffic_failures(
             f"the increase is at least {bound:.1%} at {rules.confidence:.0%} confidence "
             f"(limit {rules.max_error_rate_increase:.1%})"
         )
-    same = _same_windows(candidate, baseline) if enough_baseline else None
-    fewest = min(rules.min_requests, _FAIL_AFTER)
-    if same is not None and min(same.sizes()) >= fewest:
-        c95, b95, ratio, low = _p95_ratio_bound(same, rules.confidence)
-        numbers["p95_ratio"], numbers["p95_ratio_low"] = round(ratio, 3), round(low, 3)
-        if same.bucketed:
-            numbers["p95_windows"] = len(same.weights)
-        if low > rules.max_p95_ratio and c95 - b95 > _LATENCY_FLOOR_MS:
-            failures.append(
-                f"p95 latency {c95:.1f} ms vs baseline {b95:.1f} ms{same.where()}: at least "
-                f"{low:.2f}× at {rules.confidence:.0%} confidence "
-                f"(limit {rules.max_p95_ratio:g}×)"
+    if not enough_baseline:
+        return failures
+    # Arms given without buckets (made-up numbers) share one bucket: compared as wholes.
+    bucketed = bool(candidate.buckets and baseline.buckets)
+    p95 = compare_p95(
+        candidate.buckets if bucketed else [Bucket(at=0, latencies=candidate.latencies)],
+        baseline.buckets if bucketed else [Bucket(at=0, latencies=baseline.latencies)],
+        confidence=rules.confidence,
+        fewest=min(rules.min_requests, _FAIL_AFTER),
+    )
+    if p95 is None:
+        return failures
+    numbers["p95_ratio"], numbers["p95_ratio_low"] = round(p95.ratio, 3), round(p95.low, 3)
+    if bucketed:
+        numbers["p95_windows"] = p95.windows
+    if p95.low > rules.max_p95_ratio and p95.candidate_ms - p95.baseline_ms > _LATENCY_FLOOR_MS:
+        where = ""
+        if bucketed:
+            where = (
+                f" in the same {p95.windows} windows" if p95.windows > 1 else " in the same window"
             )
+        failures.append(
+            f"p95 latency {p95.candidate_ms:.1f} ms vs baseline {p95.baseline_ms:.1f} ms{where}: "
+            f"at least {p95.low:.2f}× at {rules.confidence:.0%} confidence "
+            f"(limit {rules.max_p95_ratio:g}×)"
+        )
     return failures
 
 
