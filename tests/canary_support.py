@@ -71,12 +71,14 @@ HANDLER_TEMPLATE = '''"""Price of a SKU (rule {{ rule }})."""
 import random
 import time
 
+PROBE_STATUS = {{ probe_status | default(200) }}
+
 
 def handle(request):
     time.sleep({{ delay_ms }} / 1000)
     if "x-shipyard-synthetic" in request["headers"]:
-        if {{ probe_status | default(200) }} != 200:
-            return {{ probe_status | default(200) }}, {"error": "injected probe failure"}
+        if PROBE_STATUS != 200:
+            return PROBE_STATUS, {"error": "injected probe failure"}
     elif random.random() < {{ fail_rate }}:
         raise RuntimeError("injected failure")
     return {"sku": request["path"].strip("/"), "price": {{ price }}, "rule": "{{ rule }}"}

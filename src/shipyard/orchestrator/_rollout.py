@@ -3,9 +3,10 @@
 For a job kind whose target has a ``rollout`` plan, the release is::
 
     deploy (candidate beside the live version, no traffic)
-    for each stage below 100 %: shift the weight, then every interval until the bake is
-        over: run the probes, read both arms' traffic, analyse (release.analyse), and act
-        on a person's pause / resume / promote / rollback
+    for each stage below 100 %: shift the weight, then every interval until a verdict:
+        run the probes, read both arms' traffic by the gateway's time buckets, advance the
+        stage's bake clock (release.BakeClock: only watched time counts), analyse
+        (release.analyse), and act on a person's pause / resume / promote / rollback
     -> promote (the publish tool, journalled)   or   -> roll back, compensate, close
 
 Waiting is ``DBOS.sleep``, so a rollout survives a worker's restart mid-bake (it goes on
