@@ -187,7 +187,9 @@ class _Door:
             reason = f"already submitted as {found.task_id} ({found.business_key})"
             self._audit(session, row, found.task_id, "existing", reason)
             return
-        generation = idem.next_generation(session, self.kind.name, key, digest)
+        generation = (  # nothing found without ``again``: the first generation
+            idem.next_generation(session, self.kind.name, key, digest) if self.again else 1
+        )
         business_key = idem.business_key(self.kind.name, key, digest, generation)
         task_id = new_id("t")
         self._add(
