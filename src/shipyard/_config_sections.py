@@ -10,10 +10,12 @@ from __future__ import annotations
 import itertools
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "NOTIFY_EVENT_TYPES",
     "RESERVED_TIERS",
     "TIER_KEYS",
     "ArtifactSettings",
@@ -21,6 +23,7 @@ __all__ = [
     "DomainSettings",
     "MemorySettings",
     "NamespaceSettings",
+    "NotifySettings",
     "ObserveSettings",
     "PersonSettings",
     "PolicySettings",
@@ -340,7 +343,25 @@ class ObserveSettings(Section):
 
 
 class PersonSettings(Section):
+    """``[people.NAME]``: a person, their Cedar roles, and the logins that are them."""
+
     roles: list[str] = Field(default_factory=list, description='Cedar roles (Role::"NAME")')
+    os_users: list[str] = Field(
+        default_factory=list,
+        description="login names that are this person at the command line (one person each)",
+    )
+
+    @field_validator("os_users")
+    @classmethod
+    def _logins(cls, value: list[str]) -> list[str]:
+        for login in value:
+            if not login.strip() or login != login.strip():
+                raise ValueError(
+                    f"os_users entry {login!r} is not a login name (no blanks around it)"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("os_users lists a login twice")
+        return value
 
 
 class SandboxSettings(Section):
@@ -421,3 +442,82 @@ class ServeSettings(Section):
                 "origin of their own, apart from the site and handlers"
             )
         return self
+
+
+NOTIFY_EVENT_TYPES = (
+    "dev.shipyard.approval.needed",
+    "dev.shipyard.approval.escalated",
+    "dev.shipyard.release.rolled_back",
+    "dev.shipyard.incident.opened",
+    "dev.shipyard.budget.paused",
+)
+"""The CloudEvents types Shipyard sends to ``[notify.NAME]`` endpoints."""
+
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class NotifySettings(Section):
+    """One ``[notify.NAME]`` table: a webhook endpoint that receives CloudEvents, signed."""
+
+    url: str = Field(description="where events are POSTed: an http:// or https:// URL")
+    secret_env: str = Field(
+        description="the variable holding the endpoint's signing secret (whsec_ and base64), "
+        "read from the environment or generate.secrets_file (secrets never live in this file)"
+    )
+    events: list[str] = Field(
+        default_factory=lambda: list(NOTIFY_EVENT_TYPES),
+        min_length=1,
+        description="the event types this endpoint receives (default: all of them)",
+    )
+    timeout_seconds: float = Field(
+        default=15.0, gt=0, le=300, description="to connect, and for each read of the answer"
+    )
+    max_attempts: int = Field(
+        default=8, ge=1, le=100, description="attempts before a delivery is dead (the first too)"
+    )
+    backoff_seconds: float = Field(
+        default=5.0, gt=0, description="the wait after the first failed attempt"
+    )
+    backoff_multiplier: float = Field(
+        default=4.0, ge=1, description="each later wait is this many times the one before"
+    )
+    backoff_max_seconds: float = Field(
+        default=21600.0, gt=0, description="no wait is longer (a Retry-After neither)"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "the endpoint's url must be http://HOST/... or https://HOST/... "
+                '(e.g. "https://hooks.example.com/shipyard")'
+            )
+        if parts.username or parts.password:
+            raise ValueError(
+                "put no credentials in the url: deliveries are signed with the secret "
+                "named by secret_env"
+            )
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: str) -> str:
+        if not _VARIABLE.match(value):
+            raise ValueError(
+                'secret_env names an environment variable (e.g. "SHIPYARD_WEBHOOK_SECRET"), '
+                "not the secret itself"
+            )
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in NOTIFY_EVENT_TYPES]
+        if unknown:
+            raise ValueError(
+                f"unknown event type(s) {', '.join(map(repr, unknown))}; "
+                f"the types are: {', '.join(NOTIFY_EVENT_TYPES)}"
+            )
+        return list(dict.fromkeys(value))

@@ -22,12 +22,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from shipyard._config_sections import (
+    NOTIFY_EVENT_TYPES,
     RESERVED_TIERS,
     TIER_KEYS,
     ArtifactSettings,
     BudgetSettings,
     DomainSettings,
     MemorySettings,
+    NotifySettings,
     ObserveSettings,
     PersonSettings,
     PolicySettings,
@@ -46,10 +48,12 @@ from shipyard.errors import ConfigError
 
 __all__ = [
     "CONFIG_FILE",
+    "NOTIFY_EVENT_TYPES",
     "ArtifactSettings",
     "BudgetSettings",
     "DomainSettings",
     "MemorySettings",
+    "NotifySettings",
     "ObserveSettings",
     "PersonSettings",
     "PolicySettings",
@@ -92,8 +96,11 @@ class Settings(Section):
     prices: dict[str, PriceSettings] = Field(
         default_factory=dict, description="per-model prices that override genai-prices"
     )
+    notify: dict[str, NotifySettings] = Field(
+        default_factory=dict, description="webhook endpoints that receive CloudEvents"
+    )
 
-    @field_validator("domains", "targets", "tiers")
+    @field_validator("domains", "targets", "tiers", "notify")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
@@ -141,6 +148,19 @@ class Settings(Section):
                 raise ValueError(
                     f"memory.namespaces.{name}: namespaces are the domains' and 'global'"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _one_person_per_login(self) -> Settings:
+        owners: dict[str, str] = {}
+        for name, person in self.people.items():
+            for login in person.os_users:
+                if login in owners:
+                    raise ValueError(
+                        f"login {login!r} is in the os_users of both [people.{owners[login]}] "
+                        f"and [people.{name}]: a login is one person; keep it in one of them"
+                    )
+                owners[login] = name
         return self
 
     @property

@@ -527,3 +527,74 @@ class IdempotencyKeyRow(Base):
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
     """The submission's result as data, answered again to a retry."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class NotifyEventRow(Base):
+    """One CloudEvent in the notifications outbox, recorded with what it is about.
+
+    Its id derives from the key its recorder gave (a step that runs twice records it once),
+    and is the CloudEvent's ``id`` and the ``webhook-id`` of every delivery of it. A sending
+    worker routes it: one delivery per ``[notify.NAME]`` endpoint that takes its type.
+    """
+
+    __tablename__ = "notify_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    """What the recorder named it by (``TASK:approval.needed:ATTEMPT``, ...)."""
+    type: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(300), default="")
+    """The CloudEvent's ``source``, fixed when the event is routed."""
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    time: Mapped[datetime] = mapped_column(UtcDateTime())
+    """When it happened (the CloudEvent's ``time``)."""
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    routed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    """When its deliveries were made (None: no sending worker has seen it yet)."""
+
+    __table_args__ = (
+        Index("ix_notify_events_routed", "routed_at"),
+        Index("ix_notify_events_time", "time"),
+    )
+
+
+class NotifyDeliveryRow(Base):
+    """One event on its way to one endpoint: pending, then delivered or dead."""
+
+    __tablename__ = "notify_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("notify_events.id", ondelete="CASCADE"))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    """The ``[notify.NAME]`` it goes to."""
+    state: Mapped[str] = mapped_column(String(16))
+    """``pending``, ``delivered`` or ``dead``."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """POSTs started (one counts even when its worker died before the answer)."""
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    leased_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    """While a worker is sending it: no other worker takes it until then."""
+    lease_owner: Mapped[str] = mapped_column(String(80), default="")
+    """The worker (or command) sending it; a lease of a worker taken over is void."""
+    last_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    """The last answer's HTTP status (None: no answer)."""
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint", name="uq_notify_delivery"),
+        Index("ix_notify_deliveries_due", "state", "endpoint", "next_attempt_at"),
+    )
+
+
+class NotifyCountRow(Base):
+    """Deliveries' outcomes counted per endpoint, for the Prometheus counter (never swept)."""
+
+    __tablename__ = "notify_counts"
+
+    endpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    """``delivered``, ``failed`` (an attempt that will be retried) or ``dead``."""
+    count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
