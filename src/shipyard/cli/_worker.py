@@ -16,17 +16,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from shipyard.cli._common import console, err_console, handle_errors, open_runtime, print_json
+from shipyard.errors import InputError
 from shipyard.observe import registry_for
 from shipyard.service import (
+    Idleness,
     Runtime,
-    busy_tasks,
     count_by_state,
     escalate_overdue,
+    idleness,
     launch,
     list_workers,
     shutdown,
     stop_gracefully,
 )
+
+GATEWAY_WANTED = 75
+"""``worker --until-idle``'s exit status when only releases waiting for a gateway are left
+(EX_TEMPFAIL: run it again once ``shipyard serve`` is up)."""
 
 
 @handle_errors
@@ -34,7 +40,15 @@ def worker(
     ctx: typer.Context,
     domains: str = typer.Option("", "--domains", help="Comma-separated domains (default: all)."),
     until_idle: bool = typer.Option(
-        False, "--until-idle", help="Exit once every task is finished or waiting for a person."
+        False,
+        "--until-idle",
+        help="Exit once every task is finished or waiting for a person; exit status "
+        f"{GATEWAY_WANTED} if releases are left waiting for a gateway (`shipyard serve`).",
+    ),
+    wait_for_gateway: bool = typer.Option(
+        False,
+        "--wait-for-gateway",
+        help="With --until-idle: wait for a gateway to serve the releases that need one.",
     ),
     metrics_port: int = typer.Option(
         -1, "--metrics-port", help="Serve Prometheus /metrics on this port (0: a free one)."
@@ -48,10 +62,18 @@ def worker(
 ) -> None:
     """Run tasks until stopped, or with --until-idle until nothing is busy.
 
+    A canary release goes on only while a gateway (`shipyard serve`) serves its target. When
+    all that is left is releases waiting for one, --until-idle says so and exits with status
+    GATEWAY_WANTED (75); with --wait-for-gateway it says so once and waits.
+
     SIGTERM or SIGINT stops gracefully: no new step starts, the steps under way finish, and
     the worker leaves; live workers take over its tasks from their last finished step. A
     second signal stops at once.
     """
+    if wait_for_gateway and not until_idle:
+        raise InputError(
+            "--wait-for-gateway applies only with --until-idle (a worker without it waits anyway)"
+        )
     stop = _stop_on_signals()
     with open_runtime(ctx) as rt:
         if rt.migrated is not None:
@@ -66,8 +88,11 @@ def worker(
             )
             err_console.print(f"worker: metrics at http://127.0.0.1:{server.server_port}/metrics")
         graceful = False
+        remains: Idleness | None = None
         try:
-            _run(rt, chosen, stop, until_idle=until_idle)
+            remains = _run(
+                rt, chosen, stop, until_idle=until_idle, wait_for_gateway=wait_for_gateway
+            )
             graceful = stop.is_set()
         finally:
             if graceful:
@@ -84,11 +109,23 @@ def worker(
                 shutdown()
         counts = count_by_state(rt)
     console.print("tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    status = 0
+    if remains is not None and remains.waiting_for_gateway:
+        err_console.print(f"worker: {_gateway_wanted(remains)}; run the worker again once it is up")
+        status = GATEWAY_WANTED
     # Workflows waiting for a person hold executor threads in a timed wait; their state is
     # checkpointed, so leave without joining them (a live worker resumes them).
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(status)
+
+
+def _gateway_wanted(left: Idleness) -> str:
+    targets = ", ".join(
+        f"{target} ({len(tasks)} release{'s' if len(tasks) != 1 else ''})"
+        for target, tasks in sorted(left.gateway_wanted.items())
+    )
+    return f"no gateway serves {targets}: start `shipyard serve`"
 
 
 def _stop_on_signals() -> threading.Event:
@@ -110,9 +147,17 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _run(rt: Runtime, chosen: list[str], stop: threading.Event, *, until_idle: bool) -> None:
+def _run(
+    rt: Runtime,
+    chosen: list[str],
+    stop: threading.Event,
+    *,
+    until_idle: bool,
+    wait_for_gateway: bool,
+) -> Idleness | None:
     """Watch the launched worker: escalate overdue approvals once a minute, show progress,
-    and return when ``stop`` is set (or, ``until_idle``, when nothing is busy)."""
+    and return when ``stop`` is set (None), or, ``until_idle``, what is left once nothing
+    can move (unless ``wait_for_gateway`` and releases wait for a gateway)."""
     with Progress(
         TextColumn("[bold]worker[/] {task.description}"),
         BarColumn(),
@@ -123,16 +168,22 @@ def _run(rt: Runtime, chosen: list[str], stop: threading.Event, *, until_idle: b
     ) as progress:
         bar = progress.add_task(", ".join(chosen), total=None)
         next_sweep = 0.0
+        told: set[str] = set()
         while not stop.wait(0.25):
             if time.monotonic() >= next_sweep:  # overdue approvals, once a minute
                 for task_id in escalate_overdue(rt):
                     err_console.print(f"worker: approval of {task_id} escalated")
                 next_sweep = time.monotonic() + 60
-            busy = busy_tasks(rt, chosen)
-            total = sum(count_by_state(rt).values())
-            progress.update(bar, total=total, completed=total - busy)
-            if until_idle and busy == 0:
-                return
+            now = idleness(rt, chosen)
+            progress.update(bar, total=now.total, completed=now.total - now.busy)
+            if not until_idle or not now.idle:
+                continue
+            if not (wait_for_gateway and now.waiting_for_gateway):
+                return now
+            if not set(now.gateway_wanted) <= told:  # once for each target
+                progress.console.print(f"worker: {_gateway_wanted(now)}; waiting for it")
+                told |= set(now.gateway_wanted)
+    return None
 
 
 @handle_errors

@@ -25,8 +25,9 @@ from shipyard.orchestrator._queues import dbos_config, enqueue_pending, queue_na
 from shipyard.orchestrator._rollout import COMMANDS, gateway_info
 from shipyard.orchestrator._runtime import Runtime, current_runtime, install_runtime
 from shipyard.orchestrator._worker import (
-    busy_tasks,
+    Idleness,
     current_fleet,
+    idleness,
     launch,
     shutdown,
     stop_gracefully,
@@ -47,9 +48,9 @@ __all__ = [
     "WORKFLOW_VERSION",
     "BudgetReport",
     "CaseResult",
+    "Idleness",
     "Runtime",
     "WorkerInfo",
-    "busy_tasks",
     "current_fleet",
     "current_runtime",
     "dbos_config",
@@ -58,6 +59,7 @@ __all__ = [
     "evaluate_case",
     "gateway_info",
     "govern",
+    "idleness",
     "install_runtime",
     "launch",
     "ledger",

@@ -12,6 +12,7 @@ __all__ = [
     "DECISION_WORKFLOW",
     "RESUME_WORKFLOW",
     "ROLLOUT_WORKFLOW",
+    "WAITING_FOR_GATEWAY",
     "WORKFLOW_NAME",
     "WORKFLOW_VERSION",
     "Decided",
@@ -34,6 +35,10 @@ WORKFLOW_NAME = "shipyard.task"
 DECISION_WORKFLOW = "shipyard.decision"
 RESUME_WORKFLOW = "shipyard.resume"
 ROLLOUT_WORKFLOW = "shipyard.rollout"
+
+WAITING_FOR_GATEWAY = "waiting for a gateway serving "
+"""How a canary release's reason begins while no gateway serves its target (the target's
+name follows): the worker's ``--until-idle`` tells these apart from work under way."""
 
 
 def decision_workflow_id(task_id: str) -> str:

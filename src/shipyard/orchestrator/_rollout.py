@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from dbos import DBOS
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -34,8 +33,9 @@ from shipyard.generate import render
 from shipyard.jobs import JobKind
 from shipyard.model import ReleaseState, TaskState
 from shipyard.orchestrator import _govern as govern
+from shipyard.orchestrator._names import WAITING_FOR_GATEWAY
 from shipyard.orchestrator._runtime import Runtime, current_runtime
-from shipyard.orchestrator._stage import _task, stage, step
+from shipyard.orchestrator._stage import _task, sleep, stage, step
 from shipyard.release import Arm, BakeClock, Bucket, ProbeTally, Rules, analyse
 from shipyard.store import (
     ReleaseRow,
@@ -236,7 +236,7 @@ def _watch(rt: Runtime, task_id: str, index: int) -> str:
         _set(
             rt,
             task_id,
-            reason=f"waiting for a gateway serving {target_name}: run `shipyard serve`",
+            reason=f"{WAITING_FOR_GATEWAY}{target_name}: run `shipyard serve`",
             stage_started_at=_now(),
         )
         return "wait"
@@ -470,12 +470,12 @@ def canary(task_id: str) -> tuple[str, str]:
         deployed = deploy_step(task_id)
         if "busy" not in deployed:
             break
-        DBOS.sleep(float(deployed["interval"]))  # another release of this path is baking
+        sleep(float(deployed["interval"]))  # another release of this path is baking
     interval = float(deployed["interval"])
     for index in range(int(deployed["stages"]) - 1):  # the last stage (100 %) is promotion
         shift_step(task_id, index)
         while True:
-            DBOS.sleep(interval)
+            sleep(interval)
             look = watch_step(task_id, index)
             if look["outcome"] in ("promote", "rollback"):
                 return look["outcome"], look["reason"]

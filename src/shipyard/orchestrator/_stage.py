@@ -20,7 +20,7 @@ from shipyard.observe import redact
 from shipyard.orchestrator._runtime import Runtime
 from shipyard.store import StepRow, TaskRow, transaction
 
-__all__ = ["close_steps", "open_steps", "stage", "step", "steps_under_way"]
+__all__ = ["close_steps", "open_steps", "sleep", "stage", "step", "steps_under_way"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,6 +44,11 @@ class _Steps:
             while self.closed:
                 self.cond.wait()
             self.active += 1
+
+    def wait_open(self) -> None:
+        with self.cond:
+            while self.closed:
+                self.cond.wait()
 
     def leave(self) -> None:
         with self.cond:
@@ -72,6 +77,15 @@ def step(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return DBOS.step(name=name)(gated)
 
     return decorate
+
+
+def sleep(seconds: float) -> None:
+    """A durable sleep (``DBOS.sleep``) that, like a step, waits at the door while the worker
+    is stopping, before it starts and when it ends: a workflow never reaches DBOS after the
+    worker let it go (its wake-up time is recorded; a live worker resumes it there)."""
+    _steps.wait_open()
+    DBOS.sleep(seconds)
+    _steps.wait_open()
 
 
 def close_steps(timeout: float) -> int:

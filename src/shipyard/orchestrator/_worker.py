@@ -8,15 +8,19 @@ stopped, or, with ``until_idle``, until every task is finished or waiting for a 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from dbos import DBOS
+from dbos import _error as dbos_errors
 from sqlalchemy import func, select
 
 from shipyard.errors import ConfigError, StateError
-from shipyard.model import TaskState
+from shipyard.model import ReleaseState, TaskState
 from shipyard.orchestrator._fleet import Fleet, new_worker_id
+from shipyard.orchestrator._names import WAITING_FOR_GATEWAY
 from shipyard.orchestrator._queues import (
     dbos_config,
     enqueue_pending,
@@ -26,9 +30,16 @@ from shipyard.orchestrator._queues import (
 )
 from shipyard.orchestrator._runtime import Runtime, current_runtime, install_runtime
 from shipyard.orchestrator._stage import close_steps, open_steps, steps_under_way
-from shipyard.store import TaskRow
+from shipyard.store import ReleaseRow, TaskRow
 
-__all__ = ["busy_tasks", "current_fleet", "launch", "shutdown", "stop_gracefully"]
+__all__ = [
+    "Idleness",
+    "current_fleet",
+    "idleness",
+    "launch",
+    "shutdown",
+    "stop_gracefully",
+]
 
 _BUSY = (
     TaskState.QUEUED.value,
@@ -113,6 +124,7 @@ def stop_gracefully(drain_seconds: float) -> int:
     if _fleet is not None:
         _fleet.beat("draining")
     left = close_steps(drain_seconds)
+    logging.getLogger("dbos").addFilter(_after_stop)
     DBOS.destroy(workflow_completion_timeout_sec=0)
     if _fleet is not None:
         _fleet.leave()
@@ -121,6 +133,19 @@ def stop_gracefully(drain_seconds: float) -> int:
         current_runtime().tracing.flush()
     install_runtime(None)
     return left
+
+
+def _after_stop(record: logging.LogRecord) -> bool:
+    """Once the worker lets its workflows go, DBOS refuses what they try next (a step cut
+    short by the drain recording its result, say) and logs each refusal with a traceback.
+    Their state is checkpointed and a live worker resumes them: drop that noise, keep the
+    rest."""
+    error = record.exc_info[1] if record.exc_info else None
+    while error is not None:
+        if isinstance(error, dbos_errors.DBOSException):
+            return False
+        error = error.__cause__ or error.__context__
+    return True
 
 
 def _running_workflows() -> int:
@@ -139,12 +164,54 @@ def _running_workflows() -> int:
     return len(mine)
 
 
-def busy_tasks(rt: Runtime, domains: Sequence[str]) -> int:
-    """Tasks in these domains that a worker still has to move on."""
+@dataclass(frozen=True)
+class Idleness:
+    """What is left for the worker in its domains, and what it waits on."""
+
+    busy: int
+    """Tasks a worker still has to move on (releasing ones included)."""
+    total: int
+    """Tasks in these domains, in any state."""
+    gateway_wanted: dict[str, list[str]] = field(default_factory=dict)
+    """Target → the releasing tasks whose canary waits for a gateway serving it."""
+    paused: int = 0
+    """Releasing tasks whose rollout a person paused (they wait for a person)."""
+
+    @property
+    def waiting_for_gateway(self) -> int:
+        return sum(len(tasks) for tasks in self.gateway_wanted.values())
+
+    @property
+    def idle(self) -> bool:
+        """Nothing can move without a person or a gateway."""
+        return self.busy <= self.waiting_for_gateway + self.paused
+
+
+def idleness(rt: Runtime, domains: Sequence[str]) -> Idleness:
+    """How busy these domains are; what, if anything, waits for a gateway or a person."""
     with rt.sessions() as session:
-        count = session.scalar(
-            select(func.count())
-            .select_from(TaskRow)
-            .where(TaskRow.state.in_(_BUSY), TaskRow.domain.in_(domains))
+        by_state = dict(
+            session.execute(
+                select(TaskRow.state, func.count())
+                .where(TaskRow.domain.in_(domains))
+                .group_by(TaskRow.state)
+            ).all()
         )
-    return int(count or 0)
+        releasing = session.execute(
+            select(ReleaseRow.task_id, ReleaseRow.target, ReleaseRow.state, ReleaseRow.reason)
+            .join(TaskRow, TaskRow.id == ReleaseRow.task_id)
+            .where(TaskRow.state == TaskState.RELEASING.value, TaskRow.domain.in_(domains))
+        ).all()
+    wanted: dict[str, list[str]] = {}
+    paused = 0
+    for task_id, target, state, reason in releasing:
+        if state == ReleaseState.PAUSED.value:
+            paused += 1
+        elif state == ReleaseState.CANARY.value and reason.startswith(WAITING_FOR_GATEWAY):
+            wanted.setdefault(target, []).append(task_id)
+    return Idleness(
+        busy=sum(int(by_state.get(state, 0)) for state in _BUSY),
+        total=sum(int(n) for n in by_state.values()),
+        gateway_wanted=wanted,
+        paused=paused,
+    )
