@@ -22,6 +22,7 @@ __all__ = [
     "BudgetSettings",
     "DomainSettings",
     "MemorySettings",
+    "MonitorSettings",
     "NamespaceSettings",
     "NotifySettings",
     "ObserveSettings",
@@ -197,6 +198,62 @@ class RolloutSettings(Section):
         return value
 
 
+class MonitorSettings(Section):
+    """``[targets.NAME.monitor]``: how the target's live releases are watched after promotion."""
+
+    enabled: bool = Field(
+        default=True,
+        description="watch the live releases (a static-site or http-handler target's default)",
+    )
+    interval_seconds: float = Field(default=30, gt=0, description="time between two rounds")
+    window_seconds: float = Field(
+        default=120, gt=0, description="the recent traffic each round judges (the window)"
+    )
+    baseline_minutes: float = Field(
+        default=60,
+        gt=0,
+        description="history before the window, since the promotion, that the window is "
+        "compared with (the baseline)",
+    )
+    on_anomaly: Literal["alert", "rollback"] = Field(
+        default="alert",
+        description="an anomaly opens an incident; 'rollback' also withdraws the live release "
+        "and puts back the one it replaced",
+    )
+    min_requests: int = Field(
+        default=50, ge=1, description="window requests a verdict of health needs"
+    )
+    max_error_rate_increase: float = Field(
+        default=0.01, ge=0, le=1, description="window minus baseline 5xx rate that is an anomaly"
+    )
+    max_p95_ratio: float = Field(
+        default=1.5, ge=1, description="window p95 latency over the baseline's that is an anomaly"
+    )
+    confidence: float = Field(
+        default=0.99,
+        ge=0.5,
+        le=0.9999,
+        description="how sure each rule must be (every round is a test: keep it high)",
+    )
+    probe_failures: int = Field(
+        default=3, ge=1, description="consecutive failures of a probe that are an anomaly"
+    )
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> MonitorSettings:
+        if self.window_seconds < self.interval_seconds:
+            raise ValueError(
+                f"window_seconds ({self.window_seconds:g}) must be at least interval_seconds "
+                f"({self.interval_seconds:g}), or rounds would skip traffic"
+            )
+        if self.baseline_minutes * 60 < self.window_seconds:
+            raise ValueError(
+                f"baseline_minutes ({self.baseline_minutes:g}) must cover at least the window "
+                f"({self.window_seconds:g} s): a baseline shorter than the window is noise"
+            )
+        return self
+
+
 class TargetSettings(Section):
     kind: Literal["static-site", "http-handler", "git"] = "static-site"
     keep_versions: int = Field(default=20, ge=2, description="site versions kept for rollback")
@@ -208,6 +265,10 @@ class TargetSettings(Section):
     )
     rollout: RolloutSettings | None = Field(
         default=None, description="canary stages and health rules (absent: switch at once)"
+    )
+    monitor: MonitorSettings | None = Field(
+        default=None,
+        description="watching the live releases after promotion (absent: the defaults)",
     )
     mount: str = Field(
         default="/api", description="http-handler: URL prefix its handlers are served under"
@@ -228,6 +289,10 @@ class TargetSettings(Section):
                     "a git target has no traffic to shift: remove its rollout table "
                     "(a git release is a branch, then a merge)"
                 )
+            if self.monitor is not None and self.monitor.enabled:
+                raise ValueError(
+                    "a git target serves no traffic to watch: remove its monitor table"
+                )
         mount = re.fullmatch(r"(/[a-z0-9][a-z0-9._-]*)+", self.mount)
         if self.kind == "http-handler" and not mount:
             raise ValueError(
@@ -235,6 +300,14 @@ class TargetSettings(Section):
                 "(lowercase letters, digits, '.', '_' and '-' between slashes)"
             )
         return self
+
+    def watching(self) -> MonitorSettings | None:
+        """How its live releases are watched; None when they are not (a git target serves no
+        traffic, or the monitor table says ``enabled = false``)."""
+        if self.kind == "git":
+            return None
+        monitor = self.monitor or MonitorSettings()
+        return monitor if monitor.enabled else None
 
 
 class PolicySettings(Section):

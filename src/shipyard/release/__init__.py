@@ -1,4 +1,5 @@
-"""Releases: targets that put artifacts live, canary analysis, and undoable switches."""
+"""Releases: targets that put artifacts live, canary analysis, the watch over what is live,
+and undoable switches."""
 
 from __future__ import annotations
 
@@ -13,16 +14,20 @@ from shipyard.release._analysis import (
 )
 from shipyard.release._routes import RouteTable, bucket
 from shipyard.release._target import Deployed, Promoted, Target
+from shipyard.release._watch import CAUSES, Finding, Health, WatchRules, watch
 from shipyard.release.targets.git import GitTarget
 from shipyard.release.targets.http_handler import HttpHandler
 from shipyard.release.targets.static_site import PublishResult, RollbackResult, StaticSite
 
 __all__ = [
+    "CAUSES",
     "Arm",
     "BakeClock",
     "Bucket",
     "Deployed",
+    "Finding",
     "GitTarget",
+    "Health",
     "HttpHandler",
     "ProbeTally",
     "Promoted",
@@ -33,6 +38,8 @@ __all__ = [
     "StaticSite",
     "Target",
     "Verdict",
+    "WatchRules",
     "analyse",
     "bucket",
+    "watch",
 ]
