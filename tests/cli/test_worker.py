@@ -12,6 +12,7 @@ from pathlib import Path
 from tests.support import copy_example, run_cli
 
 GATEWAY_WANTED = 75
+_SHIPYARD = (sys.executable, "-m", "shipyard")
 
 
 def _shop_with_two_pages(tmp_path: Path) -> Path:
@@ -20,7 +21,9 @@ def _shop_with_two_pages(tmp_path: Path) -> Path:
     rows = (root / "products.csv").read_text().splitlines()
     (root / "two.csv").write_text("\n".join(rows[:3]) + "\n")
     assert run_cli(root, "init").returncode == 0
-    submitted = run_cli(root, "submit", "landing-page", "--batch", "two.csv", "--as", "shop-owner")
+    submitted = run_cli(
+        root, "submit", "landing-page", "--batch", str(root / "two.csv"), "--as", "shop-owner"
+    )
     assert submitted.returncode == 0, submitted.stderr
     first = run_cli(root, "worker", "--until-idle")
     assert first.returncode == 0, first.stderr
@@ -39,6 +42,25 @@ def test_until_idle_says_which_gateway_is_missing_and_exits_with_its_own_status(
     assert done.stderr.count("no gateway serves") == 1
     assert "2 releasing" in done.stdout
     assert "Traceback" not in done.stderr
+    # Time passes with no gateway and no worker; then the gateway starts and a worker runs:
+    # every page is published (the time no one watched was no bake time to judge it on).
+    time.sleep(5)
+    serve = subprocess.Popen(
+        [*_SHIPYARD, "-C", str(root), "serve", "--port", "0", "--admin-port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (root / ".shipyard" / "gateway.json").exists():
+            assert serve.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        released = run_cli(root, "worker", "--until-idle")
+        assert released.returncode == 0, released.stderr
+        assert "2 published" in released.stdout
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
 
 
 def test_wait_for_gateway_waits_says_so_once_and_stops_on_sigterm_without_tracebacks(
@@ -48,8 +70,7 @@ def test_wait_for_gateway_waits_says_so_once_and_stops_on_sigterm_without_traceb
     log = tmp_path / "worker.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shipyard", "-C", str(root), "worker", "--until-idle"]
-            + ["--wait-for-gateway"],
+            [*_SHIPYARD, "-C", str(root), "worker", "--until-idle", "--wait-for-gateway"],
             stdout=out,
             stderr=subprocess.STDOUT,
             text=True,

@@ -28,6 +28,7 @@ from shipyard.orchestrator._queues import (
     queue_settings,
     system_database,
 )
+from shipyard.orchestrator._rollout import gateway_info
 from shipyard.orchestrator._runtime import Runtime, current_runtime, install_runtime
 from shipyard.orchestrator._stage import close_steps, open_steps, steps_under_way
 from shipyard.store import ReleaseRow, TaskRow
@@ -209,6 +210,8 @@ def idleness(rt: Runtime, domains: Sequence[str]) -> Idleness:
             paused += 1
         elif state == ReleaseState.CANARY.value and reason.startswith(WAITING_FOR_GATEWAY):
             wanted.setdefault(target, []).append(task_id)
+    # A reason is as old as the release's last look: a gateway started since serves them now.
+    wanted = {target: ids for target, ids in wanted.items() if gateway_info(rt, target) is None}
     return Idleness(
         busy=sum(int(by_state.get(state, 0)) for state in _BUSY),
         total=sum(int(n) for n in by_state.values()),
