@@ -15,6 +15,7 @@ from shipyard.cli import (
     _init,
     _lineage,
     _memory,
+    _notifications,
     _policy,
     _provide,
     _release,
@@ -84,3 +85,4 @@ app.add_typer(_policy.policy_app, name="policy")
 app.add_typer(_audit.audit_app, name="audit")
 app.add_typer(_tokens.tokens_app, name="tokens")
 app.add_typer(_memory.memory_app, name="memory")
+app.add_typer(_notifications.notifications_app, name="notifications")

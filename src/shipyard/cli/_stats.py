@@ -55,12 +55,14 @@ def stats(
 
 @handle_errors
 def gc(ctx: typer.Context) -> None:
-    """Apply retention: spans (with the prompts and replies in them) and the gateway's traffic
-    samples of finished releases older than [observe] retention_days, and expired memory.
-    Records, verdicts and aggregates stay."""
+    """Apply retention: spans (with the prompts and replies in them), the gateway's traffic
+    samples of finished releases and delivered notifications older than [observe]
+    retention_days, and expired memory. Records, verdicts, aggregates and notifications not
+    delivered (pending or dead) stay."""
     with open_runtime(ctx) as rt:
         done = apply_retention(rt)
     console.print(
-        f"{done.spans} span(s) and {done.samples} traffic sample(s) older than {done.days} days "
-        f"removed; {done.memories} expired memory item(s) purged"
+        f"{done.spans} span(s), {done.samples} traffic sample(s) and {done.notifications} "
+        f"delivered notification(s) older than {done.days} days removed; {done.memories} "
+        "expired memory item(s) purged"
     )

@@ -22,7 +22,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.model import ReleaseState
-from shipyard.store import AttemptRow, ReleaseRow, StepRow, TaskRow
+from shipyard.store import (
+    AttemptRow,
+    NotifyCountRow,
+    NotifyDeliveryRow,
+    ReleaseRow,
+    StepRow,
+    TaskRow,
+)
 
 __all__ = ["ShipyardCollector", "metrics_text", "registry_for"]
 
@@ -45,7 +52,8 @@ def _histogram(
 
 
 class ShipyardCollector(Collector):
-    """Tasks, stages, attempts, checks, tokens, cost, queues, approvals and releases."""
+    """Tasks, stages, attempts, checks, tokens, cost, queues, approvals, releases and
+    notifications."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
@@ -56,6 +64,7 @@ class ShipyardCollector(Collector):
             yield from self._stages(session)
             yield from self._attempts(session)
             yield from self._releases(session)
+            yield from self._notifications(session)
 
     def _tasks(self, session: Session) -> Iterator[Metric]:
         tasks = GaugeMetricFamily(
@@ -165,6 +174,33 @@ class ShipyardCollector(Collector):
             if state == ReleaseState.ROLLED_BACK:
                 rollbacks.add_metric([target], count)
         yield from (releases, rollbacks)
+
+    def _notifications(self, session: Session) -> Iterator[Metric]:
+        # Counted as outcomes happen (never swept), so the counter only rises.
+        outcomes = CounterMetricFamily(
+            "shipyard_notification_deliveries",
+            "Notification delivery outcomes: delivered, failed (an attempt that will be "
+            "retried or ended dead) and dead",
+            labels=["endpoint", "outcome"],
+        )
+        for endpoint, outcome, count in session.execute(
+            select(NotifyCountRow.endpoint, NotifyCountRow.outcome, NotifyCountRow.count).order_by(
+                NotifyCountRow.endpoint, NotifyCountRow.outcome
+            )
+        ):
+            outcomes.add_metric([endpoint, outcome], count)
+        waiting = GaugeMetricFamily(
+            "shipyard_notifications_undelivered",
+            "Notification deliveries not delivered yet, by endpoint and state (pending, dead)",
+            labels=["endpoint", "state"],
+        )
+        for endpoint, state, count in session.execute(
+            select(NotifyDeliveryRow.endpoint, NotifyDeliveryRow.state, func.count())
+            .where(NotifyDeliveryRow.state != "delivered")
+            .group_by(NotifyDeliveryRow.endpoint, NotifyDeliveryRow.state)
+        ):
+            waiting.add_metric([endpoint, state], count)
+        yield from (outcomes, waiting)
 
 
 def registry_for(sessions: sessionmaker[Session]) -> CollectorRegistry:

@@ -1,7 +1,8 @@
 """Retention: what ``shipyard gc`` removes once it is older than ``[observe] retention_days``.
 
-Spans (with the prompts and replies they carry) and the gateway's traffic samples of
-releases that are no longer baking go; records, verdicts and aggregates stay.
+Spans (with the prompts and replies they carry), the gateway's traffic samples of releases
+that are no longer baking, and notifications no endpoint waits for any more (every delivery
+delivered) go; records, verdicts, aggregates, and dead or pending deliveries stay.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from shipyard.model import ReleaseState
+from shipyard.observe._outbox import sweep_events
 from shipyard.store import ReleaseRow, ReleaseSampleRow, SpanRow
 
 __all__ = ["Swept", "sweep"]
@@ -24,10 +26,13 @@ class Swept:
     """Spans removed."""
     samples: int
     """Traffic samples removed."""
+    events: int = 0
+    """Notification events removed (with their deliveries, all delivered)."""
 
 
 def sweep(session: Session, *, before: datetime) -> Swept:
-    """Remove spans that ended and samples taken before ``before``, in ``session``."""
+    """Remove spans that ended, samples taken and delivered notifications recorded before
+    ``before``, in ``session``."""
     cutoff = int(before.timestamp() * 1e9)
     baking = select(ReleaseRow.task_id).where(
         ReleaseRow.state.in_((ReleaseState.CANARY, ReleaseState.PAUSED))
@@ -41,4 +46,5 @@ def sweep(session: Session, *, before: datetime) -> Swept:
     return Swept(
         spans=spans.rowcount,  # type: ignore[attr-defined]
         samples=samples.rowcount,  # type: ignore[attr-defined]
+        events=sweep_events(session, before=before),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator import _ledger as ledger
+from shipyard.orchestrator import _notify as notify
 from shipyard.orchestrator._effects import restore_replaced
 from shipyard.orchestrator._fleet import WorkerInfo, list_workers
 from shipyard.orchestrator._govern import CaseResult, evaluate_case
@@ -64,6 +65,7 @@ __all__ = [
     "launch",
     "ledger",
     "list_workers",
+    "notify",
     "queue_name",
     "restore_replaced",
     "resume_workflow",

@@ -30,16 +30,17 @@ from shipyard.generate import (
 )
 from shipyard.jobs import JobKind, validate_inputs
 from shipyard.memory import recall_for_task
-from shipyard.model import CheckReport, CheckResult, Finding, TaskState
+from shipyard.model import CheckReport, CheckResult, DecisionKind, Finding, TaskState
 from shipyard.observe import PROMPT_EVENT, REPLY_EVENT, request_attributes, response_attributes
 from shipyard.orchestrator import _govern as govern
+from shipyard.orchestrator import _notify as notify
 from shipyard.orchestrator._ledger import drop_hold, hold, limits_for, rates_for, spend
 from shipyard.orchestrator._names import RunPlan
 from shipyard.orchestrator._ratelimit import take_slot
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.orchestrator._stage import _now, _task, stage, step
 from shipyard.policy import Request
-from shipyard.store import AttemptRow, set_task_state, transaction
+from shipyard.store import AttemptRow, DecisionRow, set_task_state, transaction
 
 __all__ = ["escalate_step", "generate_step", "recall_step", "resume_step", "start_step"]
 
@@ -139,7 +140,7 @@ def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
                 return TaskState.PAUSED.value
             if plan.tiers:
                 notes.append("no tier could serve: a person is asked for the code")
-            _ask_person(rt, request, notes)
+            _ask_person(rt, request, notes, escalated=False)
             record["summary"] = "waiting for a person to supply the code"
             return TaskState.WAITING_INPUT.value
         tier, (generation, report) = walked.tier, walked.result
@@ -246,7 +247,7 @@ def escalate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
             f"{attempt - 1} attempt(s) failed their checks; the job kind escalates "
             "(on_exhausted = person): a person is asked for the code"
         )
-        _ask_person(rt, request, [note])
+        _ask_person(rt, request, [note], escalated=True)
         record["summary"] = "escalated: waiting for a person to supply the code"
     return TaskState.WAITING_INPUT.value
 
@@ -327,6 +328,22 @@ def _generate_on(
 def _pause(rt: Runtime, request: GenerationRequest, notes: list[str]) -> None:
     with transaction(rt.sessions) as session:
         set_task_state(session, request.task_id, TaskState.PAUSED, error="\n".join(notes))
+        resumed = session.scalars(  # a task resumed and paused again is a new pause
+            select(DecisionRow.id).where(
+                DecisionRow.task_id == request.task_id,
+                DecisionRow.decision == DecisionKind.RESUMED,
+            )
+        ).all()
+        notify.task_event(
+            rt,
+            session,
+            _task(session, request.task_id),
+            type=notify.BUDGET_PAUSED,
+            key=f"{request.task_id}:budget.paused:{request.attempt}:{len(resumed)}",
+            reason=notes[0],
+            budgets=[n for n in notes if " budget " in n],
+            attempt=request.attempt,
+        )
         govern.record(
             session,
             actor=f"agent {request.kind.domain}",
@@ -339,12 +356,29 @@ def _pause(rt: Runtime, request: GenerationRequest, notes: list[str]) -> None:
         )
 
 
-def _ask_person(rt: Runtime, request: GenerationRequest, notes: list[str]) -> None:
-    """Record the attempt as the human tier's, without files, and wait for `shipyard provide`."""
+def _ask_person(
+    rt: Runtime, request: GenerationRequest, notes: list[str], *, escalated: bool
+) -> None:
+    """Record the attempt as the human tier's, without files, and wait for `shipyard provide`.
+
+    The notification says a person is needed: an escalation when every repair failed,
+    otherwise (no tier could serve) a person's code is simply what the task needs next.
+    """
     waiting = Generation(files={}, provider="human", model="")
     _store_attempt(rt, request, waiting, None, tier="human", route=notes)
     with transaction(rt.sessions) as session:
         set_task_state(session, request.task_id, TaskState.WAITING_INPUT)
+        kind = "escalated" if escalated else "needed"
+        notify.task_event(
+            rt,
+            session,
+            _task(session, request.task_id),
+            type=notify.APPROVAL_ESCALATED if escalated else notify.APPROVAL_NEEDED,
+            key=f"{request.task_id}:approval.{kind}:code:{request.attempt}",
+            waiting_for="code",
+            reason="; ".join(notes),
+            attempt=request.attempt,
+        )
 
 
 def _generation_request(

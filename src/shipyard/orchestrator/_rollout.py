@@ -33,6 +33,7 @@ from shipyard.generate import render
 from shipyard.jobs import JobKind
 from shipyard.model import ReleaseState, TaskState
 from shipyard.orchestrator import _govern as govern
+from shipyard.orchestrator import _notify as notify
 from shipyard.orchestrator._names import WAITING_FOR_GATEWAY
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.orchestrator._stage import _task, sleep, stage, step
@@ -395,9 +396,36 @@ def _roll_back(
                 "verdict": verdict or {},
             },
         )
+        notify.task_event(
+            rt,
+            session,
+            _task(session, task_id),
+            type=notify.RELEASE_ROLLED_BACK,
+            key=f"{task_id}:release.rolled_back",
+            reason=reason,
+            rolled_back_by=actor,
+            path=row.path,
+            version=row.version,
+            stage=index,
+            weight=float(row.plan["stages"][index]) if index >= 0 else 0.0,
+            recovered_ms=round((restored - detected).total_seconds() * 1000, 1),
+            verdict=_verdict_summary(verdict),
+        )
     if index >= 0:
         _note(rt, task_id, index, "fail", reason)
     return "rollback"
+
+
+def _verdict_summary(verdict: dict[str, Any] | None) -> dict[str, Any]:
+    """The failed stage's verdict as a notification carries it: the reasons and the figures
+    behind them, not the probes' tallies."""
+    if not verdict:
+        return {}
+    return {
+        k: v
+        for k, v in verdict.items()
+        if k == "reasons" or isinstance(v, str | int | float | bool | None)
+    }
 
 
 _WARM_REQUESTS = 5

@@ -18,6 +18,7 @@ from shipyard.checks import run_checks
 from shipyard.errors import ShipyardError
 from shipyard.model import CheckReport, DecisionKind, GateOutcome, TaskState
 from shipyard.orchestrator import _govern as govern
+from shipyard.orchestrator import _notify as notify
 from shipyard.orchestrator._ledger import spend
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.orchestrator._stage import _now, _task, stage, step
@@ -185,6 +186,19 @@ def gate_step(task_id: str, attempt: int) -> str:
         )
         if decision.outcome is GateOutcome.NEEDS_APPROVAL:
             set_task_state(session, task_id, TaskState.WAITING_APPROVAL)
+            notify.task_event(
+                rt,
+                session,
+                task,
+                type=notify.APPROVAL_NEEDED,
+                key=f"{task_id}:approval.needed:{attempt}",
+                waiting_for="approval",
+                reason=decision.reason,
+                risk=decision.risk.value,
+                approvals_required=decision.approvals,
+                attempt=attempt,
+                artifact_id=task.artifact_id,
+            )
         record["summary"] = f"{decision.outcome.value}: {decision.reason}"
         record["outcome"] = decision.outcome.value
         record["approvals"], record["risk"] = decision.approvals, decision.risk.value

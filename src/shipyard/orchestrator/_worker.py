@@ -19,6 +19,8 @@ from sqlalchemy import func, select
 
 from shipyard.errors import ConfigError, StateError
 from shipyard.model import ReleaseState, TaskState
+from shipyard.observe import Sender
+from shipyard.orchestrator import _notify as notify
 from shipyard.orchestrator._fleet import Fleet, new_worker_id
 from shipyard.orchestrator._names import WAITING_FOR_GATEWAY
 from shipyard.orchestrator._queues import (
@@ -51,6 +53,7 @@ _BUSY = (
 )
 
 _fleet: Fleet | None = None
+_sender: Sender | None = None
 
 
 def current_fleet() -> Fleet | None:
@@ -61,8 +64,9 @@ def current_fleet() -> Fleet | None:
 def launch(
     rt: Runtime, *, domains: Sequence[str] = (), executor_id: str | None = None
 ) -> list[str]:
-    """Install ``rt`` and launch DBOS on the domains' queues (all domains when empty)."""
-    global _fleet
+    """Install ``rt`` and launch DBOS on the domains' queues (all domains when empty);
+    start sending notifications to the project's ``[notify.NAME]`` endpoints."""
+    global _fleet, _sender
     known = rt.project.settings.domains
     chosen = list(domains) or list(known)
     unknown = [d for d in chosen if d not in known]
@@ -72,6 +76,7 @@ def launch(
             hint=f"domains in {rt.project.config_path}: {', '.join(known) or '(none)'}",
         )
     rt.check_tiers()  # a tier it cannot call (no key, no such provider) stops it here
+    endpoints = notify.endpoints(rt)  # so does an endpoint whose secret is not set
     install_runtime(rt)
     worker_id = executor_id or new_worker_id()
     DBOS.migrate(system_database(rt.project))  # DBOS serializes its own migrations
@@ -87,6 +92,7 @@ def launch(
         )
     _fleet = fleet
     fleet.start()  # takes over dead workers' workflows, then beats
+    _sender = notify.start_sender(rt, worker_id, endpoints)  # threads of their own
     # work recorded by a process that died before enqueueing it
     enqueue_pending(rt.project, rt.sessions)
     rt.sandbox.warm()  # the zygotes import the check tooling while the first tasks generate
@@ -99,12 +105,15 @@ def shutdown(*, drain_seconds: float = 10.0) -> None:
     Workflows still running get up to ``drain_seconds`` to reach their end (a task whose
     state is final may still be recording its workflow's result); whatever is in flight
     after that is taken over by a live worker (or the next one to start), from its last
-    finished step.
+    finished step. Then notifications due now are sent once (what the last steps announced);
+    what fails stays in the outbox for the next worker.
     """
-    global _fleet
+    global _fleet, _sender
     deadline = time.monotonic() + drain_seconds
     while time.monotonic() < deadline and _running_workflows():
         time.sleep(0.05)
+    notify.stop_sender(_sender, final_pass=True)
+    _sender = None
     DBOS.destroy(workflow_completion_timeout_sec=0)
     if _fleet is not None:
         _fleet.leave()
@@ -119,12 +128,16 @@ def stop_gracefully(drain_seconds: float) -> int:
 
     Workflows reaching their next step wait at it; each one's finished steps are
     checkpointed, so a live worker takes it over from there. Returns the steps that were
-    still running when ``drain_seconds`` ran out (they run again elsewhere).
+    still running when ``drain_seconds`` ran out (they run again elsewhere). Notifications
+    are sent during the drain; then a POST under way finishes, and the rest wait in the
+    outbox for a live worker.
     """
-    global _fleet
+    global _fleet, _sender
     if _fleet is not None:
         _fleet.beat("draining")
     left = close_steps(drain_seconds)
+    notify.stop_sender(_sender, final_pass=False)
+    _sender = None
     logging.getLogger("dbos").addFilter(_after_stop)
     DBOS.destroy(workflow_completion_timeout_sec=0)
     if _fleet is not None:

@@ -56,6 +56,12 @@ from shipyard.service._memory import (
     search_memory,
     session_state,
 )
+from shipyard.service._notifications import (
+    Outbox,
+    notifications,
+    retry_notifications,
+    send_test_notification,
+)
 from shipyard.service._queries import (
     TaskStory,
     Trace,
@@ -78,6 +84,7 @@ __all__ = [
     "Collected",
     "Existing",
     "Idleness",
+    "Outbox",
     "Rejected",
     "Runtime",
     "SubmitResult",
@@ -116,6 +123,7 @@ __all__ = [
     "list_artifacts",
     "list_tasks",
     "list_workers",
+    "notifications",
     "openlineage_events",
     "produced_with",
     "provide",
@@ -124,8 +132,10 @@ __all__ = [
     "reject",
     "releases",
     "resume",
+    "retry_notifications",
     "rollback",
     "search_memory",
+    "send_test_notification",
     "session_state",
     "shutdown",
     "steer",

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from shipyard.errors import InputError, PolicyDenied, StateError
 from shipyard.jobs import JobKind
 from shipyard.model import DecisionKind, TaskState
-from shipyard.orchestrator import Runtime, enqueue_pending, govern
+from shipyard.orchestrator import Runtime, enqueue_pending, govern, notify
 from shipyard.policy import Verdict
 from shipyard.service._queries import find_task, list_tasks
 from shipyard.store import AttemptRow, DecisionRow, TaskRow, set_task_state, transaction
@@ -196,6 +196,19 @@ def escalate_overdue(rt: Runtime, *, now: datetime | None = None) -> list[str]:
                 reason=reason,
                 task_id=task.id,
                 detail={"to": list(settings.escalate_to)},
+            )
+            notify.task_event(
+                rt,
+                session,
+                task,
+                type=notify.APPROVAL_ESCALATED,
+                key=f"{task.id}:approval.escalated",
+                waiting_for="approval",
+                reason=reason,
+                escalate_to=list(settings.escalate_to),
+                waiting_since=waiting_since.isoformat(),
+                risk=task.risk,
+                approvals_required=task.approvals_required,
             )
             escalated.append(task.id)
     return escalated

@@ -20,12 +20,21 @@ class Collected:
     samples: int
     memories: int
     """Expired memory items purged."""
+    notifications: int = 0
+    """Delivered notification events removed."""
 
 
 def apply_retention(rt: Runtime) -> Collected:
-    """Spans and traffic samples past ``[observe] retention_days``, and expired memory."""
+    """Spans, traffic samples and delivered notifications past ``[observe] retention_days``,
+    and expired memory."""
     days = rt.project.settings.observe.retention_days
     with transaction(rt.sessions) as session:
         swept = sweep(session, before=datetime.now(UTC) - timedelta(days=days))
         purged = rt.memory.purge(session)
-    return Collected(days=days, spans=swept.spans, samples=swept.samples, memories=purged)
+    return Collected(
+        days=days,
+        spans=swept.spans,
+        samples=swept.samples,
+        memories=purged,
+        notifications=swept.events,
+    )

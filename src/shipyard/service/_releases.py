@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from shipyard.errors import InputError, NotFound, StateError
 from shipyard.model import DecisionKind, ReleaseState, TaskState
-from shipyard.orchestrator import COMMANDS, Runtime, govern, restore_replaced
+from shipyard.orchestrator import COMMANDS, Runtime, govern, notify, restore_replaced
 from shipyard.release import StaticSite
 from shipyard.store import (
     DecisionRow,
@@ -71,14 +72,23 @@ def rollback(rt: Runtime, target_name: str, *, actor: str) -> dict[str, Any]:
                 .values(state=ReleaseState.ROLLED_BACK.value, rolled_back_at=now)
             )
             set_task_state(session, task_id, TaskState.ROLLED_BACK, now=now)
+            reason = f"{target_name}: version {result.from_version} -> {result.to_version}"
             session.add(
                 DecisionRow(
                     task_id=task_id,
                     decision=DecisionKind.ROLLED_BACK.value,
                     actor=actor,
-                    reason=f"{target_name}: version {result.from_version} -> {result.to_version}",
+                    reason=reason,
                     decided_at=now,
                 )
+            )
+            _rolled_back(
+                rt,
+                session,
+                task_id,
+                reason=f"site rolled back by {actor}: {reason}",
+                actor=actor,
+                version=result.to_version,
             )
     return {
         "target": target_name,
@@ -171,12 +181,35 @@ def _withdraw(rt: Runtime, task_id: str, target_name: str, *, actor: str) -> dic
             decision="done", reason=f"{reason}; live version now {version or 'none'}",
             task_id=task_id,
         )  # fmt: skip
+        _rolled_back(rt, session, task_id, reason=reason, actor=actor, version=version)
     return {
         "task": task_id,
         "command": "rollback",
         "state": ReleaseState.ROLLED_BACK.value,
         "version": version,
     }
+
+
+def _rolled_back(
+    rt: Runtime, session: Session, task_id: str, *, reason: str, actor: str, version: str
+) -> None:
+    """The release.rolled_back notification of a person's rollback (in ``session``)."""
+    task = session.get(TaskRow, task_id)
+    release = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id))
+    if task is None:
+        return
+    notify.task_event(
+        rt,
+        session,
+        task,
+        type=notify.RELEASE_ROLLED_BACK,
+        key=f"{task_id}:release.rolled_back",
+        reason=reason,
+        rolled_back_by=actor,
+        path=release.path if release is not None else "",
+        version=release.version if release is not None else "",
+        live_version=version,
+    )
 
 
 def releases(
