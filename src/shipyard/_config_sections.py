@@ -408,7 +408,10 @@ class ObserveSettings(Section):
         default=True, description="keep prompts and replies (redacted) as span events"
     )
     retention_days: int = Field(
-        default=30, ge=1, description="spans older than this are removed by `shipyard gc`"
+        default=30,
+        ge=1,
+        description="spans and delivered notifications older than this are removed by "
+        "`shipyard gc`",
     )
     sla_minutes: dict[str, float] = Field(
         default_factory=dict, description="per job kind: submit-to-end target for SLA adherence"
