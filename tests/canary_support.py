@@ -36,7 +36,7 @@ mount = "/api"
 
 [targets.api.rollout]
 {rollout}
-"""
+{monitor}"""
 
 ROLLOUT = {
     "stages": [20, 50, 100],
@@ -68,10 +68,21 @@ contains = "price"
 
 HANDLER_TEMPLATE = '''"""Price of a SKU (rule {{ rule }})."""
 
+import pathlib
 import random
 import time
 
 PROBE_STATUS = {{ probe_status | default(200) }}
+FAULT = pathlib.Path(__file__).with_name("fault")
+"""A file a test writes beside a live version: the share of visitors' requests that fail
+from then on (the version's behaviour switched after its release)."""
+
+
+def fail_rate():
+    try:
+        return float(FAULT.read_text())
+    except (OSError, ValueError):
+        return {{ fail_rate }}
 
 
 def handle(request):
@@ -79,7 +90,7 @@ def handle(request):
     if "x-shipyard-synthetic" in request["headers"]:
         if PROBE_STATUS != 200:
             return PROBE_STATUS, {"error": "injected probe failure"}
-    elif random.random() < {{ fail_rate }}:
+    elif random.random() < fail_rate():
         raise RuntimeError("injected failure")
     return {"sku": request["path"].strip("/"), "price": {{ price }}, "rule": "{{ rule }}"}
 '''
@@ -97,15 +108,24 @@ SCHEMA = """{
 }"""
 
 
-def handler_project(root: Path, *, bake: float = 1.5, **rollout: Any) -> Path:
+def handler_project(
+    root: Path, *, bake: float = 1.5, monitor: dict[str, Any] | None = None, **rollout: Any
+) -> Path:
     """A project with one http-handler target (with a rollout: ``ROLLOUT`` with ``bake`` and
-    the ``rollout`` given) and a ``price-rule`` job kind whose handler sleeps ``delay_ms``,
-    fails ``fail_rate`` of its visitors' requests and answers probes ``probe_status``."""
+    the ``rollout`` given, and a ``[targets.api.monitor]`` table when ``monitor`` is given)
+    and a ``price-rule`` job kind whose handler sleeps ``delay_ms``, fails ``fail_rate`` of
+    its visitors' requests (or what a ``fault`` file beside it says) and answers probes
+    ``probe_status``."""
     plan = {**ROLLOUT, "bake_seconds": bake, **rollout}
     toml = "\n".join(f"{key} = {json.dumps(value)}" for key, value in plan.items())
+    watch = ""
+    if monitor is not None:
+        watch = "\n[targets.api.monitor]\n" + "\n".join(
+            f"{key} = {json.dumps(value)}" for key, value in monitor.items()
+        )
     job = root / "jobs" / "price-rule"
     job.mkdir(parents=True)
-    (root / "shipyard.toml").write_text(HANDLER_PROJECT.format(rollout=toml))
+    (root / "shipyard.toml").write_text(HANDLER_PROJECT.format(rollout=toml, monitor=watch))
     (job / "job.toml").write_text(PRICE_RULE_JOB)
     (job / "handler.py.j2").write_text(HANDLER_TEMPLATE)
     (job / "input.schema.json").write_text(SCHEMA)
@@ -165,6 +185,7 @@ def _serve(root: str, database_url: str) -> None:
         sessions=session_factory(make_engine(project.database_url)),
         probe_token=token,
         announce_file=announced,
+        watched=[n for n, t in project.settings.targets.items() if t.watching() is not None],
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

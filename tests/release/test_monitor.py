@@ -5,14 +5,22 @@ promotion is caught and rolled back, or only alerted on)."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from shipyard.config import load_settings
+from canary_support import Load, gateway, handler_project
+from shipyard.config import load_project, load_settings
 from shipyard.errors import ConfigError
+from shipyard.jobs import BatchRow
 from shipyard.release import Arm, Bucket, ProbeTally, WatchRules, watch
+from shipyard.service import Runtime, find_task, incidents, monitors, releases, submit
+from shipyard.store import AuditRow
+from support import SETTLED, wait_for_state
 
 RULES = WatchRules()  # 50 requests, +1% errors, 1.5x p95, 99% confidence, 3 probe failures
 
@@ -203,3 +211,156 @@ def test_a_git_target_refuses_a_monitor(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="a git target serves no traffic to watch"):
         load_settings(path)
+
+
+# -- the monitor against a real gateway ---------------------------------------------------
+
+MONITOR = {
+    "interval_seconds": 0.5,
+    "window_seconds": 3,
+    "baseline_minutes": 1,
+    "min_requests": 30,
+    "probe_failures": 3,
+}
+"""Rounds every half second over a three-second window, for the tests' patience."""
+FINISHED = SETTLED | {"rolled_back"}
+
+
+def price_rule(rt: Runtime, rule: str) -> str:
+    row = BatchRow(where="test", data={"rule": rule, "price": 9.5, "delay_ms": 2, "fail_rate": 0})
+    result = submit(rt, rt.jobs.get("price-rule"), [row], submitted_by="me")
+    assert not result.rejected
+    return result.submitted[0]
+
+
+def published(rt: Runtime, rule: str) -> str:
+    task_id = price_rule(rt, rule)
+    state = wait_for_state(rt, task_id, FINISHED, timeout=120)
+    assert state == "published", find_task(rt, task_id).error
+    return task_id
+
+
+def until(what: str, found: Callable[[], Any], timeout: float = 120) -> Any:
+    """Poll ``found`` until it returns something true (fails naming ``what``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout}s; monitors: {monitors_now}")
+
+
+monitors_now: list[dict[str, Any]] = []
+
+
+def watched_with_a_baseline(rt: Runtime, task_id: str) -> bool:
+    """The monitor judged ``task_id``'s path healthy against a baseline of its own."""
+    monitors_now[:] = monitors(rt)
+    for monitor in monitors_now:
+        state = monitor["paths"].get("/api/price/", {})
+        if (
+            state.get("task") == task_id
+            and state.get("outcome") == "ok"
+            and state.get("baseline", {}).get("requests", 0) >= MONITOR["min_requests"]
+        ):
+            return True
+    return False
+
+
+def switch_to_failing(rt: Runtime, task_id: str, share: float) -> None:
+    """From now on ``share`` of the live version's visitors' requests fail."""
+    (rt.project.sites_dir / "api" / "versions" / task_id / "fault").write_text(str(share))
+
+
+@pytest.fixture
+def watched(tmp_path: Path, start_worker: Callable[..., Runtime], request: Any) -> Runtime:
+    on_anomaly = request.param
+    root = handler_project(tmp_path / "pricing", monitor={**MONITOR, "on_anomaly": on_anomaly})
+    return start_worker(load_project(root))
+
+
+@pytest.mark.usefixtures("database")
+@pytest.mark.parametrize("watched", ["rollback"], indirect=True)
+def test_a_handler_failing_after_promotion_is_rolled_back_by_the_monitor(
+    watched: Runtime,
+) -> None:
+    rt = watched
+    with gateway(rt.project) as url, Load(url, ["/api/price/sku-1", "/api/price/sku-2"]) as load:
+        first = published(rt, "v1")
+        second = published(rt, "v2")  # replaces the first: the rollback's way back
+        until("v2 watched with a baseline", lambda: watched_with_a_baseline(rt, second))
+        switched = time.time()
+        switch_to_failing(rt, second, 0.5)
+        assert wait_for_state(rt, second, {"rolled_back"}, timeout=120)
+        resolved = until(
+            "the incident resolved",
+            lambda: [i for i in incidents(rt) if i["task"] == second and i["state"] == "resolved"],
+        )
+        restored = releases(rt, task=second)[0]["restored_at"].timestamp()
+        until(  # the version before starts again and answers
+            "visitors served by v1 again",
+            lambda: [h for h in load.hits if h.started > restored + 0.2 and h.version == first],
+        )
+        # The monitor goes on watching what is live now, without an incident of its own.
+        until("v1 watched again", lambda: watched_with_a_baseline(rt, first))
+        assert not incidents(rt, state="open")
+    [incident] = resolved
+    assert incident["cause"] == "errors" and incident["action"] == "rolled_back"
+    assert incident["path"] == "/api/price/" and incident["target"] == "api"
+    assert incident["reason"].startswith("error rate ")
+    assert incident["resolved_by"] == "monitor" and "rolled back" in incident["resolution"]
+    assert incident["evidence"]["outcome"] == "anomaly"
+    assert (
+        incident["evidence"]["window"]["error_rate"]
+        > incident["evidence"]["baseline"]["error_rate"]
+    )
+    assert incident["time_to_recover_s"] is not None and incident["time_to_recover_s"] >= 0
+    assert incident["detected_at"].timestamp() > switched
+
+    [rolled] = releases(rt, task=second)
+    assert rolled["state"] == "rolled_back"
+    assert rolled["reason"].startswith("rolled back by the monitor: #")
+    assert find_task(rt, second).state == "rolled_back"
+    assert releases(rt, task=first)[0]["state"] == "live"  # the version before is back
+    assert not [h for h in load.hits if h.started > restored + 0.2 and h.version == second]
+
+    with rt.sessions() as session:
+        audit = session.scalars(
+            select(AuditRow).where(AuditRow.task_id == second).order_by(AuditRow.seq)
+        ).all()
+    trail = [(a.actor, a.action, a.decision) for a in audit if a.action in ("incident", "rollback")]
+    assert trail == [
+        ("monitor api", "incident", "opened"),
+        ("monitor api", "rollback", "done"),
+        ("monitor api", "incident", "resolved"),
+    ]
+
+
+@pytest.mark.usefixtures("database")
+@pytest.mark.parametrize("watched", ["alert"], indirect=True)
+def test_an_alert_only_monitor_opens_one_incident_and_resolves_it_on_recovery(
+    watched: Runtime,
+) -> None:
+    rt = watched
+    with gateway(rt.project) as url, Load(url, ["/api/price/sku-1"]):
+        task_id = published(rt, "v1")
+        until("v1 watched with a baseline", lambda: watched_with_a_baseline(rt, task_id))
+        switch_to_failing(rt, task_id, 0.5)
+        [opened] = until("an incident", lambda: incidents(rt, state="open"))
+        time.sleep(3)  # several more rounds with the anomaly: still the one incident
+        assert [i["id"] for i in incidents(rt)] == [opened["id"]]
+        assert releases(rt, task=task_id)[0]["state"] == "live"
+        assert find_task(rt, task_id).state == "published"
+
+        switch_to_failing(rt, task_id, 0.0)  # the upstream came back
+        resolved = until(
+            "the incident resolved on recovery",
+            lambda: [i for i in incidents(rt) if i["state"] == "resolved"],
+        )
+    assert opened["action"] == "alerted" and opened["cause"] == "errors"
+    [incident] = resolved
+    assert incident["resolved_by"] == "monitor"
+    assert incident["resolution"].startswith("recovered: 5xx ")
+    assert incident["time_to_recover_s"] > 0
+    assert releases(rt, task=task_id)[0]["state"] == "live"

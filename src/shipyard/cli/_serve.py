@@ -100,6 +100,7 @@ def _serve(rt: Runtime, host: str, port: int, target: str, admin_port: int = -1)
         # be confined does not start); "process": never.
         isolate={"auto": None, "bwrap": True, "process": False}[backend],
         announce_file=gateway_file,
+        watched=[name for name, t in settings.targets.items() if t.watching() is not None],
     )
     serve = settings.serve
     bind_host = host or serve.host

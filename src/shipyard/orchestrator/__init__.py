@@ -14,9 +14,12 @@ from shipyard.orchestrator import _notify as notify
 from shipyard.orchestrator._effects import restore_replaced
 from shipyard.orchestrator._fleet import WorkerInfo, list_workers
 from shipyard.orchestrator._govern import CaseResult, evaluate_case
+from shipyard.orchestrator._incidents import close_incident
 from shipyard.orchestrator._ledger import BudgetReport
+from shipyard.orchestrator._monitor import monitor_workflow
 from shipyard.orchestrator._names import (
     DECISION_WORKFLOW,
+    MONITOR_WORKFLOW,
     RESUME_WORKFLOW,
     ROLLOUT_WORKFLOW,
     WORKFLOW_NAME,
@@ -25,6 +28,7 @@ from shipyard.orchestrator._names import (
 from shipyard.orchestrator._queues import dbos_config, enqueue_pending, queue_name
 from shipyard.orchestrator._rollout import COMMANDS, gateway_info
 from shipyard.orchestrator._runtime import Runtime, current_runtime, install_runtime
+from shipyard.orchestrator._withdraw import Withdrawn, withdraw_live
 from shipyard.orchestrator._worker import (
     Idleness,
     current_fleet,
@@ -43,6 +47,7 @@ from shipyard.orchestrator._workflow import (
 __all__ = [
     "COMMANDS",
     "DECISION_WORKFLOW",
+    "MONITOR_WORKFLOW",
     "RESUME_WORKFLOW",
     "ROLLOUT_WORKFLOW",
     "WORKFLOW_NAME",
@@ -51,7 +56,9 @@ __all__ = [
     "CaseResult",
     "Idleness",
     "Runtime",
+    "Withdrawn",
     "WorkerInfo",
+    "close_incident",
     "current_fleet",
     "current_runtime",
     "dbos_config",
@@ -65,6 +72,7 @@ __all__ = [
     "launch",
     "ledger",
     "list_workers",
+    "monitor_workflow",
     "notify",
     "queue_name",
     "restore_replaced",
@@ -73,4 +81,5 @@ __all__ = [
     "shutdown",
     "stop_gracefully",
     "task_workflow",
+    "withdraw_live",
 ]

@@ -31,6 +31,7 @@ from dbos import DBOS, DBOSClient
 from sqlalchemy import or_, select, update
 
 from shipyard import __version__
+from shipyard.orchestrator._names import MONITOR_WORKFLOW
 from shipyard.orchestrator._queues import system_database
 from shipyard.orchestrator._runtime import Runtime
 from shipyard.store import WorkerRow, database_now, transaction
@@ -251,7 +252,8 @@ def list_workers(rt: Runtime, *, include_gone: bool = False, limit: int = 50) ->
 
 
 def _pending_by_executor(rt: Runtime, executor_ids: Sequence[str]) -> dict[str, list[str]]:
-    """Task ids of the pending workflows each executor holds (workflow ids start with them)."""
+    """Task ids of the pending workflows each executor holds (workflow ids start with them;
+    a target's monitor is no task's)."""
     if not executor_ids:
         return {}
     client = DBOSClient(system_database_url=system_database(rt.project))
@@ -267,6 +269,8 @@ def _pending_by_executor(rt: Runtime, executor_ids: Sequence[str]) -> dict[str, 
     held: dict[str, list[str]] = {}
     for workflow in pending:
         tasks = held.setdefault(workflow.executor_id or "", [])
+        if workflow.name == MONITOR_WORKFLOW:
+            continue
         task_id = workflow.workflow_id.split(".", 1)[0]
         if task_id not in tasks:
             tasks.append(task_id)

@@ -10,6 +10,7 @@ from typing import Any, TypedDict
 
 __all__ = [
     "DECISION_WORKFLOW",
+    "MONITOR_WORKFLOW",
     "RESUME_WORKFLOW",
     "ROLLOUT_WORKFLOW",
     "WAITING_FOR_GATEWAY",
@@ -21,6 +22,7 @@ __all__ = [
     "Published",
     "RunPlan",
     "decision_workflow_id",
+    "monitor_workflow_id",
     "resume_workflow_id",
     "rollout_workflow_id",
 ]
@@ -35,6 +37,7 @@ WORKFLOW_NAME = "shipyard.task"
 DECISION_WORKFLOW = "shipyard.decision"
 RESUME_WORKFLOW = "shipyard.resume"
 ROLLOUT_WORKFLOW = "shipyard.rollout"
+MONITOR_WORKFLOW = "shipyard.monitor"
 
 WAITING_FOR_GATEWAY = "waiting for a gateway serving "
 """How a canary release's reason begins while no gateway serves its target (the target's
@@ -47,6 +50,12 @@ def decision_workflow_id(task_id: str) -> str:
 
 def rollout_workflow_id(task_id: str) -> str:
     return f"{task_id}.rollout"
+
+
+def monitor_workflow_id(target: str, generation: int) -> str:
+    """The id of a target's monitor; a monitor that stopped starts again as the next
+    generation (an ended workflow's id cannot run again)."""
+    return f"monitor.{target}.{generation}"
 
 
 def resume_workflow_id(task_id: str, resumption: int) -> str:

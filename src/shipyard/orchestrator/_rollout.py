@@ -51,6 +51,8 @@ __all__ = [
     "canary",
     "gateway_info",
     "plan_of",
+    "probe_specs",
+    "run_probe",
 ]
 
 COMMANDS = ("pause", "resume", "promote", "rollback")
@@ -91,6 +93,27 @@ def _release_row(session: Session, task_id: str) -> ReleaseRow:
     return row
 
 
+def probe_specs(kind: JobKind, inputs: dict[str, Any], url_path: str) -> list[dict[str, Any]]:
+    """The job kind's probes for a release answering at ``url_path``, rendered with its
+    inputs (what the rollout keeps on the release record and the monitor sends)."""
+    if kind.release is None:
+        return []
+    where = str(kind.folder)
+    return [
+        {
+            "name": f"{p.method} {url}",
+            "url": url,
+            "method": p.method,
+            "body": p.body,
+            "status": p.status,
+            "contains": render(p.contains, inputs, name="probe", where=where),
+            "max_ms": p.max_ms,
+        }
+        for p in kind.release.probes
+        for url in [url_path + render(p.path, inputs, name="probe", where=where)]
+    ]
+
+
 # -- steps --------------------------------------------------------------------------------
 
 
@@ -119,19 +142,7 @@ def deploy_step(task_id: str) -> dict[str, Any]:
         if "busy_with" in exc.details:
             return {"busy": exc.details["busy_with"], "interval": plan.interval_seconds}
         raise
-    probes = [
-        {
-            "name": f"{p.method} {url}",
-            "url": url,
-            "method": p.method,
-            "body": p.body,
-            "status": p.status,
-            "contains": render(p.contains, inputs, name="probe", where=where),
-            "max_ms": p.max_ms,
-        }
-        for p in kind.release.probes
-        for url in [deployed.url_path + render(p.path, inputs, name="probe", where=where)]
-    ]
+    probes = probe_specs(kind, inputs, deployed.url_path)
     with stage(rt, task_id, "deploy") as record, transaction(rt.sessions) as session:
         row = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id))
         if row is None:
@@ -259,7 +270,7 @@ def _look(
     current: dict[str, Any] = next((v for v in verdicts if v["stage"] == index), {})
     tally = ProbeTally.from_dict(current.get("probes", {}))
     for probe in plan["probes"]:
-        tally.record(probe["name"], _probe(gateway, probe))
+        tally.record(probe["name"], run_probe(gateway, probe))
     candidate, baseline = _arms(rt, task_id, started)
     now = _now()
     clock = _clock(current, started).look(now.timestamp(), interval=plan["interval_seconds"])
@@ -441,18 +452,21 @@ def _warm(rt: Runtime, task_id: str) -> None:
         return  # the first look waits for a gateway anyway
     warm = probes[0] if probes else {"url": url, "method": "GET", "body": None}
     for _ in range(_WARM_REQUESTS):
-        _probe(gateway, {**warm, "status": 0, "contains": "", "max_ms": 30_000})
+        run_probe(gateway, {**warm, "status": 0, "contains": "", "max_ms": 30_000})
 
 
-def _probe(gateway: dict[str, Any], probe: dict[str, Any]) -> str | None:
-    """None when the candidate answered the probe as expected; else what went wrong."""
+def run_probe(
+    gateway: dict[str, Any], probe: dict[str, Any], *, arm: str = "candidate"
+) -> str | None:
+    """None when the ``arm`` (the candidate, or the live version: ``baseline``) answered the
+    probe as expected; else what went wrong."""
     started = time.perf_counter()
     try:
         reply = httpx.request(
             probe["method"],
             gateway["url"] + probe["url"],
             json=probe["body"] if probe["method"] == "POST" else None,
-            headers={"X-Shipyard-Probe": gateway["token"], "X-Shipyard-Arm": "candidate"},
+            headers={"X-Shipyard-Probe": gateway["token"], "X-Shipyard-Arm": arm},
             timeout=probe["max_ms"] / 1000 + 1,
             follow_redirects=True,
         )

@@ -22,7 +22,8 @@ from shipyard.model import ReleaseState, TaskState
 from shipyard.observe import Sender
 from shipyard.orchestrator import _notify as notify
 from shipyard.orchestrator._fleet import Fleet, new_worker_id
-from shipyard.orchestrator._names import WAITING_FOR_GATEWAY
+from shipyard.orchestrator._monitor import ensure_monitors
+from shipyard.orchestrator._names import MONITOR_WORKFLOW, WAITING_FOR_GATEWAY
 from shipyard.orchestrator._queues import (
     dbos_config,
     enqueue_pending,
@@ -95,6 +96,7 @@ def launch(
     _sender = notify.start_sender(rt, worker_id, endpoints)  # threads of their own
     # work recorded by a process that died before enqueueing it
     enqueue_pending(rt.project, rt.sessions)
+    ensure_monitors(rt)  # every watched target with something live is watched again
     rt.sandbox.warm()  # the zygotes import the check tooling while the first tasks generate
     return chosen
 
@@ -114,6 +116,7 @@ def shutdown(*, drain_seconds: float = 10.0) -> None:
         time.sleep(0.05)
     notify.stop_sender(_sender, final_pass=True)
     _sender = None
+    logging.getLogger("dbos").addFilter(_after_stop)  # a monitor's next sleep, refused
     DBOS.destroy(workflow_completion_timeout_sec=0)
     if _fleet is not None:
         _fleet.leave()
@@ -163,7 +166,8 @@ def _after_stop(record: logging.LogRecord) -> bool:
 
 
 def _running_workflows() -> int:
-    """Workflows of this process still running a step (waiting for a person is not running)."""
+    """Workflows of this process still running a step (waiting for a person is not running;
+    nor is a monitor, which watches until nothing is live: a live worker resumes it)."""
     if steps_under_way():
         return 1
     try:
@@ -175,7 +179,7 @@ def _running_workflows() -> int:
         )
     except Exception:  # DBOS not launched, or its database is gone: nothing to drain
         return 0
-    return len(mine)
+    return len([w for w in mine if w.name != MONITOR_WORKFLOW])
 
 
 @dataclass(frozen=True)

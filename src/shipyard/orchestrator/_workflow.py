@@ -5,6 +5,9 @@
     shipyard.decision:  (after a person approves or rejects) approval -> release -> remember
     shipyard.rollout:   (a release with a rollout plan) deploy -> stages -> promote or
                         roll back -> remember; started by either, outside the queue
+    shipyard.monitor:   (one per watched target, started once something is live there)
+                        rounds of probes and analysis of the live paths -> incidents,
+                        rollback; outside the queue (see ``_monitor``)
 
 A task that waits for a person holds no worker and no queue slot: the first workflow ends at
 the gate with the task in ``waiting_approval``, and ``shipyard approve`` / ``reject``
@@ -27,6 +30,7 @@ from dbos import error as dbos_errors
 from shipyard.errors import ShipyardError
 from shipyard.jobs import JobKind
 from shipyard.model import DecisionKind, GateOutcome, TaskState
+from shipyard.orchestrator import _monitor as monitor
 from shipyard.orchestrator import _rollout as rollout
 from shipyard.orchestrator._generate import (
     escalate_step,
@@ -40,6 +44,7 @@ from shipyard.orchestrator._names import (
     RESUME_WORKFLOW,
     ROLLOUT_WORKFLOW,
     WORKFLOW_NAME,
+    monitor_workflow_id,
     rollout_workflow_id,
 )
 from shipyard.orchestrator._runtime import Runtime, current_runtime
@@ -191,4 +196,15 @@ def _publish(rt: Runtime, task_id: str, kind: JobKind) -> str:
             return TaskState.COMPENSATED.value
     state = TaskState.PUBLISHED if kind.release is not None else TaskState.DONE
     finish_step(task_id, state.value, "published" if kind.release is not None else "approved")
+    if kind.release is not None:
+        _watch(kind.release.target)
     return state.value
+
+
+def _watch(target: str) -> None:
+    """Something went live on ``target``: its monitor runs from now on (started, or the one
+    already watching found). Started outside the queue, like a rollout."""
+    generation = monitor.claim_step(target)
+    if generation:
+        with SetWorkflowID(monitor_workflow_id(target, generation)):
+            DBOS.start_workflow(monitor.monitor_workflow, target, generation)

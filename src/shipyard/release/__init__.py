@@ -14,13 +14,14 @@ from shipyard.release._analysis import (
 )
 from shipyard.release._routes import RouteTable, bucket
 from shipyard.release._target import Deployed, Promoted, Target
-from shipyard.release._watch import CAUSES, Finding, Health, WatchRules, watch
+from shipyard.release._watch import CAUSES, LIVE_ARM, Finding, Health, WatchRules, watch
 from shipyard.release.targets.git import GitTarget
 from shipyard.release.targets.http_handler import HttpHandler
 from shipyard.release.targets.static_site import PublishResult, RollbackResult, StaticSite
 
 __all__ = [
     "CAUSES",
+    "LIVE_ARM",
     "Arm",
     "BakeClock",
     "Bucket",

@@ -40,7 +40,11 @@ import numpy as np
 from shipyard.release._analysis import Arm, ProbeTally, _error_bound
 from shipyard.release._latency import WINDOW_SAMPLES, Bucket, compare_p95
 
-__all__ = ["CAUSES", "Finding", "Health", "WatchRules", "watch"]
+__all__ = ["CAUSES", "LIVE_ARM", "Finding", "Health", "WatchRules", "watch"]
+
+LIVE_ARM = "live"
+"""The gateway's tallies of a live version on a path with no candidate (``release_samples``
+rows of this arm, under the live release's key), which a monitor reads."""
 
 Cause = Literal["errors", "latency", "probe"]
 CAUSES: tuple[Cause, ...] = ("errors", "latency", "probe")

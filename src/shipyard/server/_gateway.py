@@ -10,8 +10,10 @@ version while the weight rises. Every response says which version served it
 
 For each baking release the gateway tallies both arms (requests, 5xx, latency samples) and
 writes them to the database about once a second, where the canary controller reads them.
-Synthetic probes pick their arm with ``X-Shipyard-Arm``, allowed only with the gateway's
-probe token, and are not counted as traffic.
+On a path with no candidate, the live version's traffic is tallied the same way (the
+``live`` arm) for the targets whose monitor watches them. Synthetic probes pick their arm
+with ``X-Shipyard-Arm``, allowed only with the gateway's probe token, and are not counted
+as traffic.
 
 The request path is plain ASGI, with no framework routing, since it sits in front of
 every page view.
@@ -33,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
 
-from shipyard.release import HttpHandler, RouteTable, StaticSite, bucket
+from shipyard.release import LIVE_ARM, HttpHandler, RouteTable, StaticSite, bucket
 from shipyard.sandbox import bwrap_available, confine
 from shipyard.store import ReleaseSampleRow, transaction
 
@@ -54,6 +56,9 @@ VISITOR_COOKIE = "shipyard_visitor"
 _PROBE_HEADER = b"x-shipyard-probe"
 _ARM_HEADER = b"x-shipyard-arm"
 _SAMPLE_CAP = 1000
+_LIVE_SAMPLE_CAP = 200
+"""Latencies kept per second of a live version: it is recorded for as long as it is live,
+and the monitor judges it over minutes, not seconds."""
 _log = logging.getLogger("shipyard.gateway")
 
 Scope = dict[str, Any]
@@ -72,16 +77,17 @@ class Recorder:
         self._thread: threading.Thread | None = None
 
     def add(self, key: str, arm: str, status: int, ms: float) -> None:
+        cap = _LIVE_SAMPLE_CAP if arm == LIVE_ARM else _SAMPLE_CAP
         with self._lock:
             tally = self._tallies.setdefault((key, arm), [0, 0, []])
             tally[0] += 1
             tally[1] += status >= 500
             sample: list[float] = tally[2]
-            if len(sample) < _SAMPLE_CAP:
+            if len(sample) < cap:
                 sample.append(ms)
             else:  # reservoir: every request had the same chance to be kept
                 slot = random.randrange(tally[0])
-                if slot < _SAMPLE_CAP:
+                if slot < cap:
                     sample[slot] = ms
 
     def flush(self) -> int:
@@ -282,8 +288,12 @@ class Gateway:
         probe_token: str = "",
         isolate: bool | None = None,
         announce_file: Path | None = None,
+        watched: Collection[str] = (),
     ) -> None:
         self.site, self.metrics = site, metrics
+        self.watched = frozenset(watched)
+        """Targets whose live versions' traffic is recorded (their monitors read it)."""
+        self._owners: tuple[str, dict[str, str]] = ("", {})
         self.probe_token = probe_token or secrets.token_urlsafe(24)
         self.recorder = Recorder(sessions)
         self._site_routes = RouteTable(site.root) if site else None
@@ -402,6 +412,31 @@ class Gateway:
             )
         return ("candidate" if bucket(key, visitor) < weight else "baseline"), False
 
+    def _probing(self, scope: Scope) -> bool:
+        """A probe (the gateway's token with an arm) on a path with no candidate."""
+        offered = _header(scope, _PROBE_HEADER).encode("latin-1")
+        return bool(_header(scope, _ARM_HEADER)) and secrets.compare_digest(
+            offered, self.probe_token.encode()
+        )
+
+    def _owner(self, site: StaticSite, version: str, relative: str) -> str:
+        """The release whose folder in the site's ``version`` holds ``relative`` (read once
+        per version: a version never changes)."""
+        if self._owners[0] != version:
+            try:
+                releases = site.manifest(version).get("releases", {})
+            except (OSError, ValueError):
+                return ""
+            owners = {str(r["path"]): str(k) for k, r in releases.items()}
+            self._owners = (version, owners)
+        owners = self._owners[1]
+        parts = [p for p in relative.split("/") if p]
+        for end in range(len(parts), 0, -1):
+            found = owners.get("/".join(parts[:end]))
+            if found:
+                return found
+        return owners.get(".", "")
+
     async def _static(self, scope: Scope, send: Send) -> None:
         started = time.perf_counter()
         path: str = scope["path"]
@@ -411,7 +446,7 @@ class Gateway:
             await _respond(send, 404, b"nothing is served here\n", "text/plain", headers)
             return
         matched = self._site_routes.match(path)
-        key, arm, probe = "", "baseline", False
+        key, arm, probe = "", "baseline", self._probing(scope)
         if matched is not None:
             prefix, route = matched
             key = str(route["candidate"])
@@ -451,8 +486,19 @@ class Gateway:
                     content_type += "; charset=utf-8"
         await _respond(send, status, body, content_type, headers, head=scope["method"] == "HEAD")
         # A page the live site does not have yet has no baseline to compare with.
+        ms = (time.perf_counter() - started) * 1000
         if key and not probe and (arm == "candidate" or status != 404):
-            self.recorder.add(key, arm, status, (time.perf_counter() - started) * 1000)
+            self.recorder.add(key, arm, status, ms)
+        elif not key and not probe and status != 404 and base is not None:
+            self._record_live_page(site, base.name, relative, status, ms)
+
+    def _record_live_page(
+        self, site: StaticSite, version: str, relative: str, status: int, ms: float
+    ) -> None:
+        """A live page's request, for its release's monitor (when one watches the site)."""
+        owner = self._owner(site, version, relative) if site.name in self.watched else ""
+        if owner:
+            self.recorder.add(owner, LIVE_ARM, status, ms)
 
     async def _handle(
         self,
@@ -473,7 +519,7 @@ class Gateway:
             return
         prefix, route = matched
         candidate = str(route.get("candidate") or "")
-        arm, probe = "baseline", False
+        arm, probe = "baseline", self._probing(scope)
         if candidate:
             arm, probe = self._arm(scope, candidate, float(route["weight"]), headers)
         key = candidate if arm == "candidate" else str(route.get("live") or "")
@@ -501,6 +547,8 @@ class Gateway:
         await _respond(send, status, data, content_type, headers)
         if candidate and not probe and (arm == "candidate" or route.get("live")):
             self.recorder.add(candidate, arm, status, (time.perf_counter() - started) * 1000)
+        elif not candidate and not probe and key and target.name in self.watched:
+            self.recorder.add(key, LIVE_ARM, status, (time.perf_counter() - started) * 1000)
 
 
 def write_gateway_file(

@@ -47,6 +47,7 @@ from shipyard.service._decide import (
 )
 from shipyard.service._housekeeping import Collected, apply_retention
 from shipyard.service._idempotency import business_key
+from shipyard.service._incidents import incidents, monitors, resolve_incident
 from shipyard.service._memory import (
     add_memory,
     export_memory,
@@ -117,12 +118,14 @@ __all__ = [
     "gateway_info",
     "idleness",
     "import_memory",
+    "incidents",
     "install_runtime",
     "launch",
     "lineage",
     "list_artifacts",
     "list_tasks",
     "list_workers",
+    "monitors",
     "notifications",
     "openlineage_events",
     "produced_with",
@@ -131,6 +134,7 @@ __all__ = [
     "reindex_memory",
     "reject",
     "releases",
+    "resolve_incident",
     "resume",
     "retry_notifications",
     "rollback",

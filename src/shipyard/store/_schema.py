@@ -253,7 +253,8 @@ class ReleaseSampleRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     task_id: Mapped[str] = mapped_column(String(40))
     arm: Mapped[str] = mapped_column(String(10))
-    """candidate or baseline."""
+    """``candidate`` or ``baseline`` (a rollout's arms), or ``live``: a live version on a
+    path with no candidate, recorded for its monitor."""
     at: Mapped[datetime] = mapped_column(UtcDateTime())
     requests: Mapped[int] = mapped_column(Integer)
     errors: Mapped[int] = mapped_column(Integer)
@@ -598,3 +599,72 @@ class NotifyCountRow(Base):
     outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
     """``delivered``, ``failed`` (an attempt that will be retried) or ``dead``."""
     count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class MonitorRow(Base):
+    """The watch over one target's live releases: its durable workflow and each path's state.
+
+    The workflow's id derives from ``target`` and ``generation``; a monitor that stopped
+    (nothing live) is started again under the next generation, so a second start of a
+    watching monitor is the same workflow.
+    """
+
+    __tablename__ = "monitors"
+
+    target: Mapped[str] = mapped_column(String(64), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(16))
+    """``watching`` (its workflow runs) or ``stopped`` (nothing was live)."""
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    """When its last round ended."""
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    note: Mapped[str] = mapped_column(Text, default="")
+    """What the last round found, in words (e.g. waiting for a gateway)."""
+    paths: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Live path -> its release, probe results so far and last verdict."""
+
+
+class IncidentRow(Base):
+    """An anomaly on a live path: what was seen, what was done, and when it ended.
+
+    At most one incident per path and cause is open at a time (a partial unique index); the
+    time to recover is ``resolved_at - detected_at``.
+    """
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(300))
+    task_id: Mapped[str] = mapped_column(String(40))
+    """The live release's task (its release key)."""
+    cause: Mapped[str] = mapped_column(String(16))
+    """``errors``, ``latency`` or ``probe``."""
+    state: Mapped[str] = mapped_column(String(16))
+    """``open`` or ``resolved``."""
+    action: Mapped[str] = mapped_column(String(16))
+    """``rolled_back`` (the monitor withdrew the release) or ``alerted``."""
+    reason: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The verdict that opened it, with the numbers behind it."""
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime())
+    """Where the window that showed it began: the path's baseline ends here while it is open."""
+    detected_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    resolved_by: Mapped[str] = mapped_column(String(120), default="")
+    """``monitor`` (recovered, or traffic restored by its rollback) or the person who closed it."""
+    resolution: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        Index(
+            "uq_incidents_open",
+            "target",
+            "path",
+            "cause",
+            unique=True,
+            sqlite_where=text("state = 'open'"),
+            postgresql_where=text("state = 'open'"),
+        ),
+        Index("ix_incidents_detected", "detected_at"),
+    )
