@@ -69,9 +69,12 @@ def _list(ctx: typer.Context, *, state: str, endpoint: str, limit: int, as_json:
     if as_json:
         print_json({"deliveries": [_row(d) for d in found.deliveries], "unrouted": found.unrouted})
         return
-    if found.unrouted:
+    if found.unrouted and found.endpoints:
+        err_console.print(f"{found.unrouted} event(s) not yet routed: a running worker does it")
+    elif found.unrouted:
         err_console.print(
-            f"{found.unrouted} event(s) wait for a worker with [notify] endpoints to route them"
+            f"{found.unrouted} event(s) recorded, none sent: no [notify.NAME] endpoint is "
+            "declared in shipyard.toml (see Notifications in docs/operations.md)"
         )
     if not found.deliveries:
         console.print("no deliveries" + (f" {state}" if state else ""))

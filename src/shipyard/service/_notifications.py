@@ -31,6 +31,8 @@ class Outbox:
     deliveries: list[Delivery]
     unrouted: int
     """Events recorded that no worker with ``[notify]`` endpoints has seen yet."""
+    endpoints: list[str]
+    """The ``[notify.NAME]`` endpoints this project's configuration declares."""
 
 
 def notifications(rt: Runtime, *, state: str = "", endpoint: str = "", limit: int = 100) -> Outbox:
@@ -39,6 +41,7 @@ def notifications(rt: Runtime, *, state: str = "", endpoint: str = "", limit: in
         return Outbox(
             deliveries=deliveries(session, state=state, endpoint=endpoint, limit=limit),
             unrouted=unrouted_events(session),
+            endpoints=list(rt.project.settings.notify),
         )
 
 
