@@ -636,3 +636,37 @@ def test_every_event_arrives_once_by_id_across_a_sigkill(
     assert {r.headers["webhook-id"] for r in copies} == {repeat}
     assert copies[0].body == copies[1].body  # the same event, byte for byte
     assert attempts == {e: 2 if e == repeat else 1 for e in sent}
+
+
+def test_the_cli_tests_an_endpoint_lists_its_deliveries_and_retries_dead_ones(
+    project: Project, receiver: Receiver
+) -> None:
+    root = with_hook(project, receiver).root
+    env = {VAR: receiver.secret}
+    receiver.script = ["410"]
+    failed = run_cli(root, "notifications", "test", "hook", "--as", "ops", env=env)
+    assert failed.returncode == 1
+    assert "not delivered to hook: HTTP 410: on purpose: 410" in failed.stderr
+    dead = run_cli(root, "notifications", "--state", "dead", "--json")
+    [row] = json.loads(dead.stdout)["deliveries"]
+    assert (row["type"], row["attempts"], row["last_status"]) == ("dev.shipyard.test", 1, 410)
+    assert f"`shipyard notifications retry {row['id']}`" in failed.stderr
+
+    retried = run_cli(root, "notifications", "retry", "--dead", "--as", "ops")
+    assert retried.returncode == 0, retried.stderr
+    assert f"1 delivery due again: {row['id']}" in retried.stdout
+    pending = run_cli(root, "notifications", "--state", "pending", "--json")
+    assert [r["id"] for r in json.loads(pending.stdout)["deliveries"]] == [row["id"]]
+
+    passed = run_cli(root, "notifications", "test", "hook", "--as", "ops", env=env)
+    assert passed.returncode == 0, passed.stderr
+    assert "delivered to hook: HTTP 200" in passed.stdout
+    table = run_cli(root, "notifications")
+    assert "test" in table.stdout and "delivered" in table.stdout and "pending" in table.stdout
+
+    nothing = run_cli(root, "notifications", "retry", "--as", "ops")
+    assert nothing.returncode == 2 and "name the deliveries to retry" in nothing.stderr
+    bad = run_cli(root, "notifications", "--state", "lost")
+    assert bad.returncode == 2 and "unknown delivery state 'lost'" in bad.stderr
+    unknown = run_cli(root, "notifications", "test", "nope", env=env)
+    assert unknown.returncode == 4 and "no endpoint [notify.nope]" in unknown.stderr
