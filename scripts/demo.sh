@@ -3,6 +3,8 @@
 # Submits product landing pages, product copy and A/B test scripts; bad rows are refused at
 # the door; every output is checked; a demo operator approves; each page is released by
 # canary through the gateway while simulated shoppers browse; the site is served.
+# People are authenticated: the login running the demo is demo-operator (os_users), and
+# shop-owner submits with a personal token (SHIPYARD_TOKEN) that demo-operator makes.
 # Runs in a fresh copy of examples/ecommerce (SHIPYARD_DEMO_DIR, default .demo/).
 #   --no-serve   stop after publishing instead of serving the site
 set -euo pipefail
@@ -24,10 +26,21 @@ partial() { [ "$1" = 0 ] || [ "$1" = 3 ]; }  # 3: some rows rejected, the rest s
 
 step "shipyard init"
 shipyard init
+step "people: this login ($(id -un)) is demo-operator; shop-owner gets a personal token"
+python3 - "$(id -un)" <<'PY'
+import json, pathlib, sys
+config = pathlib.Path("shipyard.toml")
+text = config.read_text()
+table = text.index("[people.demo-operator]")
+mapped = text[table:].replace("os_users = []", f"os_users = [{json.dumps(sys.argv[1])}]", 1)
+config.write_text(text[:table] + mapped)
+PY
+owner_token=$(shipyard tokens create shop-owner --role operator)
 step "submit: landing pages, product copy and A/B tests (two rows are bad on purpose)"
-rc=0; shipyard submit landing-page --batch products.csv --as shop-owner || rc=$?; partial $rc
-rc=0; shipyard submit product-copy --batch products.csv --as shop-owner || rc=$?; partial $rc
-shipyard submit ab-test --batch experiments.jsonl --as shop-owner
+owner() { SHIPYARD_TOKEN=$owner_token shipyard "$@"; }
+rc=0; owner submit landing-page --batch products.csv --as shop-owner || rc=$?; partial $rc
+rc=0; owner submit product-copy --batch products.csv --as shop-owner || rc=$?; partial $rc
+owner submit ab-test --batch experiments.jsonl --as shop-owner
 step "worker: generate, check in the sandbox, register artifacts, stop at the gate"
 shipyard worker --until-idle
 shipyard approvals
@@ -67,7 +80,7 @@ step "its trace: stages, model calls, checks and tool calls (shipyard trace)"
 shipyard trace "$first"
 shipyard artifacts --job ab-test
 step "a price change: the new copy recalls what was approved before (memory)"
-changed=$(shipyard submit product-copy --batch price-change.csv --as shop-owner --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["submitted"][0])')
+changed=$(owner submit product-copy --batch price-change.csv --as shop-owner --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["submitted"][0])')
 shipyard worker --until-idle
 shipyard show "$changed" | sed -n '/recalled/,/checks/p'
 step "the operating figures, from the records (shipyard stats)"

@@ -71,7 +71,7 @@ def project(tmp_path: Path, database: str) -> Project:
     """The e-commerce example on the database under test, with the tests' people in it."""
     root = copy_example(tmp_path / "shop")
     config = root / "shipyard.toml"
-    roles = '["merchandiser", "approver", "developer", "operator"]'
+    roles = '["merchandiser", "approver", "developer", "operator", "admin"]'
     config.write_text(
         config.read_text()
         + "".join(f"\n[people.{name}]\nroles = {roles}\n" for name in TEST_PEOPLE)

@@ -11,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from shipyard.config import load_project
 from shipyard.jobs import JobKind, load_job_kind
 from shipyard.model import CheckReport, Finding
-from shipyard.service import Runtime, find_task, task_story
+from shipyard.service import Runtime, create_token, find_task, task_story
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "ecommerce"
@@ -48,16 +49,38 @@ SETTLED = {
 """Task states after which nothing happens without a person."""
 
 
+IMMEDIATE = """
+// The tests' copy has no rollout plan: its production site switches at once, by leave.
+@id("tests-release-at-once")
+permit(principal, action == Action::"release_immediately", resource == Target::"storefront-site");
+"""
+
+
 def copy_example(dest: Path, *, canary: bool = False) -> Path:
     """A private copy of the e-commerce example; releases switch at once unless ``canary``
-    (a canary needs a gateway serving the site, which most tests do not run)."""
+    (a canary needs a gateway serving the site, which most tests do not run). Switching a
+    production target at once takes a policy's leave, which the copy then has."""
     shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".shipyard", "__pycache__"))
     if not canary:
         config = dest / "shipyard.toml"
         text = config.read_text()
         rollout = re.compile(r"^\[targets\.[a-z-]+\.rollout\].*?(?=^\[|\Z)", re.M | re.S)
         config.write_text(rollout.sub("", text))
+        policy = dest / "policies" / "storefront.cedar"
+        policy.write_text(policy.read_text() + IMMEDIATE)
     return dest
+
+
+def as_person(root: Path, person: str, role: str = "admin") -> dict[str, str]:
+    """The environment of a command line authenticated as ``person`` of the project at
+    ``root``: a personal token of theirs in SHIPYARD_TOKEN (made here, as the person would
+    with `shipyard tokens create`)."""
+    rt = Runtime.open(load_project(root))
+    try:
+        _, token = create_token(rt, person, role, actor=person)
+    finally:
+        rt.close()
+    return {"SHIPYARD_TOKEN": token}
 
 
 def wait_for_state(rt: Runtime, task_id: str, states: set[str], timeout: float = 60.0) -> str:

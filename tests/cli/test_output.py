@@ -6,14 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from shipyard.config import Project
-from support import run_cli
+from support import as_person, run_cli
 
 
 def test_a_piped_listing_keeps_every_row_on_one_line_and_every_id_whole(project: Project) -> None:
     root: Path = project.root
     done = run_cli(
         root, "submit", "landing-page", "--batch", str(root / "products.csv"), "--as", "shop-owner",
-        env={"COLUMNS": "40"},
+        env={"COLUMNS": "40", **as_person(root, "shop-owner")},
     )  # fmt: skip
     assert done.returncode == 3, done.stderr  # two rows are bad on purpose; the rest go on
     listed = run_cli(root, "list", "--json", env={"COLUMNS": "40"})

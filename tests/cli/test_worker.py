@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support import copy_example, run_cli
+from tests.support import as_person, copy_example, run_cli
 
 GATEWAY_WANTED = 75
 _SHIPYARD = (sys.executable, "-m", "shipyard")
@@ -21,13 +21,17 @@ def _shop_with_two_pages(tmp_path: Path) -> Path:
     rows = (root / "products.csv").read_text().splitlines()
     (root / "two.csv").write_text("\n".join(rows[:3]) + "\n")
     assert run_cli(root, "init").returncode == 0
+    owner, operator = as_person(root, "shop-owner"), as_person(root, "demo-operator")
     submitted = run_cli(
-        root, "submit", "landing-page", "--batch", str(root / "two.csv"), "--as", "shop-owner"
-    )
+        root, "submit", "landing-page", "--batch", str(root / "two.csv"), "--as", "shop-owner",
+        env=owner,
+    )  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
     first = run_cli(root, "worker", "--until-idle")
     assert first.returncode == 0, first.stderr
-    approved = run_cli(root, "approve", "--all", "--as", "demo-operator", "--reason", "fine")
+    approved = run_cli(
+        root, "approve", "--all", "--as", "demo-operator", "--reason", "fine", env=operator
+    )
     assert approved.returncode == 0, approved.stderr
     return root
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from shipyard.config import load_project
 from shipyard.service import Runtime, list_tasks, task_story
 from shipyard.store import AuditRow
-from support import copy_example, run_cli
+from support import as_person, copy_example, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,8 @@ INPUTS = [
 
 def _submit(root: Path) -> str:
     args = [a for pair in INPUTS for a in ("-i", pair)]
-    done = run_cli(root, "submit", "landing-page", *args, "--as", "shop-owner", "--json")
+    owner = as_person(root, "shop-owner")
+    done = run_cli(root, "submit", "landing-page", *args, "--as", "shop-owner", "--json", env=owner)
     assert done.returncode == 0, done.stderr
     return str(json.loads(done.stdout)["submitted"][0])
 
@@ -112,7 +113,8 @@ def test_killed_after_the_switch_publishes_exactly_once(tmp_path: Path, database
     root = copy_example(tmp_path / "shop")
     task_id = _submit(root)
     _worker(root)
-    approved = run_cli(root, "approve", task_id, "--as", "demo-operator")
+    operator = as_person(root, "demo-operator")
+    approved = run_cli(root, "approve", task_id, "--as", "demo-operator", env=operator)
     assert approved.returncode == 0, approved.stderr
 
     assert _worker(root, crash_at="release.after_switch") == -signal.SIGKILL
@@ -139,7 +141,8 @@ def test_killed_mid_bake_resumes_the_rollout_where_it_was(tmp_path: Path, databa
     root = copy_example(tmp_path / "shop", canary=True)
     task_id = _submit(root)
     _worker(root)
-    approved = run_cli(root, "approve", task_id, "--as", "demo-operator")
+    operator = as_person(root, "demo-operator")
+    approved = run_cli(root, "approve", task_id, "--as", "demo-operator", env=operator)
     assert approved.returncode == 0, approved.stderr
     with gateway(load_project(root)):  # probes only: each stage goes on when its bake is over
         # Killed at its first look at the 50 % stage, halfway through the 20 % -> 100 % rollout.

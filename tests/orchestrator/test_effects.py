@@ -21,7 +21,15 @@ from shipyard.jobs import BatchRow
 from shipyard.observe import audit
 from shipyard.service import Runtime, approve, submit, task_story
 from shipyard.store import TaskRow, ToolCallRow
-from support import PRODUCT, SETTLED, copy_example, run_cli, wait_for_state, wait_until_finished
+from support import (
+    PRODUCT,
+    SETTLED,
+    as_person,
+    copy_example,
+    run_cli,
+    wait_for_state,
+    wait_until_finished,
+)
 
 
 @dataclass
@@ -194,11 +202,14 @@ def test_killed_around_a_tool_call_acts_once(
     root = copy_example(tmp_path / "shop")
     with_effects(root, base)
     inputs = [a for k, v in PRODUCT.items() for a in ("-i", f"{k}={v}")]
-    add = run_cli(root, "submit", "landing-page", *inputs, "--as", "shop-owner", "--json")
+    owner, operator = as_person(root, "shop-owner"), as_person(root, "demo-operator")
+    add = run_cli(
+        root, "submit", "landing-page", *inputs, "--as", "shop-owner", "--json", env=owner
+    )
     assert add.returncode == 0, add.stderr
     task_id = json.loads(add.stdout)["submitted"][0]
     assert run_cli(root, "worker", "--until-idle").returncode == 0
-    assert run_cli(root, "approve", task_id, "--as", "demo-operator").returncode == 0
+    assert run_cli(root, "approve", task_id, "--as", "demo-operator", env=operator).returncode == 0
 
     killed = run_cli(root, "worker", "--until-idle", env={"SHIPYARD_CRASHPOINTS": point})
     assert killed.returncode == -signal.SIGKILL

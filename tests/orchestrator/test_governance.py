@@ -77,7 +77,8 @@ def test_high_risk_in_production_needs_two_distinct_approvers(
     assert recorded[0] == ("submit", "allow")
     assert ("release", "needs_approval") in recorded
     assert ("approve", "deny") in recorded  # the submitter's attempt is on the record too
-    assert [d for a, d in recorded if a == "approve"] == ["approved", "deny", "approved"]
+    # ... and so is alice's second approval, refused: one person counts once.
+    assert [d for a, d in recorded if a == "approve"] == ["approved", "deny", "deny", "approved"]
     assert recorded[-2:] == [("call_tool", "done"), ("close", "published")]
 
 

@@ -25,7 +25,7 @@ from shipyard.service import (
     submit,
     task_story,
 )
-from support import PRODUCT, SETTLED, run_cli, wait_for_state
+from support import PRODUCT, SETTLED, as_person, run_cli, wait_for_state
 
 
 @pytest.fixture
@@ -192,7 +192,10 @@ def test_a_person_writes_the_code_and_it_goes_through_the_same_checks(
 
     page = tmp_path / "index.html"
     page.write_text(good_page(project))
-    done = run_cli(project.root, "provide", task_id[:12], "--file", str(page), "--as", "bob")
+    bob = as_person(project.root, "bob")
+    done = run_cli(
+        project.root, "provide", task_id[:12], "--file", str(page), "--as", "bob", env=bob
+    )
     assert done.returncode == 0, done.stderr
     assert wait_for_state(rt, task_id, SETTLED) == "waiting_approval"
     story = task_story(rt, task_id)
@@ -200,7 +203,9 @@ def test_a_person_writes_the_code_and_it_goes_through_the_same_checks(
     assert [d.decision for d in story.decisions][:2] == ["provided", "provided"]
     assert story.provenance is not None and story.provenance.record["provider"] == "human"
 
-    again = run_cli(project.root, "provide", task_id, "--file", f"index.html={page}", "--as", "bob")
+    again = run_cli(
+        project.root, "provide", task_id, "--file", f"index.html={page}", "--as", "bob", env=bob
+    )
     assert again.returncode == 5 and "not waiting for code" in again.stderr
     shown = run_cli(project.root, "show", task_id)
     assert "tier human" in shown.stdout and "finding(s) fed back" in shown.stdout

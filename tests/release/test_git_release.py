@@ -37,7 +37,8 @@ def repo_project(tmp_path: Path) -> Path:
     subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(root / "rules.git")], check=True)
     config = root / "shipyard.toml"
     config.write_text(
-        config.read_text() + '\n[targets.rules]\nkind = "git"\nrepository = "rules.git"\n'
+        config.read_text()
+        + '\n[targets.rules]\nkind = "git"\nrepository = "rules.git"\nenvironment = "staging"\n'
     )
     job = root / "jobs" / "price-rule" / "job.toml"
     job.write_text(

@@ -20,7 +20,7 @@ from shipyard.jobs import BatchRow
 from shipyard.replay import Candidate, Selection, run_replay
 from shipyard.service import Runtime, submit
 from shipyard.store import AuditRow, Base, ReplayRunRow
-from support import PRODUCT, SETTLED, run_cli, wait_for_state
+from support import PRODUCT, SETTLED, as_person, run_cli, wait_for_state
 
 EXPERIMENT = {
     "name": "checkout-button",
@@ -163,13 +163,16 @@ def test_fail_on_regression_exit_codes_and_the_html_report(
 ) -> None:
     root = recorded.project.root
     strict = strict_policy(recorded.project, tmp_path)
-    same = run_cli(root, "replay", "--from-step", "gate", "--fail-on-regression", "--as", "me")
+    me = as_person(root, "me")
+    same = run_cli(
+        root, "replay", "--from-step", "gate", "--fail-on-regression", "--as", "me", env=me
+    )
     assert same.returncode == 0, same.stderr
     assert "no regression beyond the thresholds" in same.stdout
     page = tmp_path / "report.html"
     worse = run_cli(
         root, "replay", "--policy", str(strict), "--fail-on-regression", "--html", str(page),
-        "--as", "me",
+        "--as", "me", env=me,
     )  # fmt: skip
     assert worse.returncode == 1, worse.stdout + worse.stderr
     assert "regression: 1 task(s) newly denied" in worse.stdout
@@ -178,10 +181,10 @@ def test_fail_on_regression_exit_codes_and_the_html_report(
     assert "<script" not in html and "http" not in html.split("</style>")[0]
     allowed = run_cli(
         root, "replay", "--policy", str(strict), "--fail-on-regression",
-        "--max-newly-denied", "1", "--as", "me",
+        "--max-newly-denied", "1", "--as", "me", env=me,
     )  # fmt: skip
     assert allowed.returncode == 0, allowed.stdout
-    bad = run_cli(root, "replay", "--from-step", "deploy", "--as", "me")
+    bad = run_cli(root, "replay", "--from-step", "deploy", "--as", "me", env=me)
     assert bad.returncode == 2 and "one of: generate, verify, gate" in bad.stderr
 
 
@@ -193,34 +196,41 @@ def test_policy_activate_takes_only_a_report_for_that_policy(
     other = tmp_path / "other.cedar"
     other.write_text(strict.read_text().replace('"ab-test"', '"product-copy"'))
     report = tmp_path / "report.json"
-    done = run_cli(root, "replay", "--policy", str(strict), "--out", str(report), "--as", "me")
+    me, ops = as_person(root, "me"), as_person(root, "ops")
+    done = run_cli(
+        root, "replay", "--policy", str(strict), "--out", str(report), "--as", "me", env=me
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(report.read_text())["regressions"]
 
-    wrong = run_cli(root, "policy", "activate", str(other), "--replay-report", str(report))
+    wrong = run_cli(root, "policy", "activate", str(other), "--replay-report", str(report), env=ops)
     assert wrong.returncode == 5 and "another policy version" in wrong.stderr
-    held = run_cli(root, "policy", "activate", str(strict), "--replay-report", str(report))
+    held = run_cli(root, "policy", "activate", str(strict), "--replay-report", str(report), env=ops)
     assert held.returncode == 5 and "lists regressions" in held.stderr
     live = recorded.project.policy_files[0]
     assert "no-ab-tests" not in live.read_text()
 
     ok = run_cli(
         root, "policy", "activate", str(strict), "--replay-report", str(report),
-        "--accept-regressions", "--as", "ops",
+        "--accept-regressions", "--as", "ops", env=ops,
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert live.read_text() == strict.read_text()
     with recorded.sessions() as session:
-        entry = session.scalar(select(AuditRow).where(AuditRow.action == "policy_activate"))
+        entry = session.scalar(select(AuditRow).where(AuditRow.action == "activate_policy"))
     assert entry is not None and entry.actor == "ops"
-    again = run_cli(root, "policy", "activate", str(strict), "--replay-report", str(report))
+    again = run_cli(
+        root, "policy", "activate", str(strict), "--replay-report", str(report), env=ops
+    )
     assert again.returncode == 5 and "other live policies" in again.stderr
 
     # The record decides, not the file: a report edited to drop its regressions is refused.
     forged = json.loads(report.read_text())
     forged["id"] = "r-20000101-00000000"
     report.write_text(json.dumps(forged))
-    unknown = run_cli(root, "policy", "activate", str(strict), "--replay-report", str(report))
+    unknown = run_cli(
+        root, "policy", "activate", str(strict), "--replay-report", str(report), env=ops
+    )
     assert unknown.returncode == 5 and "no record of" in unknown.stderr
 
 

@@ -30,7 +30,7 @@ from shipyard.jobs import BatchRow, inputs_hash, validate_inputs
 from shipyard.server import PROBLEM, create_api, create_token
 from shipyard.service import Runtime, approve, business_key, submit, task_story
 from shipyard.store import TaskRow
-from support import PRODUCT, SETTLED, run_cli, wait_for_state, wait_until_finished
+from support import PRODUCT, SETTLED, as_person, run_cli, wait_for_state, wait_until_finished
 
 OTHER = {**PRODUCT, "sku": "SKU-102", "name": "Camp Mug", "image": "/images/sku-102.jpg"}
 """A second valid row."""
@@ -74,8 +74,9 @@ def _csv(path: Path, rows: list[dict[str, str]]) -> Path:
 def test_rerunning_a_csv_returns_its_tasks_and_again_makes_new_ones(project: Project) -> None:
     batch = _csv(project.root / "rows.csv", [PRODUCT, {**PRODUCT, "price": "free"}, OTHER])
     args = ("submit", "landing-page", "--batch", str(batch), "--as", "me")
+    me = as_person(project.root, "me")
 
-    first = run_cli(project.root, *args, "--json")
+    first = run_cli(project.root, *args, "--json", env=me)
     assert first.returncode == 3, first.stderr  # one row refused, as always
     made = json.loads(first.stdout)
     assert len(made["submitted"]) == 2 and len(made["rejected"]) == 1
@@ -88,7 +89,7 @@ def test_rerunning_a_csv_returns_its_tasks_and_again_makes_new_ones(project: Pro
         keys = [_expected_key(rt, PRODUCT), _expected_key(rt, OTHER)]
         assert [made["business_keys"][t] for t in made["submitted"]] == keys
 
-        again = run_cli(project.root, *args, "--json")
+        again = run_cli(project.root, *args, "--json", env=me)
         assert again.returncode == 3, again.stderr  # the exit status is today's
         found = json.loads(again.stdout)
         assert found["submitted"] == made["submitted"]  # the same tasks, not new ones
@@ -99,7 +100,7 @@ def test_rerunning_a_csv_returns_its_tasks_and_again_makes_new_ones(project: Pro
         assert _workflows(project) == workflows  # no new workflow
         assert sorted(_tasks(rt)) == sorted(made["submitted"])
 
-        shown = run_cli(project.root, *args)
+        shown = run_cli(project.root, *args, env=me)
         assert shown.returncode == 3
         assert "0 submitted, 2 already submitted, 1 rejected" in shown.stdout
         for line, task_id, key in (
@@ -109,7 +110,7 @@ def test_rerunning_a_csv_returns_its_tasks_and_again_makes_new_ones(project: Pro
             assert f"existing rows.csv {line}: {task_id} {key} (queued)" in shown.stdout
         assert "--again" in shown.stdout
 
-        fresh = run_cli(project.root, *args, "--again", "--json")
+        fresh = run_cli(project.root, *args, "--again", "--json", env=me)
         assert fresh.returncode == 3, fresh.stderr
         renewed = json.loads(fresh.stdout)
         assert renewed["existing"] == []
@@ -122,7 +123,7 @@ def test_rerunning_a_csv_returns_its_tasks_and_again_makes_new_ones(project: Pro
         assert sorted(_tasks(rt)) == sorted(made["submitted"] + renewed["submitted"])
 
         # The newest generation is the one a plain re-run now returns.
-        latest = json.loads(run_cli(project.root, *args, "--json").stdout)
+        latest = json.loads(run_cli(project.root, *args, "--json", env=me).stdout)
         assert latest["submitted"] == renewed["submitted"]
     finally:
         rt.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import pwd
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -21,17 +22,27 @@ from rich.markup import escape
 from shipyard.config import Project, load_project
 from shipyard.errors import ShipyardError
 from shipyard.model import ReleaseState, TaskState
-from shipyard.service import Runtime
+from shipyard.service import (
+    NO_TWO_PERSON_GUARANTEE,
+    TOKEN_VARIABLE,
+    Identity,
+    Runtime,
+    has_people,
+    identify,
+)
 
 __all__ = [
+    "as_option",
     "console",
     "err_console",
     "handle_errors",
+    "login_name",
     "open_runtime",
     "print_json",
     "project_from",
     "state_style",
     "timestamp",
+    "warn_no_two_person_guarantee",
     "who",
 ]
 
@@ -81,9 +92,58 @@ def state_style(state: str) -> str:
     return f"[{_STATE_STYLES.get(state, 'white')}]{state}[/]"
 
 
-def who(name: str | None) -> str:
-    """The acting person: --as, else $SHIPYARD_USER, else the login name."""
-    return (name or os.environ.get("SHIPYARD_USER") or getpass.getuser()).strip()
+def login_name(*, authenticating: bool) -> str:
+    """The process's login name. To authenticate, it comes from the system's user database
+    by the real user id, never from $USER or $LOGNAME (which anyone can set)."""
+    if not authenticating:
+        try:
+            return getpass.getuser()
+        except OSError:
+            return ""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a user id with no entry (some containers): named by its number
+        return str(os.getuid())
+
+
+def who(rt: Runtime, as_: str | None, *, need: str = "") -> Identity:
+    """The person acting, and the name they act under (see ``shipyard.service.identify``).
+
+    In a project with a ``[people]`` table: ``SHIPYARD_TOKEN``'s person, else the login's
+    (``[people.NAME] os_users``); ``--as`` (else ``$SHIPYARD_USER``) may name someone else
+    only where a policy permits ``act_for``. Without ``[people]``: ``--as``, else
+    ``$SHIPYARD_USER``, else the login name, taken as given. ``need`` is what the command
+    does as token roles name it (``operate``, ``decide``, ``administer``).
+    """
+    asked, asked_via = (
+        (as_ or "", "--as") if as_ else (os.environ.get("SHIPYARD_USER", ""), "$SHIPYARD_USER")
+    )
+    token = os.environ.get(TOKEN_VARIABLE, "")
+    return identify(
+        rt,
+        login=login_name(authenticating=has_people(rt)),
+        token=token,
+        asked=asked,
+        asked_via=asked_via,
+        need=need,
+    )
+
+
+def as_option(what: str) -> Any:
+    """The ``--as`` option of a command that acts for a person (``what``: "Approve")."""
+    return typer.Option(
+        None,
+        "--as",
+        help=f"{what} under this name: yourself, or another person where a policy permits "
+        "act_for (default: $SHIPYARD_USER). A project without [people] takes it as given.",
+    )
+
+
+def warn_no_two_person_guarantee(rt: Runtime) -> None:
+    """Say plainly, where approvals are given, that a project without people has no
+    two-person guarantee."""
+    if not has_people(rt):
+        err_console.print(f"warning: {NO_TWO_PERSON_GUARANTEE}", style="yellow", markup=False)
 
 
 def project_from(ctx: typer.Context) -> Project:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import typer
 from dbos import DBOS
 
 from shipyard.artifacts import SigningKey
-from shipyard.cli._common import console, handle_errors
+from shipyard.cli._common import console, err_console, handle_errors, login_name
 from shipyard.config import CONFIG_FILE, load_project
+from shipyard.service import NO_TWO_PERSON_GUARANTEE
 from shipyard.store import make_engine, migrate, schema_status
 
 STARTER = """\
@@ -28,9 +31,20 @@ worker_concurrency = 2
 
 [targets.site]
 kind = "static-site"
+# A "production" target (the default environment) takes releases only by a rollout plan
+# ([targets.site.rollout]: canary stages) or where a policy permits release_immediately.
+environment = "staging"
 
 [serve]
 target = "site"
+
+# People, their roles (Role::"NAME" in the policies) and the logins that are them. With a
+# [people] table every command authenticates its person (the login, or SHIPYARD_TOKEN) and
+# one person never counts as two approvers; without one, names are taken as given (--as,
+# $SHIPYARD_USER, the login), so there is no two-person guarantee. To authenticate:
+# [people.{person}]
+# roles = ["approver", "operator"]
+# os_users = [{login}]
 """
 
 
@@ -44,7 +58,10 @@ def init(
     root.mkdir(parents=True, exist_ok=True)
     config = root / CONFIG_FILE
     if not config.exists():
-        config.write_text(STARTER.format(name=root.name), encoding="utf-8")
+        login = login_name(authenticating=True)
+        person = login if re.fullmatch(r"[A-Za-z0-9_-]+", login) else json.dumps(login)
+        starter = STARTER.format(name=root.name, person=person, login=json.dumps(login))
+        config.write_text(starter, encoding="utf-8")
         console.print(f"created {config}")
     project = load_project(root)
     project.state_dir.mkdir(parents=True, exist_ok=True)
@@ -65,3 +82,5 @@ def init(
     console.print(
         f"project [bold]{project.settings.project.name}[/] ready: {where}, schema {current}"
     )
+    if not project.settings.people:
+        err_console.print(f"warning: {NO_TWO_PERSON_GUARANTEE}", style="yellow", markup=False)

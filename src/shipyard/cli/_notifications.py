@@ -111,7 +111,8 @@ def retry(
     if not ids and not dead:
         raise InputError("name the deliveries to retry", hint="give their ids, or --dead")
     with open_runtime(ctx) as rt:
-        retried = retry_notifications(rt, ids or [], dead=dead, actor=who_acts(as_))
+        actor = who_acts(rt, as_, need="operate").name
+        retried = retry_notifications(rt, ids or [], dead=dead, actor=actor)
     if not retried:
         console.print("no dead deliveries")
         return
@@ -132,7 +133,7 @@ def test(
     """Send a dev.shipyard.test event to an endpoint now, signed as every delivery is, and say
     what its receiver answered (exit status 1 when it was not delivered)."""
     with open_runtime(ctx) as rt:
-        sent = send_test_notification(rt, name, actor=who_acts(as_))
+        sent = send_test_notification(rt, name, actor=who_acts(rt, as_, need="operate").name)
     if as_json:
         print_json(_row(sent))
     elif sent.state == "delivered":

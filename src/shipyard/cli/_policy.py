@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from shipyard.cli._common import (
+    as_option,
     console,
     handle_errors,
     open_runtime,
@@ -19,7 +20,7 @@ from shipyard.cli._common import (
 from shipyard.errors import InputError
 from shipyard.policy import DEFAULT_POLICY, SCHEMA, Policies
 from shipyard.replay import activate_policy
-from shipyard.service import evaluate_case
+from shipyard.service import evaluate_case, require_release_plans
 
 policy_app = typer.Typer(
     help="Cedar policies: who may do what (default deny).", no_args_is_help=True
@@ -29,12 +30,16 @@ policy_app = typer.Typer(
 @policy_app.command("check")
 @handle_errors
 def check(ctx: typer.Context) -> None:
-    """Validate the project's policies against Shipyard's schema (as a worker does at start)."""
+    """Validate the project's policies against Shipyard's schema, and check that every
+    production target a job kind releases to has a rollout plan or a policy permitting
+    release_immediately (as a worker does at start)."""
     project = project_from(ctx)
     policies = Policies.load(project.policy_files)
     files = ", ".join(str(f) for f in policies.files)
     built_in = " (Shipyard's built-in policy)" if policies.files == [DEFAULT_POLICY] else ""
     console.print(f"{policies.count} policies valid in {files}{built_in}", highlight=False)
+    require_release_plans(project)
+    console.print("every production target has a rollout plan or leave to release at once")
 
 
 @policy_app.command("schema")
@@ -94,10 +99,11 @@ def activate(
     accept_regressions: bool = typer.Option(
         False, "--accept-regressions", help="Activate although the report lists regressions."
     ),
-    as_: str | None = typer.Option(None, "--as", help="Who activates it (recorded)."),
+    as_: str | None = as_option("Activate it"),
 ) -> None:
-    """Make a replayed candidate policy live, only if the report was produced for exactly this
-    policy against exactly the live one."""
+    """Make a replayed candidate policy live, only if the live policies permit you
+    activate_policy and the report was produced for exactly this policy against exactly the
+    live one."""
     try:
         claimed_id = json.loads(replay_report.read_text(encoding="utf-8"))["id"]
     except FileNotFoundError as exc:
@@ -112,6 +118,7 @@ def activate(
     except FileNotFoundError as exc:
         raise InputError(f"{candidate}: no such file", hint="check the path") from exc
     with open_runtime(ctx) as rt:
+        person = who(rt, as_, need="administer")
         done = activate_policy(
             rt,
             candidate=candidate,
@@ -120,9 +127,10 @@ def activate(
             report=replay_report,
             replaces=replaces,
             accept_regressions=accept_regressions,
-            actor=who(as_),
+            actor=person.name,
+            principal=person.principal,
         )
     console.print(
         f"{done.target} now holds {candidate} (policy {done.policy_hash[:19]}), "
-        f"activated by {done.actor}"
+        f"activated by {person.describe()}"
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from shipyard.cli._common import console, handle_errors, open_runtime, who
+from shipyard.cli._common import as_option, console, handle_errors, open_runtime, who
 from shipyard.errors import InputError
 from shipyard.service import provide as provide_code
 from shipyard.service import resume as resume_task
@@ -49,7 +49,7 @@ def provide(
         help="An output as NAME=PATH, or PATH when its base name is the output's name; "
         "once per output.",
     ),
-    as_: str | None = typer.Option(None, "--as", help="Who wrote it (default: $SHIPYARD_USER)."),
+    as_: str | None = as_option("Supply it"),
 ) -> None:
     """Supply the code for a task waiting for a person; it goes through the same checks.
 
@@ -63,9 +63,11 @@ def provide(
             raise InputError(f"--file names {name!r} twice", hint="pass each output once")
         supplied[name] = text
     with open_runtime(ctx) as rt:
-        row = provide_code(rt, task, supplied, actor=who(as_))
+        person = who(rt, as_, need="operate")
+        row = provide_code(rt, task, supplied, actor=person.name, principal=person.principal)
     console.print(
-        f"{row.id} {row.state}: {len(supplied)} file(s) from {who(as_)}; a worker checks them"
+        f"{row.id} {row.state}: {len(supplied)} file(s) from {person.describe()}; "
+        "a worker checks them"
     )
 
 
@@ -73,10 +75,11 @@ def provide(
 def resume(
     ctx: typer.Context,
     tasks: list[str] = typer.Argument(..., help="Task ids (or unique prefixes) in state paused."),
-    as_: str | None = typer.Option(None, "--as", help="Who resumes (default: $SHIPYARD_USER)."),
+    as_: str | None = as_option("Resume"),
 ) -> None:
     """Let tasks paused on a budget go on (after raising it, or on a new day)."""
     with open_runtime(ctx) as rt:
+        person = who(rt, as_, need="operate")
         for ref in tasks:
-            row = resume_task(rt, ref, actor=who(as_))
+            row = resume_task(rt, ref, actor=person.name, principal=person.principal)
             console.print(f"{row.id} {row.state}")

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from shipyard.cli._common import (
+    as_option,
     console,
     handle_errors,
     open_runtime,
@@ -43,12 +44,14 @@ def default_target(rt: Runtime, name: str) -> str:
 def rollback(
     ctx: typer.Context,
     target: str = typer.Option("", "--target", help="Target name (default: the served one)."),
-    as_: str | None = typer.Option(None, "--as", help="Who rolls back (recorded)."),
+    as_: str | None = as_option("Roll back"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Atomically switch a static site back to its previous version; records who and what left."""
     with open_runtime(ctx) as rt:
-        result = rollback_target(rt, default_target(rt, target), actor=who(as_))
+        result = rollback_target(
+            rt, default_target(rt, target), actor=who(rt, as_, need="operate").name
+        )
     if as_json:
         print_json(result)
         return
@@ -167,7 +170,7 @@ def _one(release: dict[str, Any]) -> None:
 
 def _steer(ctx: typer.Context, task: str, command: str, as_: str | None, as_json: bool) -> None:
     with open_runtime(ctx) as rt:
-        result = steer(rt, task, command, actor=who(as_))
+        result = steer(rt, task, command, actor=who(rt, as_, need="operate").name)
     if as_json:
         print_json(result)
     elif result.get("queued"):
@@ -180,7 +183,7 @@ def _steer(ctx: typer.Context, task: str, command: str, as_: str | None, as_json
         )
 
 
-_AS = typer.Option(None, "--as", help="Who steers (recorded; policy decides).")
+_AS = as_option("Steer")
 _JSON = typer.Option(False, "--json")
 
 

@@ -10,7 +10,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from shipyard.cli._common import atomic_text, console, handle_errors, open_runtime, print_json, who
+from shipyard.cli._common import (
+    as_option,
+    atomic_text,
+    console,
+    handle_errors,
+    open_runtime,
+    print_json,
+    who,
+)
 from shipyard.errors import InputError
 from shipyard.observe import parse_window
 from shipyard.replay import STEPS, Candidate, Selection, Thresholds, render_html, run_replay
@@ -46,7 +54,7 @@ def replay(
     out: Path | None = typer.Option(None, "--out", help="Write the report as JSON here."),
     html_out: Path | None = typer.Option(None, "--html", help="Write the report as a web page."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    as_: str | None = typer.Option(None, "--as", help="Who runs it (recorded)."),
+    as_: str | None = as_option("Run it"),
 ) -> None:
     """Re-run recorded tasks under another config, policy, prompt, model or check set, in
     simulation (no effect leaves Shipyard, no live record changes), and report every change."""
@@ -83,7 +91,7 @@ def replay(
             from_step=step,
             max_usd=cap,
             thresholds=thresholds,
-            actor=who(as_),
+            actor=who(rt, as_, need="operate").name,
         )
     if out is not None:
         with atomic_text(out) as handle:

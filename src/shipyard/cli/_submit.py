@@ -9,7 +9,15 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from shipyard.cli._common import console, err_console, handle_errors, open_runtime, print_json, who
+from shipyard.cli._common import (
+    as_option,
+    console,
+    err_console,
+    handle_errors,
+    open_runtime,
+    print_json,
+    who,
+)
 from shipyard.errors import InputError
 from shipyard.jobs import BatchRow, read_batch
 from shipyard.service import submit as submit_tasks
@@ -39,7 +47,7 @@ def submit(
         None, "--batch", "-b", help="CSV, JSONL or JSON file of inputs."
     ),
     inputs: list[str] = typer.Option([], "--input", "-i", help="KEY=VALUE (JSON values allowed)."),
-    as_: str | None = typer.Option(None, "--as", help="Who submits (default: $SHIPYARD_USER)."),
+    as_: str | None = as_option("Submit"),
     again: bool = typer.Option(
         False, "--again", help="Make new tasks for rows already submitted (a new generation)."
     ),
@@ -55,6 +63,7 @@ def submit(
     if (batch is None) == (not inputs):
         raise InputError("give either --batch FILE or --input KEY=VALUE pairs", hint="see --help")
     with open_runtime(ctx) as rt:
+        person = who(rt, as_, need="operate")
         kind = rt.jobs.get(job)
         rows = list(read_batch(batch)) if batch else [_single(inputs)]
         with Progress(
@@ -67,7 +76,12 @@ def submit(
         ) as progress:
             bar = progress.add_task("rows", total=len(rows))
             result = submit_tasks(
-                rt, kind, _counted(rows, progress, bar), submitted_by=who(as_), again=again
+                rt,
+                kind,
+                _counted(rows, progress, bar),
+                submitted_by=person.name,
+                principal=person.principal,
+                again=again,
             )
     if as_json:
         print_json(

@@ -6,8 +6,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from shipyard.cli._common import console, err_console, handle_errors, open_runtime, timestamp, who
-from shipyard.server import ROLES, create_token, list_tokens, revoke_token
+from shipyard.cli._common import (
+    as_option,
+    console,
+    err_console,
+    handle_errors,
+    open_runtime,
+    timestamp,
+    who,
+)
+from shipyard.service import ROLES, create_token, list_tokens, revoke_token
 
 tokens_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
 
@@ -18,11 +26,13 @@ def create(
     ctx: typer.Context,
     person: str = typer.Argument(..., help="The person the token acts for ([people.NAME])."),
     role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROLES)}."),
-    actor: str = typer.Option(None, "--as", help="Who creates it (default: $SHIPYARD_USER)."),
+    actor: str | None = as_option("Create it"),
 ) -> None:
-    """Make a token; it is printed once (only its digest is kept)."""
+    """Make a token; it is printed once (only its digest is kept). The API takes it as a
+    bearer token, the command line from SHIPYARD_TOKEN."""
     with open_runtime(ctx) as rt:
-        token_id, token = create_token(rt, person, role, actor=who(actor))
+        by = who(rt, actor, need="administer")
+        token_id, token = create_token(rt, person, role, actor=by.name, principal=by.principal)
     err_console.print(
         f"token {token_id} for {escape(person)} as {role}; store it now, it is not shown again:"
     )
@@ -54,9 +64,9 @@ def list_(ctx: typer.Context) -> None:
 def revoke(
     ctx: typer.Context,
     token_id: str = typer.Argument(..., help="The token's id (see `shipyard tokens list`)."),
-    actor: str = typer.Option(None, "--as", help="Who revokes it (default: $SHIPYARD_USER)."),
+    actor: str | None = as_option("Revoke it"),
 ) -> None:
     """Revoke a token at once: every later request with it is refused."""
     with open_runtime(ctx) as rt:
-        revoke_token(rt, token_id, actor=who(actor))
+        revoke_token(rt, token_id, actor=who(rt, actor, need="administer").name)
     console.print(f"token {token_id} revoked")

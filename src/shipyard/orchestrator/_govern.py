@@ -7,20 +7,39 @@ audited by the caller in the same transaction as its effect.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shipyard.errors import PolicyDenied
+from shipyard.config import Project
+from shipyard.errors import ConfigError, PolicyDenied
 from shipyard.jobs import JobKind
 from shipyard.model import CheckReport, Risk
 from shipyard.observe import audit
 from shipyard.orchestrator._runtime import Runtime
-from shipyard.policy import GateDecision, Request, Verdict, entities, gate
+from shipyard.policy import GateDecision, Policies, Request, Verdict, entities, gate
 from shipyard.store import transaction
 
-__all__ = ["Subject", "agent_request", "job_kind", "person_request", "require", "target_of"]
+__all__ = [
+    "PRODUCTION",
+    "ImmediateRelease",
+    "Subject",
+    "agent_request",
+    "immediate_release",
+    "job_kind",
+    "person_request",
+    "person_subject",
+    "require",
+    "require_release_plan",
+    "require_release_plans",
+    "target_of",
+]
+
+PRODUCTION = "production"
+"""The environment whose targets take a release at once only where a policy permits
+``release_immediately``; elsewhere they need a rollout plan."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +94,13 @@ def gate_for(
     )
 
 
+def person_subject(rt: Runtime, name: str) -> Subject:
+    """Person::"name" as a resource (whom someone acts for), with the roles it holds."""
+    people = rt.project.settings.people
+    ref, found = entities.person(name, people[name].roles if name in people else [])
+    return Subject(uid=ref, entities=found, label=f"person {name}")
+
+
 def person_request(
     rt: Runtime, name: str, action: str, subject: Subject, context: dict[str, Any]
 ) -> Request:
@@ -125,6 +151,104 @@ def require(
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class ImmediateRelease:
+    """A release that would take all of a production target's traffic at once."""
+
+    kind: JobKind
+    target: str
+    request: Request
+    """The ``release_immediately`` question that must be answered yes."""
+
+
+def _refusal(target: str, kinds: list[str], reasons: list[str]) -> str:
+    named = ", ".join(repr(k) for k in kinds)
+    releases = f"a release of job kind {named}" if len(kinds) == 1 else f"releases of {named}"
+    return (
+        f"target {target!r} is in production and has no rollout plan: {releases} would take "
+        f"all of its traffic at once ({'; '.join(dict.fromkeys(reasons))})"
+    )
+
+
+def immediate_release(project: Project, kind: JobKind) -> ImmediateRelease | None:
+    """What a release of ``kind`` must have permitted to go out at once; None when it needs
+    nothing (no release, a rollout plan, or a target not in production)."""
+    if kind.release is None:
+        return None
+    name = kind.release.target
+    settings = project.settings.targets[name]
+    if settings.rollout is not None or settings.environment != PRODUCTION:
+        return None
+    ref, found = entities.target(name, environment=settings.environment, risk=settings.risk)
+    subject = Subject(uid=ref, entities=found, label=f"target {name}")
+    request = agent_request(kind.domain, "release_immediately", subject, {"job_kind": kind.name})
+    return ImmediateRelease(kind=kind, target=name, request=request)
+
+
+def _plan_hint(project: Project, names: list[str]) -> str:
+    """How to fix unplanned production targets ``names`` (a git target has no rollout)."""
+    targets = project.settings.targets
+    fixes = [
+        f"add [targets.{n}.rollout] (canary stages) to {project.config_path}"
+        for n in names
+        if targets[n].kind != "git"  # a git target has no traffic to shift
+    ]
+    permits = " ".join(
+        f'`permit(principal, action == Action::"release_immediately", resource == Target::"{n}");`'
+        for n in names
+    )
+    fixes.append(f"permit releasing at once in a policy file: {permits}")
+    fixes.append('give the target an environment other than "production"')
+    return ", or ".join(fixes) + " (see docs/releases.md)"
+
+
+def require_release_plans(project: Project, policies: Policies, kinds: Iterable[JobKind]) -> None:
+    """Refuse (ConfigError) when any of ``kinds`` would release at once to a production
+    target that no policy lets take a release that way."""
+    refused: dict[str, tuple[list[str], list[str]]] = {}  # target -> job kinds, reasons
+    for kind in kinds:
+        found = immediate_release(project, kind)
+        if found is None:
+            continue
+        verdict = policies.authorize(found.request)
+        if not verdict.allowed:
+            names, reasons = refused.setdefault(found.target, ([], []))
+            names.append(kind.name)
+            reasons.append(verdict.reason())
+    if refused:
+        raise ConfigError(
+            "; ".join(_refusal(t, names, reasons) for t, (names, reasons) in refused.items()),
+            hint=_plan_hint(project, list(refused)),
+            details={"targets": list(refused)},
+        )
+
+
+def require_release_plan(rt: Runtime, kind: JobKind, *, task_id: str) -> Verdict | None:
+    """At the release itself: a production target without a rollout plan takes it only when a
+    policy permits ``release_immediately`` (a refusal is audited and raised as PolicyDenied).
+    The verdict that allowed it, or None when no permit was needed."""
+    found = immediate_release(rt.project, kind)
+    if found is None:
+        return None
+    verdict = rt.policies.authorize(found.request)
+    if verdict.allowed:
+        return verdict
+    with transaction(rt.sessions) as session:
+        record(
+            session,
+            actor=f"agent {kind.domain}",
+            action="release_immediately",
+            subject=target(rt, found.target),
+            decision="deny",
+            reason=verdict.reason(),
+            task_id=task_id,
+        )
+    raise PolicyDenied(
+        _refusal(found.target, [kind.name], [verdict.reason()]),
+        hint=_plan_hint(rt.project, [found.target]),
+    )
+
+
 def record(
     session: Session,
     *,
@@ -164,6 +288,10 @@ CONTEXT_DEFAULTS: dict[str, dict[str, Any]] = {
     "rollback": {},
     "steer": {"command": "pause"},
     "call_tool": {},
+    "act_for": {},
+    "issue_token": {"role": "viewer"},
+    "activate_policy": {"regressions": 0, "accept_regressions": False},
+    "release_immediately": {"job_kind": ""},
 }
 """What a policy test case may leave out of its context (the rest comes from the project)."""
 
@@ -215,8 +343,15 @@ def evaluate_case(rt: Runtime, case: dict[str, Any], *, where: str) -> CaseResul
         ref, found = entities.tool(need("tool"), capability=str(case.get("capability", "")))
         subject = Subject(uid=ref, entities=found, label=f"tool {case['tool']}")
         context |= {"capability": str(case.get("capability", "")), "job_kind": ""}
+    elif "person" in case:
+        subject = person_subject(rt, need("person"))
+    elif "policy_file" in case:
+        ref, found = entities.policy_file(need("policy_file"))
+        subject = Subject(uid=ref, entities=found, label=f"policy {case['policy_file']}")
     else:
-        raise InputError(f"{where}: name the resource: job_kind, target or tool")
+        raise InputError(
+            f"{where}: name the resource: job_kind, target, tool, person or policy_file"
+        )
     context |= dict(case.get("context", {}))
     if "as" in case:
         person = need("as")

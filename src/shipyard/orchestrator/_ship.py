@@ -105,6 +105,14 @@ def release_step(task_id: str) -> Published:
             inputs, artifact_id = dict(task.inputs), task.artifact_id
         if kind.release is None:
             raise ShipyardError(f"job kind {kind.name!r} has no release target")
+        with rt.sessions() as session:
+            under_way = session.scalar(
+                select(ReleaseRow.state).where(ReleaseRow.task_id == task_id)
+            )
+        if under_way is None or not ReleaseState(under_way).baking:  # not a canary's promotion
+            allowed = govern.require_release_plan(rt, kind, task_id=task_id)
+            if allowed is not None:
+                record["immediate"] = allowed.reason()
         args = {
             "target": kind.release.target,
             "path": render(kind.release.path, inputs, name="path", where=str(kind.folder)),

@@ -22,6 +22,7 @@ from shipyard.model import ReleaseState, TaskState
 from shipyard.observe import Sender
 from shipyard.orchestrator import _notify as notify
 from shipyard.orchestrator._fleet import Fleet, new_worker_id
+from shipyard.orchestrator._govern import require_release_plans
 from shipyard.orchestrator._monitor import ensure_monitors
 from shipyard.orchestrator._names import MONITOR_WORKFLOW, WAITING_FOR_GATEWAY
 from shipyard.orchestrator._queues import (
@@ -78,6 +79,8 @@ def launch(
         )
     rt.check_tiers()  # a tier it cannot call (no key, no such provider) stops it here
     endpoints = notify.endpoints(rt)  # so does an endpoint whose secret is not set
+    # so does a job kind that would release at once to a production target
+    require_release_plans(rt.project, rt.policies, rt.jobs)
     install_runtime(rt)
     worker_id = executor_id or new_worker_id()
     DBOS.migrate(system_database(rt.project))  # DBOS serializes its own migrations

@@ -7,7 +7,7 @@ from typing import Any
 
 from shipyard.policy._cedar import uid
 
-__all__ = ["agent", "job_kind", "person", "target", "tool"]
+__all__ = ["agent", "job_kind", "person", "policy_file", "target", "tool"]
 
 Entity = dict[str, Any]
 
@@ -60,3 +60,8 @@ def target(name: str, *, environment: str, risk: str) -> tuple[dict[str, str], l
 
 def tool(name: str, *, capability: str) -> tuple[dict[str, str], list[Entity]]:
     return uid("Tool", name), [_entity("Tool", name, {"capability": capability})]
+
+
+def policy_file(name: str) -> tuple[dict[str, str], list[Entity]]:
+    """PolicyFile::"name" (a live policy file, by its path relative to shipyard.toml)."""
+    return uid("PolicyFile", name), [_entity("PolicyFile", name)]

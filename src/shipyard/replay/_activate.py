@@ -1,5 +1,6 @@
-"""Activating a candidate policy: only with a replay made for exactly that policy against
-exactly what is live, recorded in the audit log before the live file is switched."""
+"""Activating a candidate policy: only by a person the live policies permit
+``activate_policy``, only with a replay made for exactly that policy against exactly what
+is live, recorded in the audit log before the live file is switched."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from shipyard.errors import InputError, StateError
 from shipyard.orchestrator import Runtime, govern
-from shipyard.policy import Policies
+from shipyard.policy import Policies, Verdict, entities
 from shipyard.replay._run import content_hash, policy_hash
 from shipyard.store import ReplayRunRow, transaction
 
@@ -24,6 +25,8 @@ class Activated:
     policy_hash: str
     """The digest of the live policy set now."""
     actor: str
+    principal: str
+    """The authenticated person who activated it (``actor`` unless acting for another)."""
 
 
 def activate_policy(
@@ -36,15 +39,20 @@ def activate_policy(
     replaces: Path | None,
     accept_regressions: bool,
     actor: str,
+    principal: str = "",
 ) -> Activated:
     """Replace a live policy file with ``data`` (the bytes of ``candidate``, read once).
 
-    The replay's own record decides, not the report file: it must have been made in this
-    project, for exactly this policy set against exactly today's, without regressions (unless
-    ``accept_regressions``). The new set must load; the file is switched atomically.
+    The live policies must permit ``activate_policy`` to ``principal`` (the authenticated
+    person; '' means ``actor``) on the file replaced, before anything changes: a refusal is
+    audited. The replay's own record decides, not the report file: it must have been made in
+    this project, for exactly this policy set against exactly today's, without regressions
+    (unless ``accept_regressions``). The new set must load; the file is switched atomically.
     """
+    principal = principal.strip() or actor
     run, target, live = _vetted(rt, candidate, data, replay_id, report, replaces)
     regressions = list(run.report.get("regressions", []))
+    verdict = _may_activate(rt, target, principal, len(regressions), accept_regressions)
     if regressions and not accept_regressions:
         raise StateError(
             f"replay {run.id} lists regressions: " + "; ".join(regressions),
@@ -52,9 +60,26 @@ def activate_policy(
         )
     claimed = str(run.candidate["policy_hash"])
     reason = f"replay {run.id}: {claimed[:19]} replaces {run.baseline['policy_hash'][:19]}"
-    detail = {"replay": run.id, "regressions": regressions}
+    detail: dict[str, Any] = {"replay": run.id, "regressions": regressions}
+    detail |= {"principal": principal, "policy": verdict.reason()}
     _switch(rt, target, live, data, actor=actor, reason=reason, detail=detail)
-    return Activated(target=target, policy_hash=claimed, actor=actor)
+    return Activated(target=target, policy_hash=claimed, actor=actor, principal=principal)
+
+
+def _may_activate(
+    rt: Runtime, target: Path, principal: str, regressions: int, accept_regressions: bool
+) -> Verdict:
+    """The live policies' leave for ``principal`` to replace ``target`` (Cedar
+    ``activate_policy``); a refusal is audited and raised as PolicyDenied."""
+    try:
+        name = str(target.relative_to(rt.project.root.resolve()))
+    except ValueError:  # a policy file outside the project's folder: its full path
+        name = str(target)
+    ref, found = entities.policy_file(name)
+    subject = govern.Subject(uid=ref, entities=found, label=f"policy {name}")
+    context = {"regressions": regressions, "accept_regressions": accept_regressions}
+    request = govern.person_request(rt, principal, "activate_policy", subject, context)
+    return govern.require(rt, request, actor=principal, subject=subject)
 
 
 def _vetted(
@@ -130,7 +155,7 @@ def _switch(
             govern.record(
                 session,
                 actor=actor,
-                action="policy_activate",
+                action="activate_policy",
                 subject=f"policy {target.name}",
                 decision="done",
                 reason=reason,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from shipyard.server._api import PROBLEM, AdminLimits, Served, create_api, create_app
 from shipyard.server._gateway import Gateway, Recorder, write_gateway_file
-from shipyard.server._tokens import (
+from shipyard.service import (
     ROLES,
     Caller,
     authenticate,

@@ -32,8 +32,8 @@ from shipyard.server._models import (
     WaitingPage,
 )
 from shipyard.server._problems import problems
-from shipyard.server._tokens import Caller
 from shipyard.service import (
+    Caller,
     Runtime,
     approval_queue,
     approve,

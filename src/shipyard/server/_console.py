@@ -51,11 +51,11 @@ from shipyard.server._console_views import (
 from shipyard.server._deps import Rt
 from shipyard.server._figures import Figures
 from shipyard.server._problems import ApiProblem
-from shipyard.server._tokens import authenticate
 from shipyard.service import (
     Runtime,
     approval_queue,
     approve,
+    authenticate,
     daily_figures,
     diff_against_previous,
     figures,

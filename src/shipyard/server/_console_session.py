@@ -26,9 +26,8 @@ from typing import Annotated, Final
 from fastapi import Depends, Form, Request
 
 from shipyard.errors import PolicyDenied
-from shipyard.server._roles import may
-from shipyard.server._tokens import Caller, token_live
-from shipyard.service import Runtime
+from shipyard.service import Caller, Runtime, token_live
+from shipyard.service import role_may as may
 
 __all__ = [
     "COOKIE",

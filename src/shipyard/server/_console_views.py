@@ -21,8 +21,8 @@ from fastapi.templating import Jinja2Templates
 
 from shipyard.model import CheckReport, ReleaseState, TaskState
 from shipyard.server._console_session import Session
-from shipyard.server._roles import may
 from shipyard.service import Trace
+from shipyard.service import role_may as may
 
 __all__ = [
     "HTMX",

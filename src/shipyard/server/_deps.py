@@ -16,11 +16,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from shipyard.errors import InputError
-from shipyard.server import _roles as roles
 from shipyard.server._problems import ApiProblem
 from shipyard.server._throttle import RateLimiter, retry_seconds
-from shipyard.server._tokens import Caller, authenticate
-from shipyard.service import Runtime
+from shipyard.service import ROLE_MAY, Caller, Runtime, authenticate, role_may
 
 __all__ = [
     "Approver",
@@ -89,12 +87,12 @@ def caller(
 
 def _may(what: str) -> Callable[[Caller], Caller]:
     def check(found: Annotated[Caller, Depends(caller)]) -> Caller:
-        if not roles.may(found.role, what):
+        if not role_may(found.role, what):
             raise ApiProblem(
                 403,
                 "forbidden-role",
                 f"a {found.role} token may not {what}",
-                f"roles that may: {', '.join(sorted(roles.MAY[what]))}",
+                f"roles that may: {', '.join(sorted(ROLE_MAY[what]))}",
             )
         return found
 

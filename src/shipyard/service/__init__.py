@@ -63,6 +63,13 @@ from shipyard.service._notifications import (
     retry_notifications,
     send_test_notification,
 )
+from shipyard.service._people import (
+    NO_TWO_PERSON_GUARANTEE,
+    TOKEN_VARIABLE,
+    Identity,
+    has_people,
+    identify,
+)
 from shipyard.service._queries import (
     TaskStory,
     Trace,
@@ -76,14 +83,31 @@ from shipyard.service._queries import (
     task_story,
     task_trace,
 )
-from shipyard.service._releases import releases, rollback, steer
+from shipyard.service._releases import releases, require_release_plans, rollback, steer
 from shipyard.service._submit import Existing, Rejected, SubmitResult, submit
+from shipyard.service._tokens import (
+    ROLE_MAY,
+    ROLES,
+    Caller,
+    authenticate,
+    create_token,
+    list_tokens,
+    revoke_token,
+    role_may,
+    token_live,
+)
 from shipyard.service._views import story_dict, task_dict
 
 __all__ = [
+    "NO_TWO_PERSON_GUARANTEE",
+    "ROLES",
+    "ROLE_MAY",
+    "TOKEN_VARIABLE",
     "AuditVerdict",
+    "Caller",
     "Collected",
     "Existing",
+    "Identity",
     "Idleness",
     "Outbox",
     "Rejected",
@@ -98,10 +122,12 @@ __all__ = [
     "approval_queue",
     "approve",
     "audit_entries",
+    "authenticate",
     "budget_report",
     "business_key",
     "collect_garbage",
     "count_by_state",
+    "create_token",
     "current_fleet",
     "current_runtime",
     "daily_figures",
@@ -116,6 +142,8 @@ __all__ = [
     "find_artifact",
     "find_task",
     "gateway_info",
+    "has_people",
+    "identify",
     "idleness",
     "import_memory",
     "incidents",
@@ -124,6 +152,7 @@ __all__ = [
     "lineage",
     "list_artifacts",
     "list_tasks",
+    "list_tokens",
     "list_workers",
     "monitors",
     "notifications",
@@ -134,9 +163,12 @@ __all__ = [
     "reindex_memory",
     "reject",
     "releases",
+    "require_release_plans",
     "resolve_incident",
     "resume",
     "retry_notifications",
+    "revoke_token",
+    "role_may",
     "rollback",
     "search_memory",
     "send_test_notification",
@@ -149,6 +181,7 @@ __all__ = [
     "task_dict",
     "task_story",
     "task_trace",
+    "token_live",
     "verify_artifact",
     "verify_audit",
 ]

@@ -9,9 +9,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from shipyard.config import Project
 from shipyard.errors import InputError, NotFound, StateError
+from shipyard.jobs import JobRegistry
 from shipyard.model import DecisionKind, ReleaseState, TaskState
 from shipyard.orchestrator import COMMANDS, Runtime, govern, notify, restore_replaced
+from shipyard.policy import Policies
 from shipyard.release import StaticSite
 from shipyard.store import (
     DecisionRow,
@@ -22,7 +25,7 @@ from shipyard.store import (
     transaction,
 )
 
-__all__ = ["releases", "rollback", "steer"]
+__all__ = ["releases", "require_release_plans", "rollback", "steer"]
 
 
 def rollback(rt: Runtime, target_name: str, *, actor: str) -> dict[str, Any]:
@@ -262,3 +265,12 @@ def releases(
             }
         )
     return found
+
+
+def require_release_plans(project: Project) -> None:
+    """Refuse (a ConfigError naming each target and the fix) a project whose job kinds would
+    release at once to a production target that no policy lets take a release that way. A
+    worker checks this when it starts; ``shipyard policy check`` with it (reading the files
+    only, no database)."""
+    policies = Policies.load(project.policy_files)
+    govern.require_release_plans(project, policies, JobRegistry.load(project))

@@ -105,6 +105,7 @@ def submit(
     submitted_by: str,
     again: bool = False,
     idempotency_key: str = "",
+    principal: str = "",
 ) -> SubmitResult:
     """Validate each row; record every row as a task; enqueue the valid ones.
 
@@ -113,15 +114,20 @@ def submit(
     ``existing``), unless ``again`` makes a new generation. Under an ``idempotency_key``
     (scoped to ``submitted_by``) the answer is recorded with the tasks, and a later request
     with the same key and rows gets it again; with other rows it is a StateError.
+    ``principal`` is the authenticated person behind ``submitted_by`` ('' means the same);
+    they never approve the task either. A job kind that would release at once to a
+    production target no policy lets take it so is refused here, before anything is recorded.
     """
     if not submitted_by.strip():
         raise InputError("submitter is empty", hint="pass --as NAME or set SHIPYARD_USER")
+    govern.require_release_plans(rt.project, rt.policies, [kind])
     rows = list(rows)
     subject = govern.job_kind(kind)
     request = govern.person_request(rt, submitted_by, "submit", subject, {"rows": len(rows)})
     door = _Door(
         kind=kind,
         submitted_by=submitted_by,
+        principal=principal.strip() or submitted_by,
         subject=subject,
         verdict=govern.require(rt, request, actor=submitted_by, subject=subject),
         again=again,
@@ -153,6 +159,7 @@ class _Door:
 
     kind: JobKind
     submitted_by: str
+    principal: str
     subject: govern.Subject
     verdict: Verdict
     again: bool
@@ -227,6 +234,7 @@ class _Door:
                 batch_id=self.result.batch_id,
                 state=state.value,
                 submitted_by=self.submitted_by,
+                submitted_principal=self.principal,
                 submitted_at=self.now,
                 updated_at=self.now,
                 finished_at=self.now if state.terminal else None,
@@ -246,6 +254,8 @@ class _Door:
         key: str = "",
     ) -> None:
         detail: dict[str, Any] = {"batch": self.result.batch_id, "source": row.where}
+        if self.principal != self.submitted_by:
+            detail["principal"] = self.principal
         if key:
             detail["business_key"] = key
         govern.record(

@@ -57,6 +57,16 @@ def _own_key(context: Any) -> str:
     return str(context.get_current_parameters()["id"])
 
 
+def _submitter(context: Any) -> str:
+    """Who submitted a task, when no one else is named: the name it was submitted under."""
+    return str(context.get_current_parameters()["submitted_by"])
+
+
+def _decider(context: Any) -> str:
+    """Who made a decision, when no one else is named: the name it was made under."""
+    return str(context.get_current_parameters()["actor"])
+
+
 class TaskRow(Base):
     """One job kind applied to one set of inputs; one durable workflow (same id)."""
 
@@ -89,6 +99,11 @@ class TaskRow(Base):
     only for a task an older release submitted against this schema (its id stands in)."""
     generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     """1 for the first task of its business key; ``submit --again`` makes the next."""
+    submitted_principal: Mapped[str] = mapped_column(
+        String(120), default=_submitter, server_default=""
+    )
+    """The authenticated person who submitted it: ``submitted_by`` unless they acted for
+    someone else (``--as`` under an ``act_for`` policy). Never approves the task either."""
 
     __table_args__ = (
         Index("ix_tasks_state", "state"),
@@ -204,6 +219,10 @@ class DecisionRow(Base):
     actor: Mapped[str] = mapped_column(String(120))
     reason: Mapped[str] = mapped_column(Text, default="")
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    principal: Mapped[str] = mapped_column(String(120), default=_decider, server_default="")
+    """The authenticated person behind the decision; ``actor`` is whom they acted for (the
+    same person unless an ``act_for`` policy let them act for another). Approvals count
+    distinct principals."""
 
     __table_args__ = (Index("ix_decisions_task", "task_id"),)
 

@@ -1,8 +1,10 @@
-"""API tokens: made by an operator at the command line, shown once, kept as a digest.
+"""Personal tokens: made at the command line, shown once, kept as a digest.
 
 A token is ``shy_<id>_<secret>``: the id finds the row, the digest of the whole token is
 compared in constant time. Each token names a person (whose Cedar roles every call is
-checked against, as at the command line) and a role that bounds what the API lets it try.
+checked against) and a role that bounds what it may try. The REST API and the console take
+it as a bearer token; the command line takes it from ``SHIPYARD_TOKEN`` (see ``_people``):
+one store, one check, for every face.
 """
 
 from __future__ import annotations
@@ -19,22 +21,39 @@ from sqlalchemy import select, update
 
 from shipyard.errors import InputError, NotFound
 from shipyard.observe import audit
-from shipyard.service import Runtime
+from shipyard.orchestrator import Runtime, govern
 from shipyard.store import ApiTokenRow, transaction
 
 __all__ = [
     "ROLES",
+    "ROLE_MAY",
     "Caller",
     "authenticate",
     "create_token",
     "list_tokens",
     "revoke_token",
+    "role_may",
     "token_live",
 ]
 
 ROLES: Final = ("viewer", "operator", "approver", "admin")
 """viewer reads; operator also submits, supplies code and steers releases; approver also
-approves and rejects; admin may do all of that and export the audit log."""
+approves and rejects; admin may do all of that, export the audit log and administer
+(tokens, policy activation)."""
+
+ROLE_MAY: Final[dict[str, frozenset[str]]] = {
+    "read": frozenset({"viewer", "operator", "approver", "admin"}),
+    "operate": frozenset({"operator", "admin"}),
+    "decide": frozenset({"approver", "admin"}),
+    "audit": frozenset({"admin"}),
+    "administer": frozenset({"admin"}),
+}
+"""What each token role may try (the API, the console and the command line check it)."""
+
+
+def role_may(role: str, what: str) -> bool:
+    return role in ROLE_MAY[what]
+
 
 _TOKEN = re.compile(r"^shy_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 
@@ -52,8 +71,15 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(rt: Runtime, person: str, role: str, *, actor: str) -> tuple[str, str]:
-    """Make a token for ``person`` with ``role``; (token id, the token: shown once)."""
+def create_token(
+    rt: Runtime, person: str, role: str, *, actor: str, principal: str = ""
+) -> tuple[str, str]:
+    """Make a token for ``person`` with ``role``; (token id, the token: shown once).
+
+    ``principal`` is the authenticated person making it ('' means ``actor``). Whoever holds a
+    token is its person, so a token for someone else needs a policy permitting
+    ``issue_token`` from the principal on that person (a refusal is audited).
+    """
     if role not in ROLES:
         raise InputError(f"unknown role {role!r}", hint=f"roles: {', '.join(ROLES)}")
     if person not in rt.project.settings.people:
@@ -61,6 +87,11 @@ def create_token(rt: Runtime, person: str, role: str, *, actor: str) -> tuple[st
             f"{person!r} is not one of the project's people",
             hint=f"add [people.{person}] with its roles to {rt.project.config_path}",
         )
+    principal = principal.strip() or actor
+    if principal != person:
+        subject = govern.person_subject(rt, person)
+        request = govern.person_request(rt, principal, "issue_token", subject, {"role": role})
+        govern.require(rt, request, actor=principal, subject=subject)
     token_id = secrets.token_hex(6)
     token = f"shy_{token_id}_{secrets.token_urlsafe(32)}"
     with transaction(rt.sessions) as session:
@@ -70,7 +101,7 @@ def create_token(rt: Runtime, person: str, role: str, *, actor: str) -> tuple[st
                 person=person,
                 role=role,
                 digest=_digest(token),
-                created_by=actor,
+                created_by=principal,
                 created_at=datetime.now(UTC),
             )
         )
