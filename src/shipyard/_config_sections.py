@@ -30,6 +30,7 @@ __all__ = [
     "PolicySettings",
     "PriceSettings",
     "ProjectSettings",
+    "RepoSettings",
     "RolloutSettings",
     "RouterSettings",
     "SandboxSettings",
@@ -597,3 +598,127 @@ class NotifySettings(Section):
                 f"the types are: {', '.join(NOTIFY_EVENT_TYPES)}"
             )
         return list(dict.fromkeys(value))
+
+
+_AUTHOR = re.compile(r"^[^<>\n]+ <[^<>\s@]+@[^<>\s]+>$")
+_DOMAIN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+
+def _argv(value: list[str], what: str) -> list[str]:
+    if not value or any(not isinstance(arg, str) or not arg for arg in value):
+        raise ValueError(f"{what} is an argv: a non-empty list of non-empty strings")
+    return value
+
+
+class RepoSettings(Section):
+    """One ``[repos.NAME]`` table: an existing git repository whose changes are tasks.
+
+    Only the shape is checked here; that ``path`` is a git repository and ``base`` one of
+    its commits is checked when Shipyard starts (:func:`shipyard.repos.check_repo`).
+    """
+
+    path: str = Field(
+        description="the repository: a local git repository (relative to shipyard.toml) or a "
+        "remote URL (mirrored in the state folder and fetched before each task)"
+    )
+    base: str = Field(
+        default="main", description="the branch (or tag, or commit) changes start from"
+    )
+    setup: list[list[str]] = Field(
+        default_factory=list,
+        description='commands that build the environment the tests run in, e.g. ["pip", '
+        '"install", "-e", ".[test]"] or [["uv", "sync"]]; run in a fresh virtual environment, '
+        "once per set of dependency files, and cached (none: Shipyard's own interpreter)",
+    )
+    test: list[str] = Field(
+        default_factory=lambda: ["python", "-m", "pytest"],
+        description="argv that runs the repository's tests (default: python -m pytest, with "
+        "the environment's interpreter, else Shipyard's)",
+    )
+    lint: list[str] | None = Field(
+        default=None, description='argv of the repository\'s linter, e.g. ["ruff", "check"]'
+    )
+    typecheck: list[str] | None = Field(
+        default=None, description='argv of its type checker, e.g. ["mypy", "src"]'
+    )
+    domain: str = Field(default="code", description="the domain its changes are tasks of")
+    merge_to: str | None = Field(
+        default=None,
+        description="a branch an approved change is merged into (absent: the change stays on "
+        "its own branch)",
+    )
+    merge: Literal["fast-forward", "merge-commit"] = Field(
+        default="fast-forward", description="how a change is merged into merge_to"
+    )
+    max_context_tokens: int = Field(
+        default=12000,
+        ge=500,
+        description="what a model is sent about the repository: its map and the files most "
+        "relevant to the goal, estimated at 4 characters a token",
+    )
+    author: str = Field(
+        default="Shipyard <shipyard@localhost>",
+        description='"Name <email>" of the commits a change is released as',
+    )
+    index_url: str = Field(
+        default="",
+        description="the package index setup and the import guard use (default: the index "
+        "pip is configured with, else https://pypi.org/simple)",
+    )
+    max_file_bytes: int = Field(
+        default=1_000_000, ge=1024, description="largest file a change may add or rewrite"
+    )
+    max_change_bytes: int = Field(
+        default=20_000_000, ge=1024, description="most bytes of files a change may touch"
+    )
+
+    @field_validator("setup", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        if isinstance(value, list) and value and all(isinstance(arg, str) for arg in value):
+            return [value]  # one argv
+        return value
+
+    @field_validator("setup")
+    @classmethod
+    def _setup(cls, value: list[list[str]]) -> list[list[str]]:
+        for argv in value:
+            _argv(argv, "each setup command")
+        return value
+
+    @field_validator("test", "lint", "typecheck")
+    @classmethod
+    def _command(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _argv(value, "the command")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("path names the repository: a folder or a URL")
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if not _DOMAIN.match(value):
+            raise ValueError(
+                "a domain is lowercase letters, digits and '-', starting with a letter"
+            )
+        return value
+
+    @field_validator("author")
+    @classmethod
+    def _author(cls, value: str) -> str:
+        if not _AUTHOR.match(value):
+            raise ValueError('author is "Name <email>", e.g. "Shipyard <shipyard@example.com>"')
+        return value
+
+    @field_validator("index_url")
+    @classmethod
+    def _index(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(
+                'index_url is an http:// or https:// address, e.g. "https://pypi.org/simple"'
+            )
+        return value.rstrip("/")

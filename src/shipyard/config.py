@@ -36,6 +36,7 @@ from shipyard._config_sections import (
     PolicySettings,
     PriceSettings,
     ProjectSettings,
+    RepoSettings,
     RolloutSettings,
     RouterSettings,
     SandboxSettings,
@@ -62,6 +63,7 @@ __all__ = [
     "PriceSettings",
     "Project",
     "ProjectSettings",
+    "RepoSettings",
     "RolloutSettings",
     "RouterSettings",
     "SandboxSettings",
@@ -101,8 +103,11 @@ class Settings(Section):
     notify: dict[str, NotifySettings] = Field(
         default_factory=dict, description="webhook endpoints that receive CloudEvents"
     )
+    repos: dict[str, RepoSettings] = Field(
+        default_factory=dict, description="git repositories whose changes are tasks"
+    )
 
-    @field_validator("domains", "targets", "tiers", "notify")
+    @field_validator("domains", "targets", "tiers", "notify", "repos")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
