@@ -54,7 +54,7 @@ from shipyard.service import (
     submit,
 )
 from shipyard.store import AuditRow, NotifyDeliveryRow, NotifyEventRow, transaction
-from support import PRODUCT, SETTLED, run_cli, wait_for_state
+from support import PRODUCT, SETTLED, as_person, run_cli, wait_for_state
 
 VAR = "SHIPYARD_TEST_HOOK_SECRET"
 NEEDED = "dev.shipyard.approval.needed"
@@ -642,31 +642,38 @@ def test_the_cli_tests_an_endpoint_lists_its_deliveries_and_retries_dead_ones(
     project: Project, receiver: Receiver
 ) -> None:
     root = with_hook(project, receiver).root
-    env = {VAR: receiver.secret}
+    ops = {VAR: receiver.secret, **as_person(root, "ops", role="operator")}
+    viewer = {VAR: receiver.secret, **as_person(root, "carol", role="viewer")}
+    refused = run_cli(root, "notifications", "test", "hook", env=viewer)
+    assert refused.returncode == 6, refused.stderr  # sending is an operator's
+    assert "viewer" in refused.stderr and not receiver.received
+
     receiver.script = ["410"]
-    failed = run_cli(root, "notifications", "test", "hook", "--as", "ops", env=env)
-    assert failed.returncode == 1
+    failed = run_cli(root, "notifications", "test", "hook", env=ops)
+    assert failed.returncode == 1, failed.stderr
     assert "not delivered to hook: HTTP 410: on purpose: 410" in failed.stderr
-    dead = run_cli(root, "notifications", "--state", "dead", "--json")
+    dead = run_cli(root, "notifications", "--state", "dead", "--json", env=viewer)
     [row] = json.loads(dead.stdout)["deliveries"]
     assert (row["type"], row["attempts"], row["last_status"]) == ("dev.shipyard.test", 1, 410)
     assert f"`shipyard notifications retry {row['id']}`" in failed.stderr
+    [event] = receiver.events()
+    assert event["data"]["sent_by"] == "ops"
 
-    retried = run_cli(root, "notifications", "retry", "--dead", "--as", "ops")
+    retried = run_cli(root, "notifications", "retry", "--dead", env=ops)
     assert retried.returncode == 0, retried.stderr
     assert f"1 delivery due again: {row['id']}" in retried.stdout
-    pending = run_cli(root, "notifications", "--state", "pending", "--json")
+    pending = run_cli(root, "notifications", "--state", "pending", "--json", env=ops)
     assert [r["id"] for r in json.loads(pending.stdout)["deliveries"]] == [row["id"]]
 
-    passed = run_cli(root, "notifications", "test", "hook", "--as", "ops", env=env)
+    passed = run_cli(root, "notifications", "test", "hook", env=ops)
     assert passed.returncode == 0, passed.stderr
     assert "delivered to hook: HTTP 200" in passed.stdout
-    table = run_cli(root, "notifications")
+    table = run_cli(root, "notifications", env=ops)
     assert "test" in table.stdout and "delivered" in table.stdout and "pending" in table.stdout
 
-    nothing = run_cli(root, "notifications", "retry", "--as", "ops")
+    nothing = run_cli(root, "notifications", "retry", env=ops)
     assert nothing.returncode == 2 and "name the deliveries to retry" in nothing.stderr
-    bad = run_cli(root, "notifications", "--state", "lost")
+    bad = run_cli(root, "notifications", "--state", "lost", env=ops)
     assert bad.returncode == 2 and "unknown delivery state 'lost'" in bad.stderr
-    unknown = run_cli(root, "notifications", "test", "nope", env=env)
+    unknown = run_cli(root, "notifications", "test", "nope", env=ops)
     assert unknown.returncode == 4 and "no endpoint [notify.nope]" in unknown.stderr

@@ -6,7 +6,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from shipyard.cli._common import console, err_console, handle_errors, open_runtime, print_json
+from shipyard.cli._common import (
+    as_option,
+    console,
+    err_console,
+    handle_errors,
+    open_runtime,
+    print_json,
+)
 from shipyard.cli._common import who as who_acts
 from shipyard.errors import InputError
 from shipyard.observe import Delivery
@@ -104,7 +111,7 @@ def retry(
     ctx: typer.Context,
     ids: list[int] = typer.Argument(None, help="Delivery ids (see `shipyard notifications`)."),
     dead: bool = typer.Option(False, "--dead", help="Every dead delivery."),
-    as_: str | None = typer.Option(None, "--as", help="Who asks (default: $SHIPYARD_USER)."),
+    as_: str | None = as_option("Retry"),
 ) -> None:
     """Send dead (or pending) deliveries again now, with a fresh count of attempts; a running
     worker sends them."""
@@ -127,7 +134,7 @@ def retry(
 def test(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The endpoint ([notify.NAME])."),
-    as_: str | None = typer.Option(None, "--as", help="Who sends it (default: $SHIPYARD_USER)."),
+    as_: str | None = as_option("Send it"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Send a dev.shipyard.test event to an endpoint now, signed as every delivery is, and say
