@@ -4,23 +4,27 @@ promotion is caught and rolled back, or only alerted on)."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
 from canary_support import Load, gateway, handler_project
+from server.test_console import serving, sign_in
 from shipyard.config import load_project, load_settings
 from shipyard.errors import ConfigError
 from shipyard.jobs import BatchRow
 from shipyard.release import Arm, Bucket, ProbeTally, WatchRules, watch
+from shipyard.server import create_token
 from shipyard.service import Runtime, find_task, incidents, monitors, releases, submit
 from shipyard.store import AuditRow
-from support import SETTLED, wait_for_state
+from support import SETTLED, run_cli, wait_for_state
 
 RULES = WatchRules()  # 50 requests, +1% errors, 1.5x p95, 99% confidence, 3 probe failures
 
@@ -221,8 +225,12 @@ MONITOR = {
     "baseline_minutes": 1,
     "min_requests": 30,
     "probe_failures": 3,
+    "max_p95_ratio": 20,
 }
-"""Rounds every half second over a three-second window, for the tests' patience."""
+"""Rounds every half second over a three-second window, for the tests' patience. These
+tests are about errors: a three-second window of the one live path has no other path to
+tell a busy machine from a slow handler (a command starting beside it on two cores can slow
+all of it), which the analysis's own tests cover."""
 FINISHED = SETTLED | {"rolled_back"}
 
 
@@ -277,6 +285,8 @@ def switch_to_failing(rt: Runtime, task_id: str, share: float) -> None:
 def watched(tmp_path: Path, start_worker: Callable[..., Runtime], request: Any) -> Runtime:
     on_anomaly = request.param
     root = handler_project(tmp_path / "pricing", monitor={**MONITOR, "on_anomaly": on_anomaly})
+    config = root / "shipyard.toml"
+    config.write_text(config.read_text() + '\n[people.ops]\nroles = ["operator"]\n')
     return start_worker(load_project(root))
 
 
@@ -354,13 +364,57 @@ def test_an_alert_only_monitor_opens_one_incident_and_resolves_it_on_recovery(
         assert find_task(rt, task_id).state == "published"
 
         switch_to_failing(rt, task_id, 0.0)  # the upstream came back
-        resolved = until(
+        [recovered] = until(
             "the incident resolved on recovery",
             lambda: [i for i in incidents(rt) if i["state"] == "resolved"],
         )
+
+        # It fails again: a new incident, which a person closes; while the release keeps
+        # failing the same way, the monitor opens no other.
+        switch_to_failing(rt, task_id, 0.5)
+        [again] = until("a second incident", lambda: incidents(rt, state="open"))
+        token = create_token(rt, "ops", "operator", actor="ops")[1]
+        closed = run_cli(
+            rt.project.root, "incident", "resolve", str(again["id"]), "--as", "ops",
+            "--note", "the upstream is being replaced", "--json",
+            env={"SHIPYARD_TOKEN": token},
+        )  # fmt: skip
+        assert closed.returncode == 0, closed.stderr
+        time.sleep(3)
+        assert [i["id"] for i in incidents(rt)] == [again["id"], opened["id"]], incidents(rt)
+        assert releases(rt, task=task_id)[0]["state"] == "live"
     assert opened["action"] == "alerted" and opened["cause"] == "errors"
-    [incident] = resolved
-    assert incident["resolved_by"] == "monitor"
-    assert incident["resolution"].startswith("recovered: 5xx ")
-    assert incident["time_to_recover_s"] > 0
-    assert releases(rt, task=task_id)[0]["state"] == "live"
+    assert recovered["id"] == opened["id"] and recovered["resolved_by"] == "monitor"
+    assert recovered["resolution"].startswith("recovered: 5xx ")
+    assert recovered["time_to_recover_s"] > 0
+    by_person = json.loads(closed.stdout)
+    assert by_person["resolved_by"] == "ops" and by_person["state"] == "resolved"
+    assert by_person["resolution"] == "the upstream is being replaced"
+
+    # Every face tells the same story.
+    listed = run_cli(rt.project.root, "incidents", "--json")
+    assert [i["id"] for i in json.loads(listed.stdout)] == [again["id"], opened["id"]]
+    shown = run_cli(rt.project.root, "incidents", "--open")
+    assert shown.returncode == 0 and shown.stdout.strip() == "no open incidents"
+    watching = json.loads(run_cli(rt.project.root, "monitors", "--json").stdout)
+    assert [(m["target"], m["state"], m["on_anomaly"]) for m in watching] == [
+        ("api", "watching", "alert")
+    ]
+    stats = json.loads(run_cli(rt.project.root, "stats", "--json").stdout)
+    figures = {f["name"]: f for f in stats["figures"]}
+    assert figures["incidents"]["value"] == 2
+    mean = (recovered["time_to_recover_s"] + by_person["time_to_recover_s"]) / 2
+    assert figures["incident mean time to recover"]["value"] == pytest.approx(mean, abs=0.01)
+    with serving(rt) as admin:
+        api = httpx.get(
+            admin + "/api/v1/incidents",
+            params={"state": "resolved", "limit": 1},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert api.status_code == 200, api.text
+        assert [i["id"] for i in api.json()["items"]] == [again["id"]]
+        assert api.json()["next_cursor"] == "1"
+        page = sign_in(admin, token).get("/console/incidents")
+        assert page.status_code == 200
+        assert f'data-incident="{opened["id"]}"' in page.text and 'id="monitors"' in page.text

@@ -12,6 +12,7 @@ from shipyard.cli import (
     _artifacts,
     _audit,
     _budget,
+    _incidents,
     _init,
     _lineage,
     _memory,
@@ -77,6 +78,9 @@ app.command("gc")(_stats.gc)
 app.command("rollback")(_release.rollback)
 app.command("releases")(_release.releases)
 app.add_typer(_release.release_app, name="release")
+app.command("incidents")(_incidents.incidents)
+app.add_typer(_incidents.incident_app, name="incident")
+app.command("monitors")(_incidents.monitors)
 app.command("serve")(_serve.serve)
 app.command("check")(_sandbox.check)
 app.add_typer(_sandbox.sandbox_app, name="sandbox")

@@ -8,6 +8,10 @@ For a time window (tasks submitted in it) and optionally one job kind or domain:
 - mean time to recover: from a release that was rolled back, the time until the rollback;
 - rollback time to recover (p50): from the failing signal (a canary verdict, or a person's
   rollback) to all traffic back on the baseline;
+- incidents, and their mean time to recover: anomalies a monitor found on a live path
+  (detected in the window, on releases of the job kind or domain when one is given), and
+  from detection to resolution (the path recovered, the monitor's rollback restored
+  traffic, or a person closed it) over those resolved;
 - safety-check false positives: artifacts the checks flagged (a warning) that a person
   approved anyway, over flagged artifacts a person decided on;
 - safety-check false negatives: releases rolled back although their checks passed, over
@@ -39,6 +43,7 @@ from shipyard.store import (
     AttemptRow,
     AuditRow,
     DecisionRow,
+    IncidentRow,
     ReleaseRow,
     TaskRow,
     ToolCallRow,
@@ -130,6 +135,7 @@ def operating_figures(
         _success_rate(records),
         _first_attempt_pass_rate(records),
         *_time_to_recover(records),
+        *_incidents(session, since=since, until=until, job_kind=job_kind, domain=domain),
         _false_positive_rate(records),
         _false_negative_rate(records),
         *_cost_per_task(records),
@@ -221,6 +227,40 @@ def _time_to_recover(records: _Records) -> list[Figure]:
             _percentile(switched, 50),
             "s",
             f"{len(switched)} rollback(s) with a recorded signal",
+        ),
+    ]
+
+
+def _incidents(
+    session: Session, *, since: datetime, until: datetime, job_kind: str, domain: str
+) -> list[Figure]:
+    """Incidents detected in the window, and the mean time to recover of those resolved."""
+    query = (
+        select(IncidentRow)
+        .join(TaskRow, TaskRow.id == IncidentRow.task_id)
+        .where(IncidentRow.detected_at >= since, IncidentRow.detected_at < until)
+    )
+    if job_kind:
+        query = query.where(TaskRow.job_kind == job_kind)
+    if domain:
+        query = query.where(TaskRow.domain == domain)
+    found = session.scalars(query).all()
+    recovered = [
+        (i.resolved_at - i.detected_at).total_seconds() for i in found if i.resolved_at is not None
+    ]
+    still_open = len(found) - len(recovered)
+    return [
+        _figure(
+            "incidents",
+            float(len(found)),
+            "incidents",
+            f"{len(found)} detected by monitors, {still_open} open",
+        ),
+        _figure(
+            "incident mean time to recover",
+            statistics.fmean(recovered) if recovered else None,
+            "s",
+            f"{len(recovered)} resolved incident(s)",
         ),
     ]
 

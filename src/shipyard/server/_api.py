@@ -33,6 +33,7 @@ from shipyard import __version__
 from shipyard.server import (
     _api_artifacts,
     _api_docs,
+    _api_incidents,
     _api_observe,
     _api_releases,
     _api_tasks,
@@ -51,6 +52,7 @@ _ROUTERS = (
     _api_tasks.router,
     _api_artifacts.router,
     _api_releases.router,
+    _api_incidents.router,
     _api_observe.router,
     _api_docs.router,
 )

@@ -59,10 +59,13 @@ from shipyard.service import (
     daily_figures,
     diff_against_previous,
     figures,
+    incidents,
     lineage,
     list_tasks,
+    monitors,
     reject,
     releases,
+    resolve_incident,
     steer,
     task_dict,
     task_story,
@@ -287,6 +290,26 @@ def steer_release(
 ) -> Response:
     steer(rt, task_id, command, actor=session.caller.person)
     return RedirectResponse("/console/releases", status_code=303)
+
+
+@router.get("/incidents", response_class=HTMLResponse)
+def incidents_page(request: Request, rt: Rt, session: SignedIn, state: str = "") -> Response:
+    return render(
+        request,
+        "incidents.html",
+        session,
+        incidents=incidents(rt, state=state, limit=100),
+        monitors=monitors(rt),
+        state=state,
+    )
+
+
+@router.post("/incidents/{incident_id}")
+def resolve_incident_(
+    rt: Rt, session: Operating, incident_id: int, note: Annotated[str, Form()] = ""
+) -> Response:
+    resolve_incident(rt, incident_id, actor=session.caller.person, note=note)
+    return RedirectResponse("/console/incidents", status_code=303)
 
 
 _SHOWN = {

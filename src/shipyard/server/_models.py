@@ -10,7 +10,7 @@ says so. Times are ISO 8601 as Python writes them (``2025-01-31T09:00:00+00:00``
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
@@ -24,9 +24,12 @@ __all__ = [
     "BatchSubmission",
     "Budgets",
     "Decision",
+    "Incident",
+    "IncidentPage",
     "Lineage",
     "Release",
     "ReleasePage",
+    "Resolution",
     "Span",
     "Stats",
     "Steered",
@@ -397,6 +400,38 @@ class Release(BaseModel):
 
 class ReleasePage(Page[Release]):
     """A page of releases, newest first."""
+
+
+class Resolution(BaseModel):
+    """A person closing an incident: what was done about it."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(min_length=1, max_length=2000, description="What was done about it")
+
+
+class Incident(BaseModel):
+    """An anomaly a monitor found on a live path, what it did, and how the incident ended."""
+
+    id: int
+    target: str
+    path: str
+    task: str = Field(description="The live release's task")
+    cause: Literal["errors", "latency", "probe"]
+    state: Literal["open", "resolved"]
+    action: Literal["rolled_back", "alerted"] = Field(
+        description="rolled_back: the monitor withdrew the release; alerted: it only told"
+    )
+    reason: str
+    evidence: Open = Field(description="The verdict that opened it, with the numbers behind it")
+    detected_at: Timestamp
+    resolved_at: Timestamp | None
+    resolved_by: str = Field(description="monitor, or the person who closed it ('' while open)")
+    resolution: str
+    time_to_recover_s: float | None = Field(description="resolved_at - detected_at")
+
+
+class IncidentPage(Page[Incident]):
+    """A page of incidents, newest first."""
 
 
 class Steered(BaseModel):

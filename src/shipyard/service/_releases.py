@@ -13,7 +13,7 @@ from shipyard.config import Project
 from shipyard.errors import InputError, NotFound, StateError
 from shipyard.jobs import JobRegistry
 from shipyard.model import DecisionKind, ReleaseState, TaskState
-from shipyard.orchestrator import COMMANDS, Runtime, govern, notify, restore_replaced
+from shipyard.orchestrator import COMMANDS, Runtime, govern, notify, withdraw_live
 from shipyard.policy import Policies
 from shipyard.release import StaticSite
 from shipyard.store import (
@@ -161,35 +161,20 @@ def steer(rt: Runtime, task_id: str, command: str, *, actor: str) -> dict[str, A
 
 
 def _withdraw(rt: Runtime, task_id: str, target_name: str, *, actor: str) -> dict[str, Any]:
-    detected = datetime.now(UTC)
-    version = rt.target(target_name).withdraw(task_id)
-    restored = datetime.now(UTC)
-    if version is None:
+    """Take a live release back now (``orchestrator.withdraw_live``: traffic first, then the
+    records, the audit entry and the notification), as a monitor's rollback does."""
+    done = withdraw_live(rt, task_id, actor=actor, reason=f"rolled back by {actor}")
+    if done is None:
         raise StateError(
             f"release of task {task_id} is not live on {target_name} any more; nothing changed",
             hint="a later release or a site rollback replaced it: `shipyard releases` shows "
             "what is live",
         )
-    reason = f"rolled back by {actor}"
-    with transaction(rt.sessions) as session:
-        row = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id))
-        if row is None:
-            raise NotFound(f"task {task_id} has no release record")
-        row.state, row.reason = ReleaseState.ROLLED_BACK.value, reason
-        row.detected_at, row.restored_at, row.rolled_back_at = detected, restored, restored
-        restore_replaced(session, row)  # what the path held before is what it holds again
-        set_task_state(session, task_id, TaskState.ROLLED_BACK, error=reason, now=restored)
-        govern.record(
-            session, actor=actor, action="rollback", subject=f"target {target_name}",
-            decision="done", reason=f"{reason}; live version now {version or 'none'}",
-            task_id=task_id,
-        )  # fmt: skip
-        _rolled_back(rt, session, task_id, reason=reason, actor=actor, version=version)
     return {
         "task": task_id,
         "command": "rollback",
         "state": ReleaseState.ROLLED_BACK.value,
-        "version": version,
+        "version": done.version,
     }
 
 
