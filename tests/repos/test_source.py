@@ -10,7 +10,14 @@ import pytest
 from repos_support import commit_all, open_source, run_git, write
 from shipyard.config import RepoSettings, load_settings
 from shipyard.errors import ConfigError, InputError
-from shipyard.repos import check_repo, check_repos, is_remote, open_repo, resolve_base
+from shipyard.repos import (
+    check_repo,
+    check_repos,
+    create_working_copy,
+    is_remote,
+    open_repo,
+    resolve_base,
+)
 
 
 def settings(path: str, **more: object) -> RepoSettings:
@@ -137,6 +144,9 @@ def test_a_remote_is_mirrored_and_fetched_before_each_task(project: Path, make_r
     assert second != first
     again = open_repo("lib", settings(url), root=project, state_dir=state)
     assert resolve_base(again) == second  # fetched before this task
+    copy = create_working_copy(again, key="task-1", base=second)
+    assert (copy.path / "a.py").read_text() == "x = 2\n"
+    assert copy.borrowed == (source.objects_dir,)
 
 
 def test_an_unreachable_remote_names_repos_path(project: Path) -> None:

@@ -26,6 +26,8 @@ Typical use, in order::
 
 from __future__ import annotations
 
+from shipyard.repos._apply import AppliedEdits, apply_edits
+from shipyard.repos._changes import Change, ChangeLimits, FileChange, changes
 from shipyard.repos._context import (
     CHARS_PER_TOKEN,
     Context,
@@ -34,15 +36,7 @@ from shipyard.repos._context import (
     estimate_tokens,
     terms,
 )
-from shipyard.repos._edits import (
-    EDIT_FORMAT,
-    AppliedEdits,
-    Edit,
-    EditProblem,
-    ParsedEdits,
-    apply_edits,
-    parse_edits,
-)
+from shipyard.repos._edits import EDIT_FORMAT, Edit, EditProblem, ParsedEdits, parse_edits
 from shipyard.repos._environment import (
     DEPENDENCY_FILES,
     ENV_MOUNT,
@@ -73,12 +67,8 @@ from shipyard.repos._source import (
     resolve_base,
 )
 from shipyard.repos._workcopy import (
-    Change,
-    ChangeLimits,
-    FileChange,
     WorkingCopy,
     base_files,
-    changes,
     create_working_copy,
     read_base_file,
     remove_working_copy,

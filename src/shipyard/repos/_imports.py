@@ -37,11 +37,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shipyard.model import Finding
+from shipyard.repos._changes import Change
 from shipyard.repos._environment import Environment
 from shipyard.repos._index import PackageIndex, normalize_name
 from shipyard.repos._pynames import KNOWN_IMPORTS, POPULAR
 from shipyard.repos._workcopy import (
-    Change,
     WorkingCopy,
     base_files,
     read_base_file,
