@@ -94,6 +94,7 @@ def test_a_copy_is_the_base_commit_not_the_users_working_tree(project: Path, mak
     assert not (copy.path / "scratch.py").exists()
     assert copy.base == run_git(repo, "rev-parse", "HEAD").strip()
     assert run_git(copy.path, "rev-parse", "HEAD").strip() == copy.base  # git works inside
+    assert run_git(copy.path, "remote") == ""  # and has no remote to push to
     assert changes(copy).empty and not changes(copy).findings
     assert changes(copy).tree == run_git(repo, "rev-parse", "HEAD^{tree}").strip()
     assert working_files(copy) == sorted(

@@ -2,9 +2,9 @@
 
 A working copy lives in ``STATE/repos/NAME/copies/KEY/``::
 
-    tree/           the working tree, with a .git of its own (a clone of the repository that
-                    borrows its objects read-only, HEAD detached at the base): what a
-                    generator sees and changes
+    tree/           the working tree, with a .git of its own (a clone of the repository
+                    that borrows its objects read-only, HEAD detached at the base, no
+                    remote): what a generator sees and changes
     shipyard.git/   Shipyard's own git folder for the copy, outside the tree: what the copy
                     changed is computed with it (:mod:`shipyard.repos._changes`), so nothing
                     a generator writes into tree/.git (hooks, configuration, a replaced
@@ -133,6 +133,8 @@ def create_working_copy(source: RepoSource, *, key: str, base: str) -> WorkingCo
         what=what,
     )
     git(["checkout", "--detach", "--quiet", base, "--"], cwd=tree, what=what)
+    # No way back by name: the copy knows nothing of where it came from but its objects.
+    git(["remote", "remove", "origin"], cwd=tree, what=what)
     token = secrets.token_hex(16)
     (tree / ".git" / MARKER).write_text(token + "\n")
     private = root / "shipyard.git"
