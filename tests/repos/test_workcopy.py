@@ -295,6 +295,8 @@ def test_copies_are_named_safely_and_replaced_when_made_again(project: Path, mak
         create_working_copy(source, key="../escape", base=base)
     with pytest.raises(InputError, match="commit id"):
         create_working_copy(source, key="t", base="main")
+    with pytest.raises(StateError, match="is missing from"):
+        create_working_copy(source, key="t", base="0" * 40)
     copy = create_working_copy(source, key="t", base=base)
     write(copy.path, {"junk.py": "x = 1\n"})
     again = create_working_copy(source, key="t", base=base)

@@ -114,6 +114,17 @@ def create_working_copy(source: RepoSource, *, key: str, base: str) -> WorkingCo
         )
     root = source.work_dir / key
     what = f"repository {source.name!r}: working copy {key}"
+    found = git(
+        [f"--git-dir={source.git_dir}", "cat-file", "-e", f"{base}^{{commit}}"],
+        cwd=source.git_dir,
+        ok=range(256),
+    )
+    if found.returncode != 0:
+        raise StateError(
+            f"repository {source.name!r}: the base commit {base} is missing from {source.location}",
+            hint="the repository lost it (a force-push or gc): start the task again from an "
+            "existing branch",
+        )
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
