@@ -4,6 +4,7 @@ promotion is caught and rolled back, or only alerted on)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -13,17 +14,17 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from canary_support import Load, gateway, handler_project
 from server.test_console import serving, sign_in
 from shipyard.config import load_project, load_settings
 from shipyard.errors import ConfigError
 from shipyard.jobs import BatchRow
-from shipyard.release import Arm, Bucket, ProbeTally, WatchRules, watch
-from shipyard.server import create_token
+from shipyard.release import Arm, Bucket, ProbeTally, StaticSite, WatchRules, watch
+from shipyard.server import Gateway, create_token
 from shipyard.service import Runtime, find_task, incidents, monitors, releases, submit
-from shipyard.store import AuditRow
+from shipyard.store import AuditRow, ReleaseSampleRow, make_engine, migrate, session_factory
 from support import SETTLED, run_cli, wait_for_state
 
 RULES = WatchRules()  # 50 requests, +1% errors, 1.5x p95, 99% confidence, 3 probe failures
@@ -418,3 +419,42 @@ def test_an_alert_only_monitor_opens_one_incident_and_resolves_it_on_recovery(
         page = sign_in(admin, token).get("/console/incidents")
         assert page.status_code == 200
         assert f'data-incident="{opened["id"]}"' in page.text and 'id="monitors"' in page.text
+
+
+# -- what the gateway records for a monitor ---------------------------------------------------
+
+
+def test_the_gateway_records_live_pages_for_their_releases_when_watched(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'state' / 'shipyard.db'}")
+    migrate(engine)
+    sessions = session_factory(engine)
+    site = StaticSite("storefront", tmp_path / "site")
+    site.publish(key="task-mug", path="products/mug", files={"index.html": b"<p>mug</p>"})
+    site.publish(key="task-cup", path="products/cup", files={"index.html": b"<p>cup</p>"})
+    token = "probe-token-for-tests"
+
+    async def visit(app: Gateway) -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            for _ in range(3):
+                assert (await client.get("/products/mug/")).status_code == 200
+            assert (await client.get("/products/cup/index.html")).status_code == 200
+            assert (await client.get("/products/none/")).status_code == 404  # nobody's page
+            probe = {"X-Shipyard-Probe": token, "X-Shipyard-Arm": "baseline"}
+            assert (await client.get("/products/cup/", headers=probe)).status_code == 200
+
+    def recorded(watched: list[str]) -> list[tuple[str, str, int]]:
+        app = Gateway(site=site, sessions=sessions, probe_token=token, isolate=False,
+                      watched=watched)  # fmt: skip
+        asyncio.run(visit(app))
+        app.recorder.flush()
+        with sessions() as session:
+            rows = session.scalars(select(ReleaseSampleRow).order_by(ReleaseSampleRow.task_id))
+            found = [(r.task_id, r.arm, r.requests) for r in rows]
+            session.execute(delete(ReleaseSampleRow))
+            session.commit()
+        return found
+
+    assert recorded([]) == []  # no monitor watches the site: nothing is kept
+    # The probe is not traffic; the page nobody released belongs to no release.
+    assert recorded(["storefront"]) == [("task-cup", "live", 1), ("task-mug", "live", 3)]
