@@ -27,6 +27,7 @@ __all__ = [
     "RELEASE_ROLLED_BACK",
     "console_link",
     "endpoints",
+    "rolled_back",
     "source",
     "start_sender",
     "stop_sender",
@@ -72,6 +73,23 @@ def task_event(
             "link": console_link(task.id),
             **data,
         },
+    )
+
+
+def rolled_back(
+    rt: Runtime, session: Session, task: TaskRow, *, reason: str, by: str, **data: Any
+) -> None:
+    """The release.rolled_back notification of ``task`` (once per task, however many paths
+    — canary, monitor, a person, a site's rollback — come to roll it back)."""
+    task_event(
+        rt,
+        session,
+        task,
+        type=RELEASE_ROLLED_BACK,
+        key=f"{task.id}:release.rolled_back",
+        reason=reason,
+        rolled_back_by=by,
+        **data,
     )
 
 

@@ -407,14 +407,12 @@ def _roll_back(
                 "verdict": verdict or {},
             },
         )
-        notify.task_event(
+        notify.rolled_back(
             rt,
             session,
             _task(session, task_id),
-            type=notify.RELEASE_ROLLED_BACK,
-            key=f"{task_id}:release.rolled_back",
             reason=reason,
-            rolled_back_by=actor,
+            by=actor,
             path=row.path,
             version=row.version,
             stage=index,

@@ -94,14 +94,12 @@ def withdraw_live(
         )
         task = session.get(TaskRow, task_id)
         if task is not None:
-            notify.task_event(
+            notify.rolled_back(
                 rt,
                 session,
                 task,
-                type=notify.RELEASE_ROLLED_BACK,
-                key=f"{task_id}:release.rolled_back",
                 reason=reason,
-                rolled_back_by=actor,
+                by=actor,
                 path=row.path,
                 version=row.version,
                 live_version=version,

@@ -186,14 +186,12 @@ def _rolled_back(
     release = session.scalar(select(ReleaseRow).where(ReleaseRow.task_id == task_id))
     if task is None:
         return
-    notify.task_event(
+    notify.rolled_back(
         rt,
         session,
         task,
-        type=notify.RELEASE_ROLLED_BACK,
-        key=f"{task_id}:release.rolled_back",
         reason=reason,
-        rolled_back_by=actor,
+        by=actor,
         path=release.path if release is not None else "",
         version=release.version if release is not None else "",
         live_version=version,
