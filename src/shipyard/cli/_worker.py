@@ -174,9 +174,11 @@ def _run(
                 for task_id in escalate_overdue(rt):
                     err_console.print(f"worker: approval of {task_id} escalated")
                 next_sweep = time.monotonic() + 60
+            if not until_idle:
+                continue  # nothing to show or decide: run until stopped
             now = idleness(rt, chosen)
             progress.update(bar, total=now.total, completed=now.total - now.busy)
-            if not until_idle or not now.idle:
+            if not now.idle:
                 continue
             if not (wait_for_gateway and now.waiting_for_gateway):
                 return now
