@@ -65,3 +65,26 @@ def make_repository(folder: Path, files: Mapping[str, str | bytes]) -> Path:
     write(folder, files)
     commit_all(folder, "initial")
     return folder
+
+
+REPO_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "repo"
+"""The repository-change example: a project, the ``inventory`` repository's files, and the
+replies recorded for its goal."""
+
+EXAMPLE_GOAL = (
+    "Fix Stock.reserve: it lets an order reserve more units than are free, so stock goes "
+    "negative. Refuse it with OutOfStock."
+)
+"""The goal the example's replies were recorded for."""
+
+
+def repo_example(dest: Path) -> Path:
+    """A private copy of the repository-change example, its ``inventory`` folder made a git
+    repository (one commit on main), as ``scripts/demo.sh`` does."""
+    import shutil
+
+    shutil.copytree(REPO_EXAMPLE, dest, ignore=shutil.ignore_patterns(".shipyard", "__pycache__"))
+    inventory = dest / "inventory"
+    run_git(inventory, "init", "-q", "-b", "main")
+    commit_all(inventory, "inventory: stock levels and reservations")
+    return dest

@@ -81,6 +81,11 @@ class TierSettings(Section):
         description="tiers with the same key share one calls_per_minute window "
         "(e.g. one provider account); default: the tier's own name",
     )
+    recorded: str = Field(
+        default="",
+        description="replay: a folder (relative to shipyard.toml) of recorded replies, TOML "
+        "files of [[reply]] tables (goal, attempt, model, text), served before the records",
+    )
 
 
 TIER_KEYS = frozenset(TierSettings.model_fields)
@@ -256,7 +261,11 @@ class MonitorSettings(Section):
 
 
 class TargetSettings(Section):
-    kind: Literal["static-site", "http-handler", "git"] = "static-site"
+    kind: Literal["static-site", "http-handler", "git", "repo"] = Field(
+        default="static-site",
+        description="static-site, http-handler or git; 'repo' targets are made by Shipyard, "
+        "one per [repos.NAME], named repo:NAME",
+    )
     keep_versions: int = Field(default=20, ge=2, description="site versions kept for rollback")
     environment: str = Field(
         default="production", description="the environment it serves (policies read it)"
@@ -282,7 +291,7 @@ class TargetSettings(Section):
 
     @model_validator(mode="after")
     def _fits_kind(self) -> TargetSettings:
-        if self.kind == "git":
+        if self.kind in ("git", "repo"):
             if not self.repository:
                 raise ValueError('a git target needs repository = "PATH" (a bare repository)')
             if self.rollout is not None:
@@ -305,7 +314,7 @@ class TargetSettings(Section):
     def watching(self) -> MonitorSettings | None:
         """How its live releases are watched; None when they are not (a git target serves no
         traffic, or the monitor table says ``enabled = false``)."""
-        if self.kind == "git":
+        if self.kind in ("git", "repo"):
             return None
         monitor = self.monitor or MonitorSettings()
         return monitor if monitor.enabled else None
@@ -610,6 +619,14 @@ def _argv(value: list[str], what: str) -> list[str]:
     return value
 
 
+_SCP = re.compile(r"^[\w.+-]+@[\w.-]+:(?!//)")
+
+
+def is_remote_path(path: str) -> bool:
+    """True when a repository's ``path`` is a URL rather than a folder."""
+    return "://" in path or bool(_SCP.match(path))
+
+
 class RepoSettings(Section):
     """One ``[repos.NAME]`` table: an existing git repository whose changes are tasks.
 
@@ -642,6 +659,14 @@ class RepoSettings(Section):
         default=None, description='argv of its type checker, e.g. ["mypy", "src"]'
     )
     domain: str = Field(default="code", description="the domain its changes are tasks of")
+    tier: str = Field(
+        default="",
+        description="the tier that writes its changes (a [tiers] name, 'auto' or 'human'; "
+        "empty: generate.tier); `shipyard change --tier` overrides it per change",
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, le=10, description="attempts (the first and its repairs) per change"
+    )
     merge_to: str | None = Field(
         default=None,
         description="a branch an approved change is merged into (absent: the change stays on "
@@ -697,6 +722,12 @@ class RepoSettings(Section):
         if not value.strip():
             raise ValueError("path names the repository: a folder or a URL")
         return value
+
+    @property
+    def remote(self) -> bool:
+        """True when ``path`` is a URL (``https://``, ``ssh://``, ``file://``,
+        ``git@host:...``): the repository is mirrored, and a released change is pushed."""
+        return is_remote_path(self.path)
 
     @field_validator("domain")
     @classmethod

@@ -158,6 +158,27 @@ class Settings(Section):
         return self
 
     @model_validator(mode="after")
+    def _repo_targets(self) -> Settings:
+        """Each repository is released to a target of its own, ``repo:NAME`` (a name no
+        [targets] table can take), so policies, releases and rollbacks treat it like any."""
+        for name, repo in self.repos.items():
+            if len(name) > 50:
+                raise ValueError(f"repos.{name}: a repository's name has at most 50 characters")
+            if self.tiers and repo.tier and repo.tier not in {*self.tiers, *RESERVED_TIERS}:
+                raise ValueError(
+                    f"repos.{name}.tier names {repo.tier!r}, which no [tiers] declares"
+                )
+            self.targets[f"repo:{name}"] = TargetSettings(
+                kind="repo",
+                repository=repo.path,
+                branch=repo.merge_to or "",
+                merge=repo.merge,
+                environment="repository",
+                risk="medium",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _one_person_per_login(self) -> Settings:
         owners: dict[str, str] = {}
         for name, person in self.people.items():

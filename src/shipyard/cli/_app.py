@@ -12,6 +12,7 @@ from shipyard.cli import (
     _artifacts,
     _audit,
     _budget,
+    _change,
     _incidents,
     _init,
     _lineage,
@@ -59,6 +60,7 @@ def _root(
 
 app.command("init")(_init.init)
 app.command("submit")(_submit.submit)
+app.command("change")(_change.change)
 app.command("worker")(_worker.worker)
 app.command("workers")(_worker.workers)
 app.command("status")(_tasks.status)

@@ -19,6 +19,7 @@ from shipyard.cli._common import (
 )
 from shipyard.errors import StateError
 from shipyard.model import CheckReport, Finding
+from shipyard.repos import file_diffs
 from shipyard.service import (
     TaskStory,
     count_by_state,
@@ -207,4 +208,38 @@ def _attempt_tree(attempt: Any, memories: dict[str, Any]) -> Tree:
             )
             for f in result.findings[:10]:
                 node.add(escape(f"{f.rule} {f.location()} {f.message}"))
+    if "change.patch" in (attempt.files or {}):
+        _change_tree(tree, attempt)
     return tree
+
+
+def _change_tree(tree: Tree, attempt: Any) -> None:
+    """A repository change: its test results, then its diff by file with the findings at
+    their lines."""
+    record = dict(attempt.change or {})
+    facts = record.get("facts") or {}
+    if facts and facts.get("tests_passed", -1) >= 0:
+        tree.add(
+            f"tests: {facts['tests_passed']} passed, {facts.get('tests_failed', 0)} failed"
+            + (f", {facts['tests_skipped']} skipped" if facts.get("tests_skipped", 0) > 0 else "")
+        )
+    if facts.get("new_dependencies"):
+        tree.add("[yellow]new dependencies:[/] " + escape(", ".join(facts["new_dependencies"])))
+    findings = CheckReport.from_dict(attempt.report).findings if attempt.report else []
+    diffs = file_diffs(str(attempt.files["change.patch"]), findings)
+    node = tree.add(f"change: {len(diffs)} file(s)")
+    styles = {"added": "green", "removed": "red", "hunk": "cyan", "context": "", "note": "dim"}
+    marks = {"added": "+", "removed": "-", "context": " ", "hunk": "", "note": ""}
+    for diff in diffs:
+        kind = "binary " if diff.binary else ""
+        branch = node.add(f"{diff.path} ({kind}{diff.status}, +{diff.added} -{diff.removed})")
+        for line in diff.lines[:400]:
+            style = styles[line.kind]
+            text = escape(marks[line.kind] + line.text)
+            branch.add(f"[{style}]{text}[/]" if style else text)
+            for f in line.findings:
+                branch.add(f"[red]  ^ {escape(f.rule)}: {escape(f.message)}[/]")
+        if len(diff.lines) > 400:
+            branch.add(f"[dim]... {len(diff.lines) - 400} more line(s)[/]")
+        for f in diff.findings:
+            branch.add(f"[red]{escape(f.rule)} {escape(f.location())}: {escape(f.message)}[/]")

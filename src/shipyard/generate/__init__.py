@@ -15,7 +15,12 @@ from shipyard.generate._retry import RetryPolicy, call_with_retries
 from shipyard.generate._router import FREE_PROVIDERS, Breaker, Limit, Plan, Rate, Router, Spend
 from shipyard.generate._secrets import read_secrets
 from shipyard.generate._templates import render, slugify
-from shipyard.generate.providers.replay import Recorded, ReplayProvider
+from shipyard.generate.providers.replay import (
+    Recorded,
+    ReplayProvider,
+    first_of,
+    recorded_replies,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -38,12 +43,14 @@ __all__ = [
     "TierWalk",
     "Walked",
     "call_with_retries",
+    "first_of",
     "installed_providers",
     "load_provider",
     "parse_files",
     "price_call",
     "prompt_hash",
     "read_secrets",
+    "recorded_replies",
     "render",
     "render_prompt",
     "slugify",

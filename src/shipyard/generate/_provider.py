@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from shipyard.jobs import JobKind
 from shipyard.model import Finding
+from shipyard.sandbox import Mount
 
 __all__ = ["Generation", "GenerationRequest", "Provider"]
 
@@ -31,6 +33,18 @@ class GenerationRequest:
     """The previous attempt's findings, when this is a repair."""
     recalled: tuple[dict[str, Any], ...] = ()
     """Context recalled from memory (id, kind, text)."""
+    reply_format: Literal["files", "edits"] = "files"
+    """``files``: a model replies with the job kind's output files (``REPLY_FORMAT``);
+    ``edits``: with edits to a repository (``shipyard.repos.EDIT_FORMAT``), parsed by the
+    caller, so a provider hands back the raw reply and no files."""
+    goal: str = ""
+    """A repository change's goal, in words (``SHIPYARD_GOAL`` for a coding agent)."""
+    workdir: Path | None = None
+    """A repository change's working copy: a coding agent (the ``command`` provider)
+    changes it in place; the caller reads the change from it afterwards."""
+    mounts: tuple[Mount, ...] = ()
+    """What a sandboxed generator needs to see besides ``workdir`` (the object stores the
+    working copy's ``.git`` borrows from), read-only."""
 
 
 @dataclass(frozen=True, kw_only=True)

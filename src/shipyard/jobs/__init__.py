@@ -21,9 +21,19 @@ from shipyard.jobs._kind import (
     load_job_kind,
 )
 from shipyard.jobs._registry import ENTRY_POINT_GROUP, JobRegistry
+from shipyard.jobs._repo_change import (
+    CHANGE_FILES,
+    REPO_CHANGE,
+    is_repo_change,
+    repo_change_kind,
+    repo_of,
+    repo_target,
+)
 
 __all__ = [
+    "CHANGE_FILES",
     "ENTRY_POINT_GROUP",
+    "REPO_CHANGE",
     "BatchRow",
     "CheckSpec",
     "EffectSpec",
@@ -32,8 +42,12 @@ __all__ = [
     "ProbeSpec",
     "ReleaseSpec",
     "inputs_hash",
+    "is_repo_change",
     "kept_of_refused",
     "load_job_kind",
     "read_batch",
+    "repo_change_kind",
+    "repo_of",
+    "repo_target",
     "validate_inputs",
 ]

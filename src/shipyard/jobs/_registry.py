@@ -9,6 +9,7 @@ from pathlib import Path
 from shipyard.config import Project
 from shipyard.errors import ConfigError, NotFound
 from shipyard.jobs._kind import JobKind, load_job_kind
+from shipyard.jobs._repo_change import repo_change_kind
 
 __all__ = ["ENTRY_POINT_GROUP", "JobRegistry"]
 
@@ -62,6 +63,9 @@ class JobRegistry:
                         f"[tiers.{kind.tier}]",
                     )
                 kinds[kind.name] = kind
+        for name, repo in project.settings.repos.items():  # built in: one per repository
+            kind = repo_change_kind(name, repo, root=project.root, state_dir=project.state_dir)
+            kinds[kind.name] = kind
         return cls(kinds)
 
     def get(self, name: str) -> JobKind:

@@ -9,11 +9,14 @@ after a crash: the attempt row is upserted by (task, number).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import select
 
+from shipyard._crash import crashpoint
 from shipyard.errors import MalformedReply, ShipyardError
 from shipyard.generate import (
     FREE_PROVIDERS,
@@ -28,10 +31,11 @@ from shipyard.generate import (
     prompt_hash,
     render_prompt,
 )
-from shipyard.jobs import JobKind, validate_inputs
+from shipyard.jobs import JobKind, is_repo_change, validate_inputs
 from shipyard.memory import recall_for_task
 from shipyard.model import CheckReport, CheckResult, DecisionKind, Finding, TaskState
 from shipyard.observe import PROMPT_EVENT, REPLY_EVENT, request_attributes, response_attributes
+from shipyard.orchestrator import _change as change
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator import _notify as notify
 from shipyard.orchestrator._ledger import drop_hold, hold, limits_for, rates_for, spend
@@ -123,10 +127,17 @@ def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
     rt = current_runtime()
     with stage(rt, task_id, "generate", attempt) as record:
         request = _generation_request(rt, task_id, attempt, recalled)
+        change_record: dict[str, Any] | None = None
+        if is_repo_change(request.kind):
+            request, change_record = change.generation_request(
+                rt, request, recalled=recalled, feedback=request.feedback
+            )
         plan, limits = _plan(rt, request)
         notes = list(plan.notes)
         walked = _walk(rt, request, limits).run(
-            plan.tiers, lambda tier: _generate_on(rt, tier, request, notes), notes
+            plan.tiers,
+            lambda tier: _generate_on(rt, tier, request, notes, change_record),
+            notes,
         )
         if walked.result is None:
             if walked.paused:
@@ -145,10 +156,12 @@ def generate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
             return TaskState.WAITING_INPUT.value
         tier, (generation, report) = walked.tier, walked.result
         notes.append(f"{tier} served" + (" (malformed reply)" if report else ""))
-        _store_attempt(rt, request, generation, report, tier=tier, route=notes)
+        _store_attempt(
+            rt, request, generation, report, tier=tier, route=notes, change_record=change_record
+        )
         record["summary"] = (
             f"{tier}: {generation.provider} ({generation.model}): "
-            + (f"{len(generation.files)} file(s)" if report is None else "malformed reply")
+            + (_produced(request, generation) if report is None else "failed: " + _why(report))
             + (f", {len(request.feedback)} finding(s) fed back" if request.feedback else "")
         )
         record["tier"], record["route"] = tier, notes
@@ -255,7 +268,8 @@ def escalate_step(task_id: str, attempt: int, recalled: list[dict[str, Any]]) ->
 def _plan(rt: Runtime, request: GenerationRequest) -> tuple[Plan, list[Limit]]:
     """The router's plan for this attempt, and the budgets its calls must fit."""
     settings = rt.project.settings
-    requested = request.kind.tier or settings.generate.tier
+    chosen = str(request.inputs.get("tier") or "") if is_repo_change(request.kind) else ""
+    requested = chosen or request.kind.tier or settings.generate.tier
     with rt.sessions() as session:
         task = _task(session, request.task_id)
         previous = session.scalar(
@@ -279,9 +293,16 @@ def _plan(rt: Runtime, request: GenerationRequest) -> tuple[Plan, list[Limit]]:
 
 
 def _generate_on(
-    rt: Runtime, tier: str, request: GenerationRequest, notes: list[str]
+    rt: Runtime,
+    tier: str,
+    request: GenerationRequest,
+    notes: list[str],
+    change_record: dict[str, Any] | None = None,
 ) -> tuple[Generation, CheckReport | None]:
-    """The tier's generation, or a failed one with a report when the reply was malformed."""
+    """The tier's generation, or a failed one with a report when the reply was malformed.
+
+    For a repository change (``change_record`` given), the generation's files are the change
+    it made to a clean copy, and the record gets the change's summary."""
     waited = _take_rate_slot(rt, tier)
     if waited:
         notes.append(f"{tier}: waited {waited:.1f} s for its calls-per-minute limit")
@@ -301,9 +322,18 @@ def _generate_on(
     ) as span:
         rt.tracing.content(span, PROMPT_EVENT, request.prompt)
         try:
-            generation = call_with_retries(rt.provider(tier), request, rt.router.retry)
-            _check_outputs(request.kind, generation.files)
-            report = None
+            if change_record is None:
+                generation = call_with_retries(rt.provider(tier), request, rt.router.retry)
+                _check_outputs(request.kind, generation.files)
+                report = None
+            else:
+                copy = change.reset_copy(rt, request)
+                generation = call_with_retries(rt.provider(tier), request, rt.router.retry)
+                collected = change.collect(rt, request, generation, copy)
+                crashpoint("generate.change_made")  # a fault drill: made, not yet recorded
+                generation = dataclasses.replace(generation, files=collected.files)
+                change_record["summary"] = collected.summary
+                report = collected.report
         except MalformedReply as exc:
             finding = Finding(rule="generate.malformed", message=exc.message)
             report = CheckReport(
@@ -399,8 +429,12 @@ def _generation_request(
         else []
     )
     previous_files = dict(previous.files) if previous is not None else {}
-    prompt = render_prompt(
-        kind, inputs, recalled=recalled, feedback=feedback, previous_files=previous_files
+    prompt = (
+        ""  # a repository change's prompt is built on its working copy (``_change``)
+        if is_repo_change(kind)
+        else render_prompt(
+            kind, inputs, recalled=recalled, feedback=feedback, previous_files=previous_files
+        )
     )
     return GenerationRequest(
         task_id=task_id,
@@ -436,6 +470,7 @@ def _store_attempt(
     *,
     tier: str,
     route: list[str],
+    change_record: dict[str, Any] | None = None,
 ) -> None:
     with transaction(rt.sessions) as session:
         row = session.scalar(
@@ -463,6 +498,7 @@ def _store_attempt(
         row.cost_usd, row.cost_source = cost.usd, cost.source
         row.feedback = [f.to_dict() for f in request.feedback]
         row.recalled = [item["id"] for item in request.recalled]
+        row.change = change_record
         row.generated_at = _now()
         row.report = report.to_dict() if report is not None else None
         row.passed = False if report is not None else None
@@ -485,6 +521,21 @@ def _store_attempt(
                 "cost_usd": str(cost.usd),
             },
         )
+
+
+def _produced(request: GenerationRequest, generation: Generation) -> str:
+    if not is_repo_change(request.kind):
+        return f"{len(generation.files)} file(s)"
+    summary = json.loads(generation.files.get("change.json", "{}"))
+    return (
+        f"{len(summary.get('files', []))} file(s) changed, +{summary.get('lines_added', 0)} "
+        f"-{summary.get('lines_removed', 0)}"
+    )
+
+
+def _why(report: CheckReport) -> str:
+    first = report.findings[0].message.splitlines()[0] if report.findings else "no findings"
+    return f"{len(report.findings)} finding(s); first: {first[:160]}"
 
 
 def _check_outputs(kind: JobKind, files: dict[str, str]) -> None:

@@ -73,7 +73,13 @@ def target(rt: Runtime, name: str) -> Subject:
 
 
 def gate_for(
-    rt: Runtime, kind: JobKind, report: CheckReport, *, diff_lines: int, cost_microusd: int
+    rt: Runtime,
+    kind: JobKind,
+    report: CheckReport,
+    *,
+    diff_lines: int,
+    cost_microusd: int,
+    change: dict[str, Any] | None = None,
 ) -> GateDecision:
     """The gate's decision for a checked output of ``kind`` under ``rt``'s policies."""
     target_name, environment, target_risk = target_of(rt, kind)
@@ -91,6 +97,7 @@ def gate_for(
         cost_microusd=cost_microusd,
         target=target_name,
         environment=environment,
+        change=change,
     )
 
 

@@ -19,7 +19,15 @@ from shipyard.artifacts import ArtifactBackend, ArtifactStore, DatabaseArtifactS
 from shipyard.checks import BUILTIN_CHECKS, Check
 from shipyard.config import Project
 from shipyard.errors import ConfigError, SandboxError, StateError
-from shipyard.generate import Provider, ReplayProvider, Router, load_provider, read_secrets
+from shipyard.generate import (
+    Provider,
+    ReplayProvider,
+    Router,
+    first_of,
+    load_provider,
+    read_secrets,
+    recorded_replies,
+)
 from shipyard.jobs import JobKind, JobRegistry
 from shipyard.memory import SemanticMemory, load_embedder
 from shipyard.model import Risk
@@ -27,6 +35,7 @@ from shipyard.observe import Tracing
 from shipyard.orchestrator._ledger import replay_lookup
 from shipyard.policy import Policies
 from shipyard.release import GitTarget, HttpHandler, StaticSite, Target
+from shipyard.repos import open_repo
 from shipyard.sandbox import Limits, SandboxBackend, get_backend
 from shipyard.store import make_engine, migrate, schema_status, session_factory
 from shipyard.tools import HttpTool, PublishTool, Tool
@@ -149,7 +158,26 @@ class Runtime:
                 hint=f"declared tiers: {', '.join(self.project.settings.tiers)}",
             )
         if settings.provider == "replay":
-            return ReplayProvider(replay_lookup(self.sessions))
+            lookup = replay_lookup(self.sessions)
+            if settings.recorded:  # replies shipped as files come first (an offline example)
+                folder = self.project.root / settings.recorded
+                lookup = first_of(recorded_replies(folder), lookup)
+            return ReplayProvider(lookup)
+        if settings.provider == "command":  # a coding agent, run in this runtime's sandbox
+            from shipyard.generate import CommandProvider  # type: ignore[attr-defined]
+
+            try:
+                return CommandProvider(
+                    settings,
+                    backend=self.sandbox,
+                    limits=self.limits,
+                    secrets=self.secrets,
+                    root=self.project.root,
+                )
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{self.project.config_path}: tier {tier!r}: {exc.message}", hint=exc.hint
+                ) from exc
         return load_provider(settings, tier=tier, secrets=self.secrets)
 
     @cached_property
@@ -196,6 +224,8 @@ class Runtime:
                 f"{self.project.config_path}: no target named {name!r}",
                 hint=f"declared targets: {', '.join(self.project.settings.targets) or '(none)'}",
             )
+        if settings.kind == "repo":
+            return self._repo_target(name)
         root = self.project.sites_dir / name
         if settings.kind == "http-handler":
             return HttpHandler(name, root, mount=settings.mount)
@@ -203,6 +233,28 @@ class Runtime:
             repository = self.project.root / settings.repository
             return GitTarget(name, repository, branch=settings.branch, merge=settings.merge)
         return StaticSite(name, root, keep_versions=settings.keep_versions)
+
+    def _repo_target(self, name: str) -> Target:
+        """``repo:NAME``: changes to ``[repos.NAME]``, released as branches of it (of its
+        mirror, for a remote repository, which the ``git-push`` effect then pushes)."""
+        from shipyard.release import RepoChangeTarget  # type: ignore[attr-defined]
+
+        repo = name.removeprefix("repo:")
+        settings = self.project.settings.repos[repo]
+        found = open_repo(
+            repo,
+            settings,
+            root=self.project.root,
+            state_dir=self.project.state_dir,
+            fetch=False,
+        )
+        return RepoChangeTarget(
+            name,
+            found.git_dir,
+            merge_to=settings.merge_to,
+            merge=settings.merge,
+            author=settings.author,
+        )
 
     @cached_property
     def tracing(self) -> Tracing:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from shipyard.errors import ShipyardError
 from shipyard.generate import render
+from shipyard.jobs import is_repo_change
 from shipyard.memory import outcome_memories, remember
 from shipyard.model import DecisionKind, ReleaseState, TaskState
 from shipyard.orchestrator import _effects as effects
@@ -116,7 +117,10 @@ def release_step(task_id: str) -> Published:
         args = {
             "target": kind.release.target,
             "path": render(kind.release.path, inputs, name="path", where=str(kind.folder)),
-            "title": str(inputs.get("name", task.input_key)),
+            # A repository change's commit says what it does: the goal.
+            "title": str(
+                inputs["goal"] if is_repo_change(kind) else inputs.get("name", task.input_key)
+            ),
             "artifact": artifact_id,
             "release_key": task_id,
         }

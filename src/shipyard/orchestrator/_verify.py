@@ -16,12 +16,15 @@ from sqlalchemy.orm import Session
 from shipyard.artifacts import changed_lines, previous_version, provenance_record, sign_provenance
 from shipyard.checks import run_checks
 from shipyard.errors import ShipyardError
+from shipyard.jobs import JobKind, is_repo_change, repo_of
 from shipyard.model import CheckReport, DecisionKind, GateOutcome, TaskState
+from shipyard.orchestrator import _change as change
 from shipyard.orchestrator import _govern as govern
 from shipyard.orchestrator import _notify as notify
 from shipyard.orchestrator._ledger import spend
 from shipyard.orchestrator._runtime import Runtime, current_runtime
 from shipyard.orchestrator._stage import _now, _task, stage, step
+from shipyard.policy import change_context
 from shipyard.store import (
     ArtifactRow,
     AttemptRow,
@@ -55,9 +58,19 @@ def verify_step(task_id: str, attempt: int) -> bool:
             if row.report is not None and row.passed is False and not row.files:
                 record["summary"] = "nothing to check: the reply was malformed"
                 return False
-            files = dict(row.files)
+            if row.report is not None and row.passed is False and is_repo_change(kind):
+                record["summary"] = "nothing to check: the change could not be made"
+                return False
+            files, inputs = dict(row.files), dict(task.inputs)
         rt.require_isolation_for(kind)
-        report = run_checks(kind, files, backend=rt.sandbox, limits=rt.limits, registry=rt.checks)
+        facts: dict[str, Any] | None = None
+        if is_repo_change(kind):
+            verification = change.verify(rt, kind, task_id, inputs, attempt, files)
+            report, facts = verification.report, dict(verification.facts)
+        else:
+            report = run_checks(
+                kind, files, backend=rt.sandbox, limits=rt.limits, registry=rt.checks
+            )
         end = time.time_ns()
         for result in reversed(report.results):  # the checks ran one after another
             start = end - int(result.duration_ms * 1e6)
@@ -76,10 +89,22 @@ def verify_step(task_id: str, attempt: int) -> bool:
             )
             end = start
         with transaction(rt.sessions) as session:
+            values: dict[str, Any] = {
+                "report": report.to_dict(),
+                "passed": report.passed,
+                "checked_at": _now(),
+            }
+            if facts is not None:
+                stored = session.scalar(
+                    select(AttemptRow.change).where(
+                        AttemptRow.task_id == task_id, AttemptRow.number == attempt
+                    )
+                )
+                values["change"] = dict(stored or {}) | {"facts": facts}
             session.execute(
                 update(AttemptRow)
                 .where(AttemptRow.task_id == task_id, AttemptRow.number == attempt)
-                .values(report=report.to_dict(), passed=report.passed, checked_at=_now())
+                .values(**values)
             )
         failed = [r.check for r in report.results if not r.passed]
         record["summary"] = (
@@ -157,12 +182,18 @@ def gate_step(task_id: str, attempt: int) -> str:
             return earlier.decision
         report = CheckReport.from_dict(row.report if row is not None and row.report else {})
         subject = govern.job_kind(kind)
+        facts = _change_facts(kind, row)
         decision = govern.gate_for(
             rt,
             kind,
             report,
-            diff_lines=_diff_lines(rt, session, task, row.files if row is not None else {}),
+            diff_lines=(
+                facts["lines_added"] + facts["lines_removed"]
+                if facts is not None
+                else _diff_lines(rt, session, task, row.files if row is not None else {})
+            ),
             cost_microusd=int(spend(session, task_id=task_id).usd * 1_000_000),
+            change=facts,
         )
         task.risk, task.approvals_required = decision.risk.value, decision.approvals
         session.add(
@@ -220,6 +251,23 @@ def _gated_before(session: Session, task_id: str, attempt: AttemptRow | None) ->
         .where(AuditRow.task_id == task_id, AuditRow.action == "release", AuditRow.at >= checked)
         .order_by(AuditRow.seq.desc())
         .limit(1)
+    )
+
+
+def _change_facts(kind: JobKind, row: AttemptRow | None) -> dict[str, Any] | None:
+    """``context.change`` for a repository change's attempt (None for other job kinds)."""
+    if not is_repo_change(kind):
+        return None
+    record = dict(row.change or {}) if row is not None else {}
+    summary, facts = dict(record.get("summary") or {}), dict(record.get("facts") or {})
+    return change_context(
+        repo=repo_of(kind),
+        paths=[str(f["path"]) for f in summary.get("files", [])],
+        lines_added=int(summary.get("lines_added", 0)),
+        lines_removed=int(summary.get("lines_removed", 0)),
+        new_dependencies=[str(d) for d in facts.get("new_dependencies", [])],
+        tests_passed=int(facts.get("tests_passed", -1)),
+        tests_failed=int(facts.get("tests_failed", -1)),
     )
 
 

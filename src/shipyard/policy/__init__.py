@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from shipyard.policy import _entities as entities
 from shipyard.policy._cedar import DEFAULT_POLICY, SCHEMA, Policies, Request, Verdict, uid
-from shipyard.policy._gate import MAX_APPROVALS, GateDecision, assess_risk, gate
+from shipyard.policy._gate import (
+    MAX_APPROVALS,
+    GateDecision,
+    assess_risk,
+    change_context,
+    gate,
+)
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -20,6 +26,7 @@ __all__ = [
     "Request",
     "Verdict",
     "assess_risk",
+    "change_context",
     "entities",
     "gate",
     "uid",

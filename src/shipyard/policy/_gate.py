@@ -9,14 +9,14 @@ in the check report and one more by a large change against what was released bef
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from shipyard.model import CheckReport, GateOutcome, Risk
 from shipyard.policy._cedar import Policies, Request, Verdict
 
-__all__ = ["MAX_APPROVALS", "GateDecision", "assess_risk", "gate"]
+__all__ = ["MAX_APPROVALS", "GateDecision", "assess_risk", "change_context", "gate"]
 
 MAX_APPROVALS = 2
 """Approvals the gate asks about: none, one, or two distinct people."""
@@ -70,9 +70,11 @@ def gate(
     cost_microusd: int,
     target: str,
     environment: str,
+    change: Mapping[str, Any] | None = None,
 ) -> GateDecision:
     """Whether the artifact goes out by itself, after how many approvals, or never (see the
-    module docstring), with the reason and the context the policies saw."""
+    module docstring), with the reason and the context the policies saw. ``change``: a
+    repository change's facts (``context.change``, see :func:`change_context`)."""
     warnings = sum(1 for f in report.findings if f.severity == "warning")
     risk, why = assess_risk(
         base_risk, warnings=warnings, diff_lines=diff_lines, large_diff_lines=large_diff_lines
@@ -87,6 +89,8 @@ def gate(
         "target": target,
         "environment": environment,
     }
+    if change is not None:
+        context["change"] = dict(change)
     requests = [
         Request(
             principal=principal,
@@ -124,3 +128,37 @@ def _fewest_approvals(verdicts: Sequence[Verdict]) -> tuple[GateOutcome, int, st
             f"with {needed}, {verdict.reason()}",
         )
     return GateOutcome.DENY, 0, f"even with {MAX_APPROVALS} approvals: {verdicts[-1].reason()}"
+
+
+def change_context(
+    *,
+    repo: str,
+    paths: Sequence[str],
+    lines_added: int,
+    lines_removed: int,
+    new_dependencies: Sequence[str],
+    tests_passed: int,
+    tests_failed: int,
+) -> dict[str, Any]:
+    """What a policy sees of a repository change as ``context.change``.
+
+    ``folders`` holds every folder a changed path is in, each ending in ``/`` (``pricing/``,
+    ``pricing/rules/``), because Cedar has no prefix test on a set: a policy asks
+    ``context.change.folders.contains("pricing/")``. Counts that are not known are -1.
+    """
+    folders: set[str] = set()
+    for path in paths:
+        parts = path.split("/")[:-1]
+        for end in range(1, len(parts) + 1):
+            folders.add("/".join(parts[:end]) + "/")
+    return {
+        "repo": repo,
+        "paths": sorted(paths),
+        "folders": sorted(folders),
+        "files": len(paths),
+        "lines_added": lines_added,
+        "lines_removed": lines_removed,
+        "new_dependencies": sorted(new_dependencies),
+        "tests_passed": tests_passed,
+        "tests_failed": tests_failed,
+    }

@@ -58,6 +58,7 @@ from shipyard.repos._imports import (
 )
 from shipyard.repos._index import DEFAULT_INDEX, PackageIndex, normalize_name, resolve_index_url
 from shipyard.repos._map import MappedFile, RepoMap, Symbol, map_files, map_working_copy
+from shipyard.repos._patch import apply_patch
 from shipyard.repos._source import (
     RepoSource,
     check_repo,
@@ -66,6 +67,7 @@ from shipyard.repos._source import (
     open_repo,
     resolve_base,
 )
+from shipyard.repos._view import DiffLine, FileDiff, file_diffs
 from shipyard.repos._workcopy import (
     WorkingCopy,
     base_files,
@@ -87,11 +89,13 @@ __all__ = [
     "ChangeLimits",
     "Context",
     "ContextFile",
+    "DiffLine",
     "Edit",
     "EditProblem",
     "Environment",
     "EnvironmentBuild",
     "FileChange",
+    "FileDiff",
     "ImportReport",
     "MappedFile",
     "PackageIndex",
@@ -102,6 +106,7 @@ __all__ = [
     "WorkingCopy",
     "added_imports",
     "apply_edits",
+    "apply_patch",
     "base_files",
     "build_context",
     "changes",
@@ -113,6 +118,7 @@ __all__ = [
     "dependency_files",
     "environment_digest",
     "estimate_tokens",
+    "file_diffs",
     "guard_imports",
     "is_remote",
     "map_files",

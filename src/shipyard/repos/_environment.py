@@ -33,13 +33,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from shipyard.config import RepoSettings
 from shipyard.model import Finding
 from shipyard.repos._index import resolve_index_url
 from shipyard.repos._source import locked
 from shipyard.repos._workcopy import WorkingCopy, working_files
-from shipyard.sandbox import WORK, BwrapBackend, Limits, SandboxBackend, run_environment
+from shipyard.sandbox import (
+    WORK,
+    BwrapBackend,
+    Limits,
+    Mount,
+    SandboxBackend,
+    run_environment,
+)
 
 __all__ = [
     "DEPENDENCY_FILES",
@@ -276,9 +284,17 @@ def _run_setup(
     }
     log: list[str] = []
     steps = [[sys.executable, "-m", "venv", _VENV], *setup]
+    egress, mounts = index_access(index_url)
     for number, argv in enumerate(steps):
         command = [f"{venv}/bin/python", *argv[1:]] if argv[0] in ("python", "python3") else argv
-        result = backend.run(command, workdir=workspace, limits=limits, env=env if number else {})
+        result = backend.run(
+            command,
+            workdir=workspace,
+            limits=limits,
+            env=env if number else {},
+            egress=egress if number else None,
+            mounts=mounts if number else (),
+        )
         shown = " ".join(argv)
         log.append(f"$ {shown}\n{result.stdout}{result.stderr}")
         if result.exit_code != 0 or result.killed_by:
@@ -295,6 +311,23 @@ def _run_setup(
             text = "".join(log)[-_LOG_CHARS:]
             return text, Finding(rule="repo.setup-failed", message=message)
     return "".join(log)[-_LOG_CHARS:], None
+
+
+def index_access(index_url: str) -> tuple[tuple[str, ...] | None, tuple[Mount, ...]]:
+    """What a setup command may reach: the package index and nothing else. An http(s)
+    index is its ``host:port`` through the egress proxy (PyPI's files live on a host of
+    their own, allowed with it); a ``file://`` index is its folder, mounted read-only."""
+    parts = urlsplit(index_url)
+    if parts.scheme == "file":
+        folder = Path(unquote(parts.path))
+        return None, ((Mount(source=folder),) if folder.exists() else ())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None, ()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    hosts = [f"{parts.hostname}:{port}"]
+    if parts.hostname == "pypi.org":
+        hosts.append("files.pythonhosted.org:443")
+    return tuple(hosts), ()
 
 
 def _relocate(folder: Path, built_as: str) -> None:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard._config_sections import is_remote_path
 from shipyard.config import RepoSettings
 from shipyard.errors import ConfigError, InputError
 from shipyard.repos._git import git, git_env
@@ -31,7 +32,6 @@ __all__ = [
     "resolve_base",
 ]
 
-_SCP = re.compile(r"^[\w.+-]+@[\w.-]+:(?!//)")
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
@@ -57,7 +57,7 @@ class RepoSource:
 
 def is_remote(path: str) -> bool:
     """True when ``path`` is a URL (``https://``, ``ssh://``, ``file://``, ``git@host:...``)."""
-    return "://" in path or bool(_SCP.match(path))
+    return is_remote_path(path)
 
 
 def _key(config: Path, name: str, field: str) -> str:
@@ -171,13 +171,20 @@ def check_repos(repos: Mapping[str, RepoSettings], *, root: Path) -> None:
         check_repo(name, settings, root=root)
 
 
-def open_repo(name: str, settings: RepoSettings, *, root: Path, state_dir: Path) -> RepoSource:
+def open_repo(
+    name: str, settings: RepoSettings, *, root: Path, state_dir: Path, fetch: bool = True
+) -> RepoSource:
     """The repository, ready for working copies: a local one is checked; a remote one is
-    mirrored (the first time) and fetched, so its branches are the remote's as of now."""
+    mirrored (the first time) and fetched, so its branches are the remote's as of now
+    (``fetch=False``: the mirror as it is, for steps of a task whose base is already in it)."""
     config = root / "shipyard.toml"
     home = state_dir / "repos" / name
     if is_remote(settings.path):
-        git_dir = _fetched_mirror(name, settings.path, home)
+        mirror = home / "mirror.git"
+        if not fetch and (mirror / "HEAD").is_file():
+            git_dir = mirror
+        else:
+            git_dir = _fetched_mirror(name, settings.path, home)
         _check_base(name, git_dir, settings.base, config)
         location = settings.path
     else:

@@ -10,13 +10,14 @@ import logging
 from shipyard.errors import ConfigError
 from shipyard.sandbox._bwrap import BwrapBackend, bwrap_available, confine
 from shipyard.sandbox._process import ProcessBackend
-from shipyard.sandbox._protocol import Limits, RunResult, SandboxBackend, run_environment
+from shipyard.sandbox._protocol import Limits, Mount, RunResult, SandboxBackend, run_environment
 from shipyard.sandbox._zygote import WORK
 
 __all__ = [
     "WORK",
     "BwrapBackend",
     "Limits",
+    "Mount",
     "ProcessBackend",
     "RunResult",
     "SandboxBackend",

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Limits", "RunResult", "SandboxBackend", "run_environment"]
+__all__ = ["Limits", "Mount", "RunResult", "SandboxBackend", "run_environment"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +30,20 @@ class Limits:
     """Open file descriptors (RLIMIT_NOFILE)."""
     max_output_bytes: int = 1_000_000
     """Captured stdout + stderr; more ends the run."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mount:
+    """A host file or folder that one run sees besides its workspace."""
+
+    source: Path
+    """The path on this machine."""
+    target: str = ""
+    """Where the run sees it ('' : at ``source``'s own path). An unconfined backend sees
+    everything at its own path and ignores this; callers that need one path for both use
+    ``source`` (or ask ``backend.isolated``)."""
+    writable: bool = False
+    """Read-only unless this is true."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,8 +86,17 @@ class SandboxBackend(Protocol):
         workdir: Path,
         limits: Limits,
         env: Mapping[str, str] | None = None,
+        mounts: Sequence[Mount] = (),
+        egress: Sequence[str] | None = None,
+        in_place: bool = False,
     ) -> RunResult:
-        """Run ``argv`` in ``workdir``; the command failing is a result, not an exception."""
+        """Run ``argv`` in ``workdir``; the command failing is a result, not an exception.
+
+        ``mounts``: more files and folders the run sees (read-only unless writable).
+        ``egress``: None, no network at all; otherwise ``host:port`` entries the run may
+        reach, and nothing else, through Shipyard's egress proxy (``HTTP(S)_PROXY`` are set
+        for it). ``in_place``: the run works in ``workdir`` itself (its changes stay there)
+        rather than in a copy; an isolated backend shows it at :data:`WORK`."""
         ...
 
     def warm(self) -> None:

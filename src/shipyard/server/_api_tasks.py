@@ -21,6 +21,8 @@ from shipyard.server._deps import (
 )
 from shipyard.server._models import (
     BatchSubmission,
+    ChangeSubmission,
+    ChangeSubmitted,
     Decision,
     Story,
     Submission,
@@ -43,6 +45,7 @@ from shipyard.service import (
     resume,
     story_dict,
     submit,
+    submit_change,
     task_dict,
     task_story,
     task_trace,
@@ -128,6 +131,27 @@ def submit_batch(
     already submitted return their task (in ``existing``) unless ``again`` is true."""
     rows = [BatchRow(where=f"row {n}", data=row) for n, row in enumerate(body.rows, start=1)]
     return _submit(rt, who, body.job_kind, rows, again=body.again, key=idempotency_key or "")
+
+
+@router.post("/changes", status_code=201, tags=["tasks"], responses=SUBMITTING)
+def submit_change_(
+    rt: Rt, body: ChangeSubmission, who: Operator, idempotency_key: IdempotencyKey = None
+) -> ChangeSubmitted:
+    """Submit a goal as a change to one of the project's repositories: one task of its
+    ``repo-change:NAME`` job kind, released as the branch ``shipyard/<task>`` after it
+    passed the repository's own tests and was approved."""
+    result = submit_change(
+        rt,
+        body.repo,
+        body.goal,
+        base=body.base,
+        tier=body.tier,
+        submitted_by=who.person,
+        again=body.again,
+        idempotency_key=idempotency_key or "",
+    )
+    task = result.submitted[0]
+    return ChangeSubmitted(task=task, existing=any(e.task_id == task for e in result.existing))
 
 
 @router.get("/tasks/{task_id}", tags=["tasks"], responses={**READ, **BY_ID})

@@ -71,6 +71,34 @@ class Submission(BaseModel):
     again: bool = Field(default=False, description=_AGAIN)
 
 
+class ChangeSubmission(BaseModel):
+    """A change to one of the project's repositories."""
+
+    model_config = ConfigDict(extra="forbid")
+    repo: str = Field(min_length=1, max_length=64, description="The [repos.NAME] to change")
+    goal: str = Field(
+        min_length=1, max_length=20_000, description="What the change must achieve, in words"
+    )
+    base: str | None = Field(
+        default=None,
+        max_length=255,
+        description="Branch, tag or commit to start from (default: the repository's base)",
+    )
+    tier: str | None = Field(
+        default=None, max_length=64, description="The tier that writes it (default: configured)"
+    )
+    again: bool = Field(default=False, description=_AGAIN)
+
+
+class ChangeSubmitted(BaseModel):
+    """The task a change became."""
+
+    task: str = Field(description="The task's id")
+    existing: bool = Field(
+        description="True when this goal on this base was submitted before (its task)"
+    )
+
+
 class BatchSubmission(BaseModel):
     """Rows of one job kind to submit together (one batch)."""
 
@@ -183,6 +211,12 @@ class Attempt(BaseModel):
     feedback: list[Any] = Field(description="The findings fed back into this attempt")
     recalled: list[Any] = Field(description="The memory items recalled for it (mem-N)")
     report: Open | None = Field(description="The check report: results per check, findings")
+    change: Open | None = Field(
+        default=None,
+        description="A repository change: the context sent (files, tokens), its summary "
+        "(files, lines), what verification found (test counts, new dependencies), and its "
+        "diff by file with the findings at their lines; null for other job kinds",
+    )
 
 
 class DecisionMade(BaseModel):

@@ -35,6 +35,7 @@ from shipyard.service._artifacts import (
     verify_artifact,
 )
 from shipyard.service._audit import AuditVerdict, audit_entries, export_audit, verify_audit
+from shipyard.service._change import submit_change
 from shipyard.service._decide import (
     Waiting,
     approval_queue,
@@ -178,6 +179,7 @@ __all__ = [
     "stop_gracefully",
     "story_dict",
     "submit",
+    "submit_change",
     "task_dict",
     "task_story",
     "task_trace",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shipyard.model import CheckReport
+from shipyard.repos import file_diffs
 from shipyard.service._queries import TaskStory
 from shipyard.store import TaskRow
 
@@ -65,6 +67,7 @@ def story_dict(story: TaskStory) -> dict[str, Any]:
                 "feedback": a.feedback,
                 "recalled": a.recalled,
                 "report": a.report,
+                "change": _change_view(a),
             }
             for a in story.attempts
         ],
@@ -89,3 +92,13 @@ def story_dict(story: TaskStory) -> dict[str, Any]:
             else None
         ),
     }
+
+
+def _change_view(attempt: Any) -> dict[str, Any] | None:
+    """A repository change's attempt: its context, summary and facts, and its diff by file
+    with the findings at their lines (None for other job kinds)."""
+    if "change.patch" not in (attempt.files or {}):
+        return None
+    findings = CheckReport.from_dict(attempt.report).findings if attempt.report else []
+    diffs = file_diffs(str(attempt.files["change.patch"]), findings)
+    return dict(attempt.change or {}) | {"diff": [d.to_dict() for d in diffs]}

@@ -167,6 +167,8 @@ class AttemptRow(Base):
     passed: Mapped[bool | None] = mapped_column(default=None)
     generated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    change: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """A repository change's context, per-file summary and verification facts."""
 
     __table_args__ = (
         UniqueConstraint("task_id", "number", name="uq_attempt"),

@@ -45,23 +45,26 @@ class ScriptedProvider:
 
 
 class FunctionProvider:
-    """Replies with whatever ``fn(request)`` returns (files by name)."""
+    """Replies with whatever ``fn(request)`` returns: files by name, or the reply's text (a
+    repository change's edits, for a request whose ``reply_format`` is ``edits``)."""
 
     name = "function"
 
     def __init__(
-        self, fn: Callable[[GenerationRequest], dict[str, str]], *, model: str = "fn"
+        self, fn: Callable[[GenerationRequest], dict[str, str] | str], *, model: str = "fn"
     ) -> None:
         self.fn, self.model = fn, model
 
     def generate(self, request: GenerationRequest) -> Generation:
         try:
-            files = self.fn(request)
+            made = self.fn(request)
         except ProviderError:
             raise
         except Exception as exc:
             raise ProviderError(f"function provider failed: {exc}") from exc
-        return Generation(files=files, provider=self.name, model=self.model)
+        if isinstance(made, str):
+            return Generation(files={}, reply=made, provider=self.name, model=self.model)
+        return Generation(files=made, provider=self.name, model=self.model)
 
 
 def scaffold_project(

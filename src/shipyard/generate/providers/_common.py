@@ -44,13 +44,25 @@ def generation_from_reply(
     details: dict[str, Any],
     hint: Callable[[str, str], str],
 ) -> Generation:
-    """The job kind's files parsed from ``text``, or a MalformedReply carrying ``details``.
+    """The job kind's files parsed from ``text`` (none for a reply of edits, which the caller
+    applies), or a MalformedReply carrying ``details``.
 
     ``details`` holds what the call cost and how it ended (see :func:`failure_details`);
     ``hint(finish_reason, default)`` lets the provider explain a cut-off or refused reply.
     """
+    if request.reply_format == "edits" and not text.strip():
+        raise MalformedReply(
+            "the model's reply is empty",
+            hint=hint(details["finish_reason"], "the next attempt asks again"),
+            details=details,
+        )
     try:
-        files = parse_files(text, sorted(request.kind.outputs))
+        # Edits to a repository are parsed and applied by the caller, against the copy.
+        files = (
+            {}
+            if request.reply_format == "edits"
+            else parse_files(text, sorted(request.kind.outputs))
+        )
     except MalformedReply as exc:
         raise MalformedReply(
             exc.message, hint=hint(details["finish_reason"], exc.hint), details=details

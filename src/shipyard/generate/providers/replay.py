@@ -7,18 +7,22 @@ output held fixed. Where nothing was recorded it fails like an unavailable servi
 router falls back down the chain.
 
 The look-up into Shipyard's records is supplied by the orchestrator (this package does not
-read the store).
+read the store). A tier may also name a folder of recorded replies (``recorded``): TOML files
+of ``[[reply]]`` tables (``goal``, ``attempt``, ``model``, ``text``) that a repository
+change's goal is matched against — how an example ships a model's answers so it runs offline.
 """
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from shipyard.errors import ProviderError
+from shipyard.errors import ConfigError, ProviderError
 from shipyard.generate._provider import Generation, GenerationRequest
 
-__all__ = ["Recorded", "ReplayProvider"]
+__all__ = ["Recorded", "ReplayProvider", "first_of", "recorded_replies"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,3 +61,62 @@ class ReplayProvider:
             reply=found.reply,
             finish_reason=found.finish_reason,
         )
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def recorded_replies(folder: Path) -> Callable[[GenerationRequest], Recorded | None]:
+    """A look-up of the replies recorded in ``folder/*.toml`` for a request's goal: the
+    reply with the highest attempt number not above the request's. A file that is not valid
+    TOML, or a reply without a goal or text, is a ConfigError naming it."""
+    if not folder.is_dir():
+        raise ConfigError(
+            f"recorded replies: {folder} is not a folder",
+            hint="point the tier's recorded key at a folder of .toml files of [[reply]] tables",
+        )
+    by_goal: dict[str, list[tuple[int, Recorded]]] = {}
+    for path in sorted(folder.glob("*.toml")):
+        try:
+            entries = tomllib.loads(path.read_text(encoding="utf-8")).get("reply", [])
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the syntax") from exc
+        for number, entry in enumerate(entries, start=1):
+            goal, text = entry.get("goal"), entry.get("text")
+            if not isinstance(goal, str) or not isinstance(text, str) or not goal.strip():
+                raise ConfigError(
+                    f"{path}: reply {number} needs a goal and a text (strings)",
+                    hint='each [[reply]] has goal = "...", attempt = N, text = """..."""',
+                )
+            attempt = int(entry.get("attempt", 1))
+            recorded = Recorded(
+                task_id=f"{path.name}#{number}",
+                attempt=attempt,
+                provider="recorded",
+                model=str(entry.get("model", "recorded")),
+                files={},
+                reply=text,
+            )
+            by_goal.setdefault(_words(goal), []).append((attempt, recorded))
+
+    def lookup(request: GenerationRequest) -> Recorded | None:
+        found = [r for n, r in by_goal.get(_words(request.goal), []) if n <= request.attempt]
+        return max(found, key=lambda r: r.attempt) if found else None
+
+    return lookup
+
+
+def first_of(
+    *lookups: Callable[[GenerationRequest], Recorded | None],
+) -> Callable[[GenerationRequest], Recorded | None]:
+    """The first look-up's answer that is not None."""
+
+    def lookup(request: GenerationRequest) -> Recorded | None:
+        for each in lookups:
+            found = each(request)
+            if found is not None:
+                return found
+        return None
+
+    return lookup
