@@ -263,3 +263,68 @@ def test_tiers_keep_file_order_after_template(tmp_path: Path) -> None:
     settings = load_settings(path)
     assert settings.chain == ["template", "local", "cloud"]
     assert settings.tiers["cloud"].model == "b"
+
+
+def test_a_command_tier_takes_an_agent_and_what_it_may_see_and_reach(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        "[tiers.agent]\n"
+        'provider = "command"\n'
+        'argv = ["aider", "--yes", "--message-file", "{goal_file}"]\n'
+        "timeout_seconds = 900\n"
+        'env = ["ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"]\n'
+        'mounts = ["~/.aider.conf.yml", "tools"]\n'
+        'egress = ["api.anthropic.com:443", "[::1]:8080"]\n',
+    )
+    tier = load_settings(path).tiers["agent"]
+    assert tier.argv == ["aider", "--yes", "--message-file", "{goal_file}"]
+    assert tier.model == "" and tier.timeout_seconds == 900
+    assert tier.env == ["ANTHROPIC_API_KEY"]
+    assert tier.mounts == ["~/.aider.conf.yml", "tools"]  # resolved when the tier is built
+    assert tier.egress == ["api.anthropic.com:443", "[::1]:8080"]
+
+
+@pytest.mark.parametrize(
+    ("table", "problems"),
+    [
+        ('provider = "command"\n', ["key 'tiers.agent.argv'", "a command tier runs argv"]),
+        ('provider = "command"\nargv = []\n', ["key 'tiers.agent.argv'"]),
+        ('provider = "command"\nargv = ["aider", ""]\n', ["key 'tiers.agent.argv'"]),
+        (
+            'provider = "openai"\nmodel = "m"\nargv = ["aider"]\n',
+            ["key 'tiers.agent.argv'", "for command tiers", "'openai'"],
+        ),
+        ('provider = "anthropic"\negress = ["a.b:443"]\n', ["key 'tiers.agent.egress'"]),
+        (
+            'provider = "command"\nargv = ["a"]\negress = ["api.anthropic.com"]\n',
+            ["key 'tiers.agent.egress'", "'api.anthropic.com'", "host:port", "1-65535"],
+        ),
+        (
+            'provider = "command"\nargv = ["a"]\negress = ["api.anthropic.com:99999"]\n',
+            ["'api.anthropic.com:99999' is not host:port"],
+        ),
+        (
+            'provider = "command"\nargv = ["a"]\negress = ["https://api.x.com:443"]\n',
+            ["'https://api.x.com:443' is not host:port"],
+        ),
+        (
+            'provider = "command"\nargv = ["a"]\negress = [":443"]\n',
+            ["':443' is not host:port"],
+        ),
+        (
+            'provider = "command"\nargv = ["a"]\nenv = ["OPENAI-KEY"]\n',
+            ["key 'tiers.agent.env'", "'OPENAI-KEY' is not a variable name"],
+        ),
+        (
+            'provider = "command"\nargv = ["a"]\nenv = ["HOME"]\n',
+            ["key 'tiers.agent.env'", "HOME is set by Shipyard"],
+        ),
+        ('provider = "command"\nargv = ["a"]\nmounts = [""]\n', ["key 'tiers.agent.mounts'"]),
+    ],
+)
+def test_command_tier_mistakes_name_the_key(
+    tmp_path: Path, table: str, problems: list[str]
+) -> None:
+    error = config_error(write_config(tmp_path, "[tiers.agent]\n" + table))
+    for problem in problems:
+        assert problem in error.message

@@ -12,7 +12,14 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "NOTIFY_EVENT_TYPES",
@@ -53,11 +60,20 @@ class ProjectSettings(Section):
     state_dir: str = Field(default=".shipyard", description="where Shipyard keeps its state")
 
 
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_AGENT_VARIABLES = frozenset({"HOME", "SHIPYARD_GOAL", "SHIPYARD_ATTEMPT", "SHIPYARD_FEEDBACK"})
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])$")
+"""An egress entry's host: a name, an IPv4 address, or an IPv6 address in brackets."""
+_PORT = re.compile(r"^[0-9]{1,5}$")
+
+
 class TierSettings(Section):
     """One ``[tiers.NAME]`` table: a provider and how to call it."""
 
     provider: str = Field(
-        default="template", description="'template', 'openai', 'anthropic' or 'replay'"
+        default="template",
+        description="'template', 'openai', 'anthropic', 'replay' or 'command' (a coding agent)",
     )
     model: str = Field(default="", description="the model name the provider should use")
     base_url: str = Field(
@@ -68,7 +84,9 @@ class TierSettings(Section):
         description="the variable holding the API key, read from the environment or "
         "generate.secrets_file (keys never live in this file)",
     )
-    timeout_seconds: float = Field(default=120.0, gt=0, description="per model call")
+    timeout_seconds: float = Field(
+        default=120.0, gt=0, description="per model call; a command tier's agent's wall clock"
+    )
     max_tokens: int = Field(default=4096, ge=1, description="reply length limit")
     temperature: float = Field(default=0.2, ge=0, le=2)
     calls_per_minute: int | None = Field(
@@ -86,6 +104,76 @@ class TierSettings(Section):
         description="replay: a folder (relative to shipyard.toml) of recorded replies, TOML "
         "files of [[reply]] tables (goal, attempt, model, text), served before the records",
     )
+    argv: list[str] = Field(
+        default_factory=list,
+        validate_default=True,
+        description="command: the coding agent's argv, run in the working copy; "
+        "placeholders {goal}, {goal_file}, {attempt}, {feedback_file}",
+    )
+    env: list[str] = Field(
+        default_factory=list,
+        description="command: names of variables the agent gets, with their values from "
+        "Shipyard's environment or generate.secrets_file",
+    )
+    mounts: list[str] = Field(
+        default_factory=list,
+        description="command: files and folders (~ expanded, relative to shipyard.toml) the "
+        "agent sees read-only, e.g. its installation",
+    )
+    egress: list[str] = Field(
+        default_factory=list,
+        description='command: the only "host:port" entries the agent may reach, through '
+        "Shipyard's egress proxy (none: no network)",
+    )
+
+    @field_validator("argv", "env", "mounts", "egress")
+    @classmethod
+    def _command_only(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        provider = info.data.get("provider")
+        if provider == "command" and info.field_name == "argv":
+            if not value or any(not arg.strip() for arg in value):
+                raise ValueError(
+                    'a command tier runs argv = ["PROGRAM", "ARG", ...], a non-empty list of '
+                    'non-empty strings, e.g. ["aider", "--yes", "--message-file", "{goal_file}"]'
+                )
+        elif value and provider != "command":
+            raise ValueError(
+                f'{info.field_name} is for command tiers (provider = "command"); '
+                f"this tier's provider is {provider!r}"
+            )
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _variable_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _VARIABLE.match(name):
+                raise ValueError(
+                    f"{name!r} is not a variable name (letters, digits and '_', not starting "
+                    "with a digit)"
+                )
+            if name in _AGENT_VARIABLES:
+                raise ValueError(f"{name} is set by Shipyard for the agent; it is not passed on")
+        return list(dict.fromkeys(value))
+
+    @field_validator("mounts")
+    @classmethod
+    def _mount_paths(cls, value: list[str]) -> list[str]:
+        if any(not path.strip() for path in value):
+            raise ValueError("a mount is a path to a file or folder, not an empty string")
+        return value
+
+    @field_validator("egress")
+    @classmethod
+    def _egress_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, _, port = entry.rpartition(":")
+            if not (_HOST.match(host) and _PORT.match(port) and 1 <= int(port) <= 65535):
+                raise ValueError(
+                    f'egress entry {entry!r} is not host:port, e.g. "api.anthropic.com:443" '
+                    "(a port 1-65535 is required)"
+                )
+        return list(dict.fromkeys(value))
 
 
 TIER_KEYS = frozenset(TierSettings.model_fields)
