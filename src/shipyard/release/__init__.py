@@ -17,6 +17,7 @@ from shipyard.release._target import Deployed, Promoted, Target
 from shipyard.release._watch import CAUSES, LIVE_ARM, Finding, Health, WatchRules, watch
 from shipyard.release.targets.git import GitTarget
 from shipyard.release.targets.http_handler import HttpHandler
+from shipyard.release.targets.repo import RepoChangeTarget
 from shipyard.release.targets.static_site import PublishResult, RollbackResult, StaticSite
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ProbeTally",
     "Promoted",
     "PublishResult",
+    "RepoChangeTarget",
     "RollbackResult",
     "RouteTable",
     "Rules",

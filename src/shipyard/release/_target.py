@@ -50,8 +50,17 @@ class Target(Protocol):
     """True when Shipyard's gateway serves it (traffic can be shifted and measured)."""
 
     def deploy(
-        self, *, key: str, path: str, files: Mapping[str, bytes], title: str = ""
-    ) -> Deployed: ...
+        self,
+        *,
+        key: str,
+        path: str,
+        files: Mapping[str, bytes],
+        title: str = "",
+        artifact: str = "",
+    ) -> Deployed:
+        """Put the release of ``key`` beside the live version. ``title`` says what it is;
+        ``artifact`` is the id of the artifact ``files`` come from (a target may record it)."""
+        ...
 
     def shift(self, key: str, weight: float) -> None: ...
 

@@ -49,7 +49,13 @@ class PublishTool:
                     "url_path": result.url_path,
                     "already_live": result.already_live,
                 }
-            target.deploy(key=key, path=str(args["path"]), files=files, title=str(args["title"]))
+            target.deploy(
+                key=key,
+                path=str(args["path"]),
+                files=files,
+                title=str(args["title"]),
+                artifact=str(args["artifact"]),
+            )
         promoted = target.promote(key)
         return {
             "target": target.name,

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from shipyard.errors import ConfigError, StateError, ToolError
 
 __all__ = [
+    "ARTIFACT",
     "PATH",
     "RELEASE",
     "REVERT",
@@ -32,6 +33,8 @@ RELEASE = "Shipyard-Release"
 REVERT = "Shipyard-Revert"
 PATH = "Shipyard-Path"
 """Trailer naming the folder a release commit writes (what the release's path is)."""
+ARTIFACT = "Shipyard-Artifact"
+"""Trailer naming the artifact a release commit was made from."""
 IDENTITY = ("Shipyard", "shipyard@localhost")
 TIMEOUT = 120
 NULL_SHA = "0" * 40
@@ -56,9 +59,17 @@ class Commit:
     """The ``Shipyard-Path`` trailer: the folder the release writes ('' when absent)."""
 
 
-def open_repository(name: str, path: Path, branch: str) -> GitRepository:
-    """The repository at ``path`` for the target ``name``, with the identity to commit as;
-    ConfigError when there is none or ``branch`` cannot name a branch."""
+def open_repository(
+    name: str,
+    path: Path,
+    branch: str | None,
+    *,
+    identity: tuple[str, str] | None = None,
+) -> GitRepository:
+    """The repository at ``path`` (a git folder, or a repository's top folder) for the
+    target ``name``, committing as ``identity`` (name, email), else as the repository's own
+    user, else as Shipyard; ConfigError when there is none or ``branch`` (when given) cannot
+    name a branch."""
     if not path.is_dir():
         raise ConfigError(
             f"git target {name!r}: repository {path} does not exist",
@@ -78,20 +89,26 @@ def open_repository(name: str, path: Path, branch: str) -> GitRepository:
             "at an existing one",
         )
     git_dir = Path(found.stdout.decode().strip())
-    valid = _run(["git", "check-ref-format", f"refs/heads/{branch}"], cwd=git_dir, env=env)
-    if valid.returncode != 0:
+    if branch is not None and not _valid_branch(branch, git_dir, env):
         raise ConfigError(
             f"git target {name!r}: {branch!r} is not a valid branch name",
             hint="set the target's branch to a git branch name such as main",
         )
-    for var, key, default in (
-        ("NAME", "user.name", IDENTITY[0]),
-        ("EMAIL", "user.email", IDENTITY[1]),
+    for number, (var, key, default) in enumerate(
+        (("NAME", "user.name", IDENTITY[0]), ("EMAIL", "user.email", IDENTITY[1]))
     ):
-        config = _run(["git", f"--git-dir={git_dir}", "config", "--get", key], git_dir, env)
-        value = config.stdout.decode(errors="replace").strip() if config.returncode == 0 else ""
+        if identity is not None:
+            value = identity[number]
+        else:
+            config = _run(["git", f"--git-dir={git_dir}", "config", "--get", key], git_dir, env)
+            ok = config.returncode == 0
+            value = config.stdout.decode(errors="replace").strip() if ok else ""
         env[f"GIT_AUTHOR_{var}"] = env[f"GIT_COMMITTER_{var}"] = value or default
     return GitRepository(name=name, path=path, git_dir=git_dir, env=env)
+
+
+def _valid_branch(branch: str, git_dir: Path, env: Mapping[str, str]) -> bool:
+    return _run(["git", "check-ref-format", f"refs/heads/{branch}"], git_dir, env).returncode == 0
 
 
 class GitRepository:
@@ -176,6 +193,32 @@ class GitRepository:
             if lines:
                 stdin = b"\0".join(lines) + b"\0"
                 self.git("update-index", "-z", "--index-info", stdin=stdin, index=index)
+            return self.git("write-tree", index=index).stdout.decode().strip()
+
+    def patched_tree(self, base: str, patch: bytes) -> str:
+        """``base``'s tree with ``patch`` (``git diff --binary --full-index`` output) applied.
+
+        The patch goes onto a temporary index (``read-tree``, ``apply --cached``): no
+        working tree is read or written. StateError when it does not apply.
+        """
+        with tempfile.TemporaryDirectory(prefix="shipyard-git-") as temp:
+            index = Path(temp) / "index"
+            self.git("read-tree", base, index=index)
+            if patch.strip():
+                # --whitespace=nowarn: the repository's apply.whitespace must not refuse a
+                # change its own tests already passed.
+                args = ("apply", "--cached", "--binary", "--whitespace=nowarn", "-")
+                done = self.git(*args, stdin=patch, index=index, ok=range(256))
+                if done.returncode != 0:
+                    stderr = done.stderr.decode(errors="replace").strip()
+                    first = stderr.splitlines()[0] if stderr else f"exit {done.returncode}"
+                    raise StateError(
+                        f"git target {self.name!r}: the change's patch does not apply to "
+                        f"{base[:12]} in {self.path}: {first}",
+                        hint="the change was not made against this commit's tree: "
+                        "make the change again",
+                        details={"base": base, "stderr": stderr[-4000:]},
+                    )
             return self.git("write-tree", index=index).stdout.decode().strip()
 
     def _hash_objects(self, temp: Path, contents: list[bytes]) -> list[str]:

@@ -17,6 +17,7 @@ Commits carry trailers, which is where the state lives (there is no other record
 
     Shipyard-Release: <key>   the candidate commit, and the merge commit that promoted it
     Shipyard-Revert: <key>    the commit that withdrew it
+    Shipyard-Artifact: <id>   the artifact the candidate was made from (when deploy is told)
 
 A key is released once: after a withdrawal the same key cannot be promoted again (its
 commits are already in the branch's history), so a second attempt needs a new key.
@@ -24,6 +25,9 @@ commits are already in the branch's history), so a second attempt needs a new ke
 Git runs with a fixed environment: no global or system configuration, ``LC_ALL=C``, no
 replace refs, and an author of ``Shipyard <shipyard@localhost>`` unless the repository's
 own configuration names a user. The result of a call depends only on the repository.
+
+The ``repo`` target (``repo.py``) is this target with another ``deploy``: a repository
+change's patch committed on its base, merged into ``merge_to`` only when there is one.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Literal
 from shipyard.errors import ConfigError, InputError, ShipyardError, StateError
 from shipyard.release._target import Deployed, Promoted
 from shipyard.release.targets._git_plumbing import (
+    ARTIFACT,
     PATH,
     RELEASE,
     REVERT,
@@ -43,7 +48,7 @@ from shipyard.release.targets._git_plumbing import (
     open_repository,
 )
 
-__all__ = ["GitTarget"]
+__all__ = ["GitTarget", "MergeMode"]
 
 MergeMode = Literal["fast-forward", "merge-commit"]
 
@@ -116,13 +121,19 @@ class GitTarget:
     # -- the Target protocol ---------------------------------------------------------------
 
     def deploy(
-        self, *, key: str, path: str, files: Mapping[str, bytes], title: str = ""
+        self,
+        *,
+        key: str,
+        path: str,
+        files: Mapping[str, bytes],
+        title: str = "",
+        artifact: str = "",
     ) -> Deployed:
         """Commit ``files`` as the folder ``path`` on a new branch ``shipyard/<key>``.
 
         The folder is replaced as a whole (files of it not in ``files`` are removed), the way
         a site release replaces a page folder. A no-op when the branch already holds the
-        release of ``key``.
+        release of ``key``. ``artifact`` (when given) is recorded as a trailer.
         """
         folder = _folder(path)
         entries = _names(folder, files)
@@ -130,19 +141,15 @@ class GitTarget:
         repo = self._repo()
         self._refuse_checked_out(ref)
         url_path = ref.removeprefix("refs/heads/")
-        tip = repo.rev(ref)
-        if tip is not None:
-            if key not in repo.commit(tip).released:
-                raise StateError(
-                    f"git target {self.name!r}: branch {url_path} exists but its tip "
-                    f"{tip[:12]} is not Shipyard's release of {key!r}",
-                    hint=f"delete the branch (git branch -D {url_path}) or use another key",
-                )
-            return Deployed(key=key, url_path=url_path, version=tip, already=True)
+        deployed = self._deployed(key, ref)
+        if deployed is not None:
+            return deployed
         base = self._head()
         tree = repo.write_tree(base, folder, entries)
         subject = _one_line(title) or f"shipyard release {key}"
         trailers = f"{RELEASE}: {key}\n{PATH}: {folder or '.'}\n"
+        if artifact:
+            trailers += f"{ARTIFACT}: {_one_line(artifact)}\n"
         commit = self._commit_tree(tree, [base], f"{subject}\n\n{trailers}")
         repo.move(ref, commit, None, f"shipyard: deploy {key}")
         return Deployed(key=key, url_path=url_path, version=commit)
@@ -181,12 +188,7 @@ class GitTarget:
             return self._promoted_already(key, self._live_path(tip, url_path), head)
         if self.merge == "fast-forward":
             if not repo.is_ancestor(head, tip):
-                raise StateError(
-                    f"git target {self.name!r}: branch {self.branch!r} moved on since "
-                    f"{key!r} was deployed, so a fast-forward is impossible",
-                    hint='set merge = "merge-commit" on the target, or abort the release '
-                    "and deploy it again",
-                )
+                raise self._moved_on(key)
             new = tip
         else:
             tree, conflicts = repo.merge_tree(head, tip)
@@ -217,7 +219,7 @@ class GitTarget:
         tip = repo.rev(ref)
         if tip is None:
             return False
-        head = repo.rev(self._branch_ref)
+        head = self._live_head()
         if head is not None and repo.is_ancestor(tip, head):
             return False
         if key not in repo.commit(tip).released:
@@ -278,7 +280,7 @@ class GitTarget:
                 if key in repo.commit(tip).released:
                     return None
                 return f"the tip of {url_path} ({tip[:12]}) is not Shipyard's release of {key!r}"
-            head = repo.rev(self._branch_ref)
+            head = self._live_head()
             if head is not None and self._introduced(key, head) is not None:
                 return None
             return f"branch {url_path} does not exist in {self.repository}"
@@ -289,12 +291,12 @@ class GitTarget:
 
     def live_version(self) -> str | None:
         """The head commit of the branch, or None when the branch does not exist."""
-        return self._repo().rev(self._branch_ref)
+        return self._live_head()
 
     def releases(self) -> list[str]:
         """Keys released into the branch and not reverted, oldest first."""
         repo = self._repo()
-        head = repo.rev(self._branch_ref)
+        head = self._live_head()
         if head is None:
             return []
         released = repo.log("--first-parent", head, grep=f"{RELEASE}: ")
@@ -321,7 +323,7 @@ class GitTarget:
 
     def _refuse_checked_out(self, *refs: str) -> None:
         """Writes go through refs only, so a checked-out branch would desync its work tree."""
-        guarded = {self._branch_ref, *refs}
+        guarded = {*refs, *([self._branch_ref] if self.branch else [])}
         listing = self._repo().git("worktree", "list", "--porcelain", "-z").stdout
         worktree = ""
         for field in listing.decode(errors="replace").split("\0"):
@@ -332,9 +334,43 @@ class GitTarget:
                 raise StateError(
                     f"git target {self.name!r}: branch {branch!r} is checked out in "
                     f"{worktree}, and Shipyard does not touch a working tree",
-                    hint="point the target at a bare repository (git clone --bare) or at a "
-                    "branch that is not checked out",
+                    hint=self._checked_out_hint(branch, worktree),
                 )
+
+    def _checked_out_hint(self, branch: str, worktree: str) -> str:
+        return (
+            "point the target at a bare repository (git clone --bare) or at a branch that "
+            "is not checked out"
+        )
+
+    def _moved_on(self, key: str) -> StateError:
+        """The error for a fast-forward the branch's new commits make impossible."""
+        return StateError(
+            f"git target {self.name!r}: branch {self.branch!r} moved on since {key!r} was "
+            "deployed, so a fast-forward is impossible",
+            hint='set merge = "merge-commit" on the target, or abort the release and deploy '
+            "it again",
+        )
+
+    def _live_head(self) -> str | None:
+        """The head of the branch releases go into; None when it does not exist."""
+        return self._repo().rev(self._branch_ref)
+
+    def _deployed(self, key: str, ref: str) -> Deployed | None:
+        """The release of ``key`` when ``ref`` holds it already; None when there is no
+        ``ref``; StateError when ``ref`` is not Shipyard's release of ``key``."""
+        repo = self._repo()
+        url_path = ref.removeprefix("refs/heads/")
+        tip = repo.rev(ref)
+        if tip is None:
+            return None
+        if key not in repo.commit(tip).released:
+            raise StateError(
+                f"git target {self.name!r}: branch {url_path} exists but its tip "
+                f"{tip[:12]} is not Shipyard's release of {key!r}",
+                hint=f"delete the branch (git branch -D {url_path}) or use another key",
+            )
+        return Deployed(key=key, url_path=url_path, version=tip, already=True)
 
     def _head(self) -> str:
         head = self._repo().rev(self._branch_ref)

@@ -53,7 +53,13 @@ class HttpHandler:
         return self.root / "versions" / key
 
     def deploy(
-        self, *, key: str, path: str, files: Mapping[str, bytes], title: str = ""
+        self,
+        *,
+        key: str,
+        path: str,
+        files: Mapping[str, bytes],
+        title: str = "",
+        artifact: str = "",
     ) -> Deployed:
         if ENTRY_FILE not in files:
             raise InputError(

@@ -200,9 +200,16 @@ class StaticSite:
     # -- canary ---------------------------------------------------------------------------
 
     def deploy(
-        self, *, key: str, path: str, files: Mapping[str, bytes], title: str = ""
+        self,
+        *,
+        key: str,
+        path: str,
+        files: Mapping[str, bytes],
+        title: str = "",
+        artifact: str = "",
     ) -> Deployed:
-        """Stage ``files`` as a candidate for ``path``, taking no traffic yet."""
+        """Stage ``files`` as a candidate for ``path``, taking no traffic yet (a release is
+        named by its key; ``artifact`` is not recorded)."""
         folder = _clean_path(path)
         prefix = route_prefix(folder)
         with self._locked():
