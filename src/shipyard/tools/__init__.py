@@ -4,7 +4,7 @@ idempotency key, and (where it can) a compensation. The orchestrator journals ev
 
 from __future__ import annotations
 
-from shipyard.tools._builtin import HttpTool, PublishTool
+from shipyard.tools._builtin import GitPushTool, HttpTool, PublishTool, push_environment
 from shipyard.tools._tool import Tool
 
-__all__ = ["HttpTool", "PublishTool", "Tool"]
+__all__ = ["GitPushTool", "HttpTool", "PublishTool", "Tool", "push_environment"]
