@@ -1,7 +1,9 @@
 """Checks: plugins that turn a workspace into a structured CheckReport, run in a sandbox.
 
 Built in: ``compile``, ``html``, ``jsonld``, ``pytest``, ``command``, ``ruff``, ``bandit``,
-``secrets``, ``jsonschema``.
+``secrets``, ``jsonschema``. A repository change is verified as a whole by
+:func:`verify_change`: the repository's own commands, these checks on the changed files and
+the import guard.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from shipyard.checks._base import (
     run_checks,
     safe_relative_path,
 )
+from shipyard.checks._repo import ChangeVerification, verify_change
+from shipyard.checks._repo_tools import added_lines
 from shipyard.checks.bandit import BanditCheck
 from shipyard.checks.command import CommandCheck
 from shipyard.checks.compile import CompileCheck
@@ -28,12 +32,15 @@ from shipyard.checks.secrets import SecretsCheck
 __all__ = [
     "BUILTIN_CHECKS",
     "JOB_DIR",
+    "ChangeVerification",
     "Check",
     "ProbeCheck",
+    "added_lines",
     "check_folder",
     "prepare_workspace",
     "run_checks",
     "safe_relative_path",
+    "verify_change",
 ]
 
 BUILTIN_CHECKS: dict[str, Check] = {
