@@ -83,6 +83,35 @@ step "a price change: the new copy recalls what was approved before (memory)"
 changed=$(owner submit product-copy --batch price-change.csv --as shop-owner --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["submitted"][0])')
 shipyard worker --until-idle
 shipyard show "$changed" | sed -n '/recalled/,/checks/p'
+step "a repository change: goal -> diff -> tests in the sandbox -> approval -> branch (examples/repo)"
+# The small inventory repository becomes a git repository; the model's replies were recorded
+# (examples/repo/replies), so this runs offline. This login is its developer; the reviewer
+# approves with a personal token (the submitter never approves their own change).
+mkdir -p repo-change && cp -r "$repo/examples/repo/." repo-change/
+git -C repo-change/inventory init -q -b main
+git -C repo-change/inventory add -A
+git -C repo-change/inventory -c user.name=Shipyard -c user.email=shipyard@localhost \
+    commit -qm "inventory: stock levels and reservations"
+python3 - "$(id -un)" <<'PY'
+import json, pathlib, sys
+config = pathlib.Path("repo-change/shipyard.toml")
+text = config.read_text()
+table = text.index("[people.developer]")
+mapped = text[table:].replace("os_users = []", f"os_users = [{json.dumps(sys.argv[1])}]", 1)
+config.write_text(text[:table] + mapped)
+PY
+inventory() { shipyard -C repo-change "$@"; }
+inventory init >/dev/null
+reviewer_token=$(inventory tokens create reviewer --role approver)
+goal="Fix Stock.reserve: it lets an order reserve more units than are free, so stock goes negative. Refuse it with OutOfStock."
+change=$(inventory change inventory "$goal" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["task"])')
+echo "shipyard change inventory \"$goal\"  ->  $change"
+inventory worker --until-idle
+inventory show "$change"
+SHIPYARD_TOKEN=$reviewer_token inventory approve "$change" --as reviewer --reason "reviewed in the demo"
+inventory worker --until-idle
+inventory show "$change" | head -n 1
+git -C repo-change/inventory log -1 --stat --format='%h %s%n%n%b' "shipyard/$change"
 step "the operating figures, from the records (shipyard stats)"
 shipyard stats
 step "every artifact version: signature, file digests and check reports"

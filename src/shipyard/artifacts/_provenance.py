@@ -130,6 +130,26 @@ def _resolved_dependencies(
         {"name": f"memory/{item}", "uri": f"shipyard:memory/{item}"}
         for item in record.get("recalled", [])
     ]
+    change = record.get("change")
+    if change:  # a repository change: the commit it was made on, and what the model read
+        repo, base = change["repo"], change["base"]
+        dependencies.append(
+            {
+                "name": f"repository/{repo}",
+                "uri": f"shipyard:repo/{repo}",
+                "digest": {"gitCommit": base},
+                "annotations": {"tree": change["tree"]},
+            }
+        )
+        if change.get("context_digest"):
+            dependencies.append(
+                {
+                    "name": f"repository/{repo}/context",
+                    "uri": f"shipyard:repo/{repo}@{base}/context",
+                    "digest": {"sha256": _hex(change["context_digest"])},
+                    "annotations": {"files": list(change["context_files"])},
+                }
+            )
     return dependencies
 
 

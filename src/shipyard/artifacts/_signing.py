@@ -66,6 +66,20 @@ def provenance_record(
         "generated_at": attempt.generated_at.isoformat(),
         "registered_at": at.isoformat(),
         "approvals": [],
+    } | ({"change": _change_provenance(task, attempt)} if attempt.change else {})
+
+
+def _change_provenance(task: TaskRow, attempt: AttemptRow) -> dict[str, Any]:
+    """A repository change's origin: the repository, the base commit, the tree it produces,
+    and the files of the repository its generator was sent (the context, with its digest)."""
+    change = dict(attempt.change or {})
+    summary, context = dict(change.get("summary") or {}), dict(change.get("context") or {})
+    return {
+        "repo": str(task.inputs.get("repo", task.input_key)),
+        "base": str(summary.get("base", task.inputs.get("base", ""))),
+        "tree": str(summary.get("tree", "")),
+        "context_digest": str(context.get("digest", "")),
+        "context_files": [str(f["path"]) for f in context.get("files", [])],
     }
 
 

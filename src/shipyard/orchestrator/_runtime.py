@@ -34,11 +34,11 @@ from shipyard.model import Risk
 from shipyard.observe import Tracing
 from shipyard.orchestrator._ledger import replay_lookup
 from shipyard.policy import Policies
-from shipyard.release import GitTarget, HttpHandler, StaticSite, Target
-from shipyard.repos import open_repo
+from shipyard.release import GitTarget, HttpHandler, RepoChangeTarget, StaticSite, Target
+from shipyard.repos import git_env, open_repo
 from shipyard.sandbox import Limits, SandboxBackend, get_backend
 from shipyard.store import make_engine, migrate, schema_status, session_factory
-from shipyard.tools import HttpTool, PublishTool, Tool
+from shipyard.tools import GitPushTool, HttpTool, PublishTool, Tool
 
 __all__ = ["TOOLS_ENTRY_POINTS", "Runtime", "current_runtime", "install_runtime"]
 
@@ -237,8 +237,6 @@ class Runtime:
     def _repo_target(self, name: str) -> Target:
         """``repo:NAME``: changes to ``[repos.NAME]``, released as branches of it (of its
         mirror, for a remote repository, which the ``git-push`` effect then pushes)."""
-        from shipyard.release import RepoChangeTarget  # type: ignore[attr-defined]
-
         repo = name.removeprefix("repo:")
         settings = self.project.settings.repos[repo]
         found = open_repo(
@@ -301,6 +299,11 @@ class Runtime:
                 self.target, lambda a: self.artifacts.read(self.artifacts.get(a))
             ),
             "http": HttpTool(),
+            # A change to a remote repository is pushed with what fetching it uses (the
+            # user's credential helpers, SSH agent), never prompting.
+            "git-push": GitPushTool(
+                env=git_env(remote=True) | {"GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
+            ),
         }
         for ep in entry_points(group=TOOLS_ENTRY_POINTS):
             tool = ep.load()()

@@ -46,6 +46,7 @@ from shipyard.repos._environment import (
     environment_digest,
     prepare_environment,
 )
+from shipyard.repos._git import git_env
 from shipyard.repos._imports import (
     AddedImport,
     ImportReport,
@@ -119,6 +120,7 @@ __all__ = [
     "environment_digest",
     "estimate_tokens",
     "file_diffs",
+    "git_env",
     "guard_imports",
     "is_remote",
     "map_files",
