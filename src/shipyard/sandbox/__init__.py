@@ -1,6 +1,8 @@
 """Sandboxes for generated code: one protocol, several isolation backends.
 
 Generated code never runs in the Shipyard process; checks run it through a backend here.
+A run may also get more mounts, work in a folder in place, and reach listed ``host:port``
+entries through the egress proxy (:func:`parse_egress` checks such a list).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import logging
 
 from shipyard.errors import ConfigError
 from shipyard.sandbox._bwrap import BwrapBackend, bwrap_available, confine
+from shipyard.sandbox._egress import EgressProxy, parse_egress
 from shipyard.sandbox._process import ProcessBackend
 from shipyard.sandbox._protocol import Limits, Mount, RunResult, SandboxBackend, run_environment
 from shipyard.sandbox._zygote import WORK
@@ -16,6 +19,7 @@ from shipyard.sandbox._zygote import WORK
 __all__ = [
     "WORK",
     "BwrapBackend",
+    "EgressProxy",
     "Limits",
     "Mount",
     "ProcessBackend",
@@ -24,6 +28,7 @@ __all__ = [
     "bwrap_available",
     "confine",
     "get_backend",
+    "parse_egress",
     "run_environment",
 ]
 

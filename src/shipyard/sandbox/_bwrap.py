@@ -9,6 +9,10 @@ slot, not per run; isolation is paid per run, and costs a few milliseconds.
 
 Workspaces live in a spool folder that only the sandboxes see; a run sees its own workspace
 at ``/sandbox/work`` and nothing of the others.
+
+A run with ``mounts``, ``egress`` or ``in_place`` needs a view of the filesystem (or a way out)
+that a slot, whose mounts are fixed when it starts, cannot give: it gets a bubblewrap sandbox
+of its own instead (:mod:`shipyard.sandbox._fresh`), with the same isolation and limits.
 """
 
 from __future__ import annotations
@@ -26,15 +30,22 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
-import shipyard
 from shipyard.errors import SandboxError
 from shipyard.sandbox._cgroup import PidsCgroup
-from shipyard.sandbox._protocol import Limits, RunResult, run_environment
+from shipyard.sandbox._egress import parse_egress
+from shipyard.sandbox._fresh import FreshRun
+from shipyard.sandbox._layout import (
+    runtime_mounts,
+    runtime_paths,
+    system_mounts,
+    user_process_count,
+)
+from shipyard.sandbox._protocol import Limits, Mount, RunResult, run_environment
 from shipyard.sandbox._zygote import SPOOL, WORK
 
 __all__ = ["DEFAULT_PRELOAD", "BwrapBackend", "bwrap_available", "confine"]
@@ -53,57 +64,13 @@ _PIDS_EVENTS = "/run/shipyard/pids.events"
 _log = logging.getLogger("shipyard.sandbox")
 
 
-def _system_mounts() -> list[str]:
-    args: list[str] = ["--ro-bind", "/usr", "/usr"]
-    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-        path = Path("/") / name
-        if path.is_symlink():
-            args += ["--symlink", os.readlink(path), str(path)]
-        elif path.is_dir():
-            args += ["--ro-bind", str(path), str(path)]
-    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime"):
-        path = Path("/etc") / name
-        if path.exists():
-            args += ["--ro-bind", str(path), str(path)]
-    return args
-
-
-def _runtime_paths() -> list[str]:
-    """The interpreter, its standard library, the environment's packages and Shipyard itself."""
-    paths = {
-        sys.prefix,
-        sys.base_prefix,
-        str(Path(os.path.realpath(sys.executable)).parent),
-        str(Path(shipyard.__file__).resolve().parent.parent),
-    }
-    # Installed packages only: a bare sys.path entry may be the project folder itself, whose
-    # .shipyard/ (database, artifacts) a run must never see.
-    paths.update(
-        p for p in sys.path if os.path.isdir(p) and ("site-packages" in p or "dist-packages" in p)
-    )
-    kept: list[str] = []
-    for path in sorted(paths, key=len):  # parents first; skip what a parent already covers
-        if path.startswith(("/usr/", "/proc", "/dev")) or path == "/usr":
-            continue
-        if not any(path == k or path.startswith(k + "/") for k in kept):
-            kept.append(path)
-    return kept
-
-
 def bwrap_command(spool: Path, cgroup: PidsCgroup | None) -> list[str]:
     """The bubblewrap command line of one pool slot."""
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
     if os.getuid() == 0:  # lets the zygote give each run namespaces of its own; runs drop it
         args += ["--cap-add", "CAP_SYS_ADMIN"]
     args += ["--hostname", "sandbox", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]
-    args += _system_mounts()
-    for path in _runtime_paths():
-        if path == "/sandbox" or path.startswith("/sandbox/"):
-            raise SandboxError(
-                f"the Python runtime lives under {path}, where the sandbox mounts workspaces",
-                hint="install Shipyard outside /sandbox, or use sandbox.backend = 'process'",
-            )
-        args += ["--ro-bind", path, path]
+    args += system_mounts() + runtime_mounts()
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", WORK]
     args += ["--bind", str(spool), SPOOL]
     if cgroup is not None:
@@ -118,8 +85,8 @@ def confine(
     new namespaces, the system and the Python runtime read-only, and only these folders."""
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
     args += ["--setenv", "PATH", "/usr/bin:/bin", "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
-    args += _system_mounts()
-    for path in _runtime_paths():
+    args += system_mounts()
+    for path in runtime_paths():
         args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for folder in read_only:
@@ -134,20 +101,11 @@ def bwrap_available() -> bool:
     """True when bubblewrap is installed and can create its namespaces on this machine."""
     if shutil.which("bwrap") is None:
         return False
-    probe = ["bwrap", "--unshare-all", "--die-with-parent", *_system_mounts(), "--", "true"]
+    probe = ["bwrap", "--unshare-all", "--die-with-parent", *system_mounts(), "--", "true"]
     try:
         return subprocess.run(probe, capture_output=True, timeout=10, check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
-
-
-def _user_process_count(uid: int) -> int:
-    count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with suppress(OSError):
-                count += entry.stat().st_uid == uid
-    return count
 
 
 class _Zygote:
@@ -188,7 +146,7 @@ class _Zygote:
             "limits": asdict(limits),
             "pids_events": _PIDS_EVENTS if self.cgroup is not None else None,
             "nproc": (
-                _user_process_count(os.getuid()) + limits.max_processes
+                user_process_count(os.getuid()) + limits.max_processes
                 if self.cgroup is None and os.getuid() != 0
                 else None
             ),
@@ -273,7 +231,12 @@ class BwrapBackend:
         workdir: Path,
         limits: Limits,
         env: Mapping[str, str] | None = None,
+        mounts: Sequence[Mount] = (),
+        egress: Sequence[str] | None = None,
+        in_place: bool = False,
     ) -> RunResult:
+        if mounts or egress is not None or in_place:
+            return self._run_fresh(argv, workdir, limits, env, mounts, egress, in_place)
         if workdir.resolve().parent != self.spool.resolve():
             with self.workspace() as folder:  # the caller's folder is copied, never written
                 shutil.copytree(workdir, folder, dirs_exist_ok=True, symlinks=True)
@@ -298,6 +261,33 @@ class BwrapBackend:
             duration_ms=(time.perf_counter() - started) * 1000,
             backend=self.name,
         )
+
+    def _run_fresh(
+        self,
+        argv: Sequence[str],
+        workdir: Path,
+        limits: Limits,
+        env: Mapping[str, str] | None,
+        mounts: Sequence[Mount],
+        egress: Sequence[str] | None,
+        in_place: bool,
+    ) -> RunResult:
+        """A run that a pool slot cannot give what it needs: a sandbox of its own."""
+        if egress is not None:
+            egress = parse_egress(egress)  # a bad entry is the caller's mistake, said first
+        fresh = FreshRun(
+            argv=argv,
+            workspace=workdir,
+            limits=limits,
+            env=dict(env or {}),
+            mounts=mounts,
+            egress=egress,
+        )
+        if in_place or workdir.resolve().parent == self.spool.resolve():
+            return fresh.run()
+        with self.workspace() as folder:  # the caller's folder is copied, never written
+            shutil.copytree(workdir, folder, dirs_exist_ok=True, symlinks=True)
+            return replace(fresh, workspace=folder).run()
 
     def _run_on_slot(
         self, workspace: str, argv: Sequence[str], env: Mapping[str, str], limits: Limits

@@ -1,10 +1,12 @@
 """The ``process`` backend: a plain child process with rlimits and a scrubbed environment.
 
-It limits but does not confine: the child can read whatever the Shipyard user can read, and
-a child that starts its own session escapes the process-group kill. ``max_processes`` is not
-applied here (RLIMIT_NPROC counts every process of the user, so it needs the user namespace
-the bubblewrap backend provides). It is the declared, weaker fallback for machines without
-bubblewrap, and every check report made with it says so.
+It limits but does not confine: the child can read whatever the Shipyard user can read (so
+a run's ``mounts`` are simply there, at their own paths), can reach the network directly (a
+run with ``egress`` gets the proxy variables, which well-behaved clients follow, but nothing
+enforces them), and a child that starts its own session escapes the process-group kill.
+``max_processes`` is not applied here (RLIMIT_NPROC counts every process of the user, so it
+needs the user namespace the bubblewrap backend provides). It is the declared, weaker
+fallback for machines without bubblewrap, and every check report made with it says so.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
 from shipyard.errors import SandboxError
-from shipyard.sandbox._protocol import Limits, RunResult, run_environment
+from shipyard.sandbox._egress import EgressProxy, proxy_environment
+from shipyard.sandbox._protocol import Limits, Mount, RunResult, run_environment
 
 __all__ = ["ProcessBackend"]
 
@@ -126,9 +130,29 @@ class ProcessBackend:
         workdir: Path,
         limits: Limits,
         env: Mapping[str, str] | None = None,
+        mounts: Sequence[Mount] = (),
+        egress: Sequence[str] | None = None,
+        in_place: bool = False,
     ) -> RunResult:
+        """Run ``argv`` in ``workdir`` itself (``in_place`` or not: this backend never copies).
+
+        ``mounts`` are ignored: every file is visible here at its own path. ``egress`` starts
+        the egress proxy and points ``HTTP(S)_PROXY`` at it, so allowed hosts are reached
+        the same way as under bubblewrap; but nothing stops a program that ignores those
+        variables from connecting anywhere.
+        """
         home = str(workdir)
         environment = run_environment(home=home, tmpdir=home) | dict(env or {})
+        if egress is None:
+            return self._run(argv, workdir, environment, limits)
+        with EgressProxy(egress) as proxy:
+            environment |= proxy_environment(proxy.url)
+            result = self._run(argv, workdir, environment, limits)
+        return replace(result, egress_log=proxy.log)
+
+    def _run(
+        self, argv: Sequence[str], workdir: Path, environment: Mapping[str, str], limits: Limits
+    ) -> RunResult:
         started = time.perf_counter()
         child = _spawn(argv, workdir=workdir, env=environment, limits=limits)
         group = _ProcessGroup(child.pid)

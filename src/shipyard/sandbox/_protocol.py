@@ -64,6 +64,9 @@ class RunResult:
     """Wall-clock time of the run."""
     backend: str
     """The backend that ran it."""
+    egress_log: tuple[str, ...] = ()
+    """The egress proxy's decisions, in order (``allowed host:port`` / ``denied host:port``);
+    empty for a run without egress."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
