@@ -171,6 +171,17 @@ def test_a_one_off_run_is_as_isolated_as_a_pool_run(
 
 
 @needs_bwrap
+def test_a_one_off_run_gets_the_same_environment_as_a_pool_run(
+    backend: BwrapBackend, tmp_path: Path
+) -> None:
+    look = "import os; print(sorted(os.environ.items()))"
+    pooled = python(backend, tmp_path, look)
+    one_off = python(backend, tmp_path, look, in_place=True)
+    assert pooled.exit_code == one_off.exit_code == 0, (pooled, one_off)
+    assert one_off.stdout == pooled.stdout
+
+
+@needs_bwrap
 def test_exit_codes_and_missing_commands_are_results(backend: BwrapBackend, tmp_path: Path) -> None:
     failed = python(backend, tmp_path, "import sys; sys.exit(3)", in_place=True)
     assert (failed.exit_code, failed.killed_by) == (3, None)

@@ -110,6 +110,7 @@ def _spec(run: FreshRun, status_fd: int, cgroup: PidsCgroup | None) -> str:
         nproc = user_process_count(os.getuid()) + run.limits.max_processes
     proxy = {"socket": PROXY_SOCKET, "port": PROXY_PORT} if run.egress is not None else None
     spec = {"status_fd": status_fd, "limits": asdict(run.limits), "nproc": nproc, "proxy": proxy}
+    spec["keep_pwd"] = "PWD" in run.env  # bubblewrap sets PWD; a pool run has none
     return json.dumps(spec)
 
 

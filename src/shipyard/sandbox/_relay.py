@@ -3,7 +3,7 @@
 Started inside the sandbox as ``python -I -m shipyard.sandbox._relay SPEC -- ARGV...``, where
 SPEC is a JSON object::
 
-    {"status_fd": 3, "limits": {...}, "nproc": null,
+    {"status_fd": 3, "limits": {...}, "nproc": null, "keep_pwd": false,
      "proxy": {"socket": "/run/shipyard/egress.sock", "port": 3128}}   # proxy: or null
 
 It then
@@ -48,6 +48,8 @@ def main(args: list[str]) -> int:
     command = args[2:]
     status = int(spec["status_fd"])
     os.set_inheritable(status, False)
+    if not spec.get("keep_pwd"):
+        os.environ.pop("PWD", None)  # bubblewrap's, not the run's: the run's env is exactly its own
     _ns.set_dumpable(False)  # the command may not read or steer the relay
     proxy = spec.get("proxy")
     listener = _listen(int(proxy["port"])) if proxy else None
