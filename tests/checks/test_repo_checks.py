@@ -5,7 +5,6 @@ backend, and bubblewrap where it works), the import guard against a loopback ind
 from __future__ import annotations
 
 import contextlib
-import inspect
 import socket
 import threading
 from collections.abc import Iterator
@@ -87,19 +86,9 @@ def discounted(prices, percent):
 )
 
 
-def _bwrap_takes_mounts() -> bool:
-    return "mounts" in inspect.signature(BwrapBackend.run).parameters
-
-
 BWRAP = pytest.param(
     "bwrap",
-    marks=[
-        pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not available"),
-        pytest.mark.skipif(
-            not _bwrap_takes_mounts(),
-            reason="the bubblewrap backend does not take mounts yet (sandbox contract)",
-        ),
-    ],
+    marks=pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not available"),
 )
 
 
@@ -433,7 +422,6 @@ def test_head_is_the_base():
 
 
 @pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not available")
-@pytest.mark.skipif(not _bwrap_takes_mounts(), reason="the bubblewrap backend takes no mounts yet")
 def test_a_test_that_reaches_for_the_network_fails(
     project: Path, index: Index, bwrap: SandboxBackend
 ) -> None:
