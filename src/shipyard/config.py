@@ -168,6 +168,8 @@ class Settings(Section):
                 raise ValueError(
                     f"repos.{name}.tier names {repo.tier!r}, which no [tiers] declares"
                 )
+            # Its domain has a queue, a budget and memory like any: declared, or with defaults.
+            self.domains.setdefault(repo.domain, DomainSettings(jobs=[]))
             self.targets[f"repo:{name}"] = TargetSettings(
                 kind="repo",
                 repository=repo.path,

@@ -46,6 +46,16 @@ def add(a, b):
 >>>>>>> REPLACE
 """
 
+REPAIR = """The previous attempt multiplied; add instead.
+
+calc/__init__.py
+<<<<<<< SEARCH
+    return a * b
+=======
+    return a + b
+>>>>>>> REPLACE
+"""
+
 WRONG = """calc/__init__.py
 <<<<<<< SEARCH
 def add(a, b):
@@ -100,7 +110,7 @@ def test_a_passing_change_waits_for_one_approval_then_is_a_branch_merged_into_re
     tmp_path: Path, start_worker: Callable[..., Runtime]
 ) -> None:
     project, repo = change_project(tmp_path)
-    rt = start_worker(project, replies(WRONG, FIX))
+    rt = start_worker(project, replies(WRONG, REPAIR))
     before = run_git(repo, "rev-parse", "main").strip()
     result = submit_change(rt, "calc", "fix add: it subtracts", submitted_by="me")
     task_id = result.submitted[0]

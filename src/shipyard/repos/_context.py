@@ -146,7 +146,9 @@ def _documents(repo_map: RepoMap, root: Path) -> list[_Doc]:
                 entry=entry,
                 fields={
                     "path": Counter(terms(entry.path.replace("/", " ").replace(".", " "))),
-                    "symbols": Counter(terms(symbols)),
+                    # Names count whole even when they are common words (``add``, ``update``).
+                    "symbols": Counter(terms(symbols))
+                    + Counter(s.name.lower() for s in entry.symbols if s.name.lower() in _STOP),
                     "content": Counter(terms(text or "")),
                 },
                 text=text,
@@ -183,6 +185,10 @@ def _mentioned(goal: str, path: str) -> bool:
 
 def _rank(goal: str, docs: Sequence[_Doc], touched: Iterable[str]) -> list[tuple[float, _Doc]]:
     query = Counter(terms(goal))
+    named = {t for d in docs for t in d.fields["symbols"] if t in _STOP}
+    for word in _IDENT.findall(goal):  # a common word that names a symbol is a term here
+        if word.lower() in named:
+            query[word.lower()] += 1
     for ident in _IDENT.findall(goal):  # identifiers written as such weigh more
         if "_" in ident or (ident[:1].islower() and any(c.isupper() for c in ident)):
             query[ident.lower()] += 1
