@@ -313,6 +313,20 @@ def test_bandit_judges_only_the_lines_the_change_added(project: Path, index: Ind
     assert bandit.detail == "2 issue(s) on lines the change did not add"  # B404, the old B602
 
 
+def test_asserts_count_against_code_but_not_against_tests(project: Path, index: Index) -> None:
+    copy = working_copy(project)
+    code = DISCOUNT + "\n\ndef checked(prices):\n    assert prices\n    return total(prices)\n"
+    added_test = TESTS + (
+        "\n\ndef test_discounted():\n"
+        "    from shop.cart import discounted\n\n"
+        "    assert discounted([10], 50) == 5\n"
+    )
+    write(copy.path, {"src/shop/cart.py": code, "tests/test_cart.py": added_test})
+    bandit = result(verify(copy, index), "bandit")
+    assert [(f.rule, f.file) for f in bandit.findings] == [("bandit.B101", "src/shop/cart.py")]
+    assert bandit.detail == "4 assert(s) in tests"  # the three it had, and the new one
+
+
 def test_an_import_of_a_package_that_does_not_exist_is_refused(project: Path, index: Index) -> None:
     copy = working_copy(project)
     web = "import requests\nimport shopkart_utilz\n\nSESSION = requests.Session\n"

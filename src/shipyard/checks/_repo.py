@@ -75,6 +75,9 @@ from shipyard.sandbox import WORK, Limits, Mount, RunResult, SandboxBackend, run
 
 __all__ = ["OWN_RUFF_SELECT", "ChangeVerification", "verify_change"]
 
+_ASSERT = "bandit.B101"
+"""bandit's "use of assert": the way tests check, so not held against a test file."""
+
 OWN_RUFF_SELECT = ("E4", "E7", "E9", "F", "B")
 """Rules of Shipyard's own ``ruff`` check on a change: ruff's defaults (imports, statements,
 syntax, pyflakes) and bugbear: mistakes, not style, which is the repository's own linter's."""
@@ -452,17 +455,21 @@ def _on_added_lines(result: CheckResult, touched: Mapping[str, set[int]]) -> Che
     if result.check == "compile":
         return result
     kept: list[Finding] = []
-    dropped = 0
+    dropped = asserts = 0
     for finding in result.findings:
-        if not finding.file or not finding.line or finding.line in touched.get(finding.file, ()):
+        if result.check == "bandit" and finding.rule == _ASSERT and is_test_path(finding.file):
+            asserts += 1  # asserts are how tests speak; stripped under -O is no risk there
+        elif not finding.file or not finding.line or finding.line in touched.get(finding.file, ()):
             kept.append(finding)
         elif result.check == "bandit":
             dropped += 1
         else:
             kept.append(replace(finding, severity="warning"))
-    detail = result.detail
+    notes = [result.detail] if result.detail else []
     if dropped:
-        more = f"{dropped} issue(s) on lines the change did not add"
-        detail = f"{detail}; {more}" if detail else more
+        notes.append(f"{dropped} issue(s) on lines the change did not add")
+    if asserts:
+        notes.append(f"{asserts} assert(s) in tests")
+    detail = "; ".join(notes)
     passed = not any(f.severity == "error" for f in kept)
     return replace(result, findings=tuple(kept), passed=passed, detail=detail)
