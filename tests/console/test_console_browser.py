@@ -11,16 +11,23 @@ approve their own work.
 from __future__ import annotations
 
 import re
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+import uvicorn
 from playwright.sync_api import Browser, Page, expect
 
+from repos_support import EXAMPLE_GOAL, repo_example
+from shipyard.config import load_project
 from shipyard.jobs import BatchRow
-from shipyard.server import create_token
-from shipyard.service import Runtime, find_task, submit
+from shipyard.sandbox import bwrap_available
+from shipyard.server import create_app, create_token
+from shipyard.service import Runtime, approval_queue, find_task, submit, submit_change
 from support import PRODUCT, SETTLED, wait_for_state
 
 Shot = Callable[[Page, str], Path]
@@ -225,3 +232,72 @@ def _tab_to(page: Page, selector: str, *, presses: int) -> None:
             return
     focused = page.evaluate("() => document.activeElement?.outerHTML.slice(0, 120)")
     raise AssertionError(f"{presses} Tab presses never reached {selector}; focus on {focused}")
+
+
+@pytest.fixture
+def change_console(
+    tmp_path: Path, start_worker: Callable[..., Runtime]
+) -> Iterator[tuple[Runtime, str]]:
+    """The repository-change example (its recorded replies as the model) with a worker, a
+    change submitted by its developer and waiting for a decision, and the console over it:
+    (the runtime, the console's URL). The waits run on a helper thread, as ``rt``'s do."""
+    if not bwrap_available():
+        pytest.skip("a repository change's tests run in bubblewrap, which is not usable here")
+    project = load_project(repo_example(tmp_path / "example"))
+
+    def ready() -> Runtime:
+        rt = start_worker(project)
+        [task_id] = submit_change(rt, "inventory", EXAMPLE_GOAL, submitted_by="developer").submitted
+        assert wait_for_state(rt, task_id, SETTLED, timeout=180) == "waiting_approval"
+        return rt
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        rt = pool.submit(ready).result()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(rt), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the console's server did not start"
+        time.sleep(0.02)
+    yield rt, f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+def test_a_repository_change_is_decided_on_its_tests_and_its_diff_by_file(
+    change_console: tuple[Runtime, str], page: Page, shot: Shot
+) -> None:
+    rt, url = change_console
+    [task] = [w.task for w in approval_queue(rt)]
+    page.goto(url + "/console/login")
+    page.fill("input[name=token]", create_token(rt, "reviewer", "approver", actor="reviewer")[1])
+    page.click("button[type=submit]")
+    page.goto(f"{url}/console/approvals/{task.id}")
+
+    change = page.locator("div.change")
+    expect(change.locator(".change-facts")).to_contain_text(
+        re.compile(r"Tests: \d+ passed, 0 failed")
+    )
+    stock = change.locator("details.change-file", has_text="inventory/stock.py")
+    expect(stock.locator("summary")).to_contain_text("modified")
+    added = stock.locator("tr.added", has_text="OutOfStock").first
+    expect(added).to_be_visible()
+    assert re.fullmatch(r"\d+", added.locator("td.ln").nth(1).inner_text().strip())
+    _forms_carry_csrf(page)
+    shot(page, "approval-change")
+
+    # From the top of the page, the skip link takes the keyboard past the diff to the form.
+    page.locator("a[href='#decision']").focus()
+    page.keyboard.press("Enter")
+    _tab_to(page, "textarea[name=reason]", presses=1)
+    page.keyboard.type("the fix and its test read right")
+    _tab_to(page, "button[name=decision][value=approve]", presses=3)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{url}/console/tasks/{task.id}")
+    expect(page.locator("section.attempt div.change").first).to_be_visible()
+    # Attempt 1 failed a test: the finding sits right under the line it names.
+    expect(page.locator("#change-1 tr.added + tr.finding-row")).to_contain_text("pytest.failed")
+    shot(page, "task-change")

@@ -42,6 +42,7 @@ from shipyard.server._console_views import (
     HTMX,
     STYLESHEET,
     attempt_view,
+    change_view,
     chart,
     diff,
     graph,
@@ -67,6 +68,7 @@ from shipyard.service import (
     releases,
     resolve_incident,
     steer,
+    story_dict,
     task_dict,
     task_story,
     task_trace,
@@ -201,17 +203,26 @@ def task_rows(request: Request, rt: Rt, session: SignedIn, state: str = "") -> R
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
 def task(request: Request, rt: Rt, session: SignedIn, task_id: str) -> Response:
     story = task_story(rt, task_id)
-    attempts = [attempt_view(a) for a in story.attempts]
-    diffs = [
-        diff(attempts[n - 1]["sources"], attempts[n]["sources"], n) for n in range(1, len(attempts))
+    told = story_dict(story)["attempts"]
+    attempts = [
+        attempt_view(a) | {"change": change_view(t)}
+        for a, t in zip(story.attempts, told, strict=True)
     ]
-    base, live_diff = diff_against_previous(rt, story.task)
+    # A repository change's attempts each show their own diff against the base; a diff of
+    # one patch against the next, or of the patch against the last released one, says less.
+    changing = any(a["change"] for a in attempts)
+    diffs = [
+        diff(attempts[n - 1]["sources"], attempts[n]["sources"], n)
+        for n in range(1, 0 if changing else len(attempts))
+    ]
+    base, live_diff = (None, []) if changing else diff_against_previous(rt, story.task)
     return render(
         request,
         "task.html",
         session,
         story=story,
         attempts=attempts,
+        changing=changing,
         diffs=diffs,
         live_diff=live_diff,
         base=base,
@@ -232,7 +243,10 @@ def approvals(request: Request, rt: Rt, session: SignedIn) -> Response:
 @router.get("/approvals/{task_id}", response_class=HTMLResponse)
 def approval(request: Request, rt: Rt, session: SignedIn, task_id: str) -> Response:
     story = task_story(rt, task_id)
-    base, changes = diff_against_previous(rt, story.task)
+    told = story_dict(story)["attempts"]
+    change = change_view(told[-1]) if told else None
+    # A repository change is decided on its diff against the base, with its test results.
+    base, changes = (None, []) if change else diff_against_previous(rt, story.task)
     report = story.attempts[-1].report if story.attempts else None
     findings = CheckReport.from_dict(report).findings if report else []
     return render(
@@ -240,6 +254,8 @@ def approval(request: Request, rt: Rt, session: SignedIn, task_id: str) -> Respo
         "approval.html",
         session,
         story=story,
+        change=change,
+        attempt=story.attempts[-1] if story.attempts else None,
         diff=changes,
         base=base,
         findings=findings,

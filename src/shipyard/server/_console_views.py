@@ -1,6 +1,6 @@
 """What the console's pages show, shaped for its templates: an attempt's files with their
-findings, diffs, a trace's waterfall, a lineage graph, bar charts; the templates themselves
-and how a state reads (its tone).
+findings, a repository change's diff by file, diffs, a trace's waterfall, a lineage graph,
+bar charts; the templates themselves and how a state reads (its tone).
 
 Every state the templates name comes from the enums (``TaskState``, ``ReleaseState``), handed
 to every template as globals, so a new state shows up in the filter and in colour without
@@ -30,6 +30,7 @@ __all__ = [
     "STYLESHEET",
     "TEMPLATES",
     "attempt_view",
+    "change_view",
     "chart",
     "diff",
     "graph",
@@ -108,6 +109,79 @@ def attempt_view(attempt: Any) -> dict[str, Any]:
         "files": files,
         "loose": loose,
         "sources": {n: str(c) for n, c in (attempt.files or {}).items()},
+    }
+
+
+SHOWN_LINES: Final = 2000
+"""A changed file's diff lines shown on a page; findings on the lines past them are listed
+with the file, and the whole patch stays one click away."""
+
+
+def change_view(told: dict[str, Any]) -> dict[str, Any] | None:
+    """A repository change's attempt as the task and approval pages show it, from the read
+    model every face shares (an attempt of :func:`shipyard.service.story_dict`, whose
+    ``change`` holds the diff by file with the findings at their lines); None for an
+    attempt of another job kind."""
+    change = told.get("change")
+    if not change:
+        return None
+    summary = dict(change.get("summary") or {})
+    facts = dict(change.get("facts") or {})
+    files = [_file_view(entry) for entry in change.get("diff") or []]
+    paths = {f["path"] for f in files}
+    report = told.get("report") or {}
+    found = [f for r in report.get("results", []) for f in r.get("findings", [])]
+    context = dict(change.get("context") or {})
+    return {
+        "tests": _tests(facts),
+        "dependencies": list(facts.get("new_dependencies") or []),
+        "files": files,
+        "added": sum(f["added"] for f in files),
+        "removed": sum(f["removed"] for f in files),
+        "base": summary.get("base", ""),
+        "tree": summary.get("tree", ""),
+        "findings": len(found),
+        "elsewhere": [f for f in found if f.get("file", "") not in paths],
+        "context": [str(f.get("path", "")) for f in context.get("files", [])],
+        "context_tokens": context.get("tokens"),
+    }
+
+
+def _tests(facts: dict[str, Any]) -> dict[str, str] | None:
+    """'12 passed, 0 failed' and its tone; None when the tests did not run (or the count is
+    not known)."""
+    passed = int(facts.get("tests_passed", -1))
+    if passed < 0:
+        return None
+    failed, errors = int(facts.get("tests_failed", 0)), int(facts.get("tests_errors", 0))
+    skipped = int(facts.get("tests_skipped", 0))
+    text = f"{passed} passed, {failed} failed"
+    text += f", {errors} error(s)" if errors > 0 else ""
+    text += f", {skipped} skipped" if skipped > 0 else ""
+    if failed > 0 or errors > 0:
+        tone_ = "tone-bad"
+    elif passed == 0:
+        tone_, text = "tone-warn", text + " (no test ran)"
+    else:
+        tone_ = "tone-ok"
+    return {"text": text, "tone": tone_}
+
+
+def _file_view(entry: dict[str, Any]) -> dict[str, Any]:
+    """One changed file (a ``FileDiff.to_dict()``), its lines cut at :data:`SHOWN_LINES`:
+    the findings under the lines cut join the file's own."""
+    lines = list(entry.get("lines") or [])
+    shown, cut = lines[:SHOWN_LINES], lines[SHOWN_LINES:]
+    findings = [f for line in cut for f in line.get("findings", [])]
+    return {
+        "path": str(entry.get("path", "")),
+        "status": str(entry.get("status", "modified")),
+        "added": int(entry.get("added", 0)),
+        "removed": int(entry.get("removed", 0)),
+        "binary": bool(entry.get("binary", False)),
+        "lines": shown,
+        "more": len(cut),
+        "findings": list(entry.get("findings") or []) + findings,
     }
 
 
