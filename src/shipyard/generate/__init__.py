@@ -15,6 +15,7 @@ from shipyard.generate._retry import RetryPolicy, call_with_retries
 from shipyard.generate._router import FREE_PROVIDERS, Breaker, Limit, Plan, Rate, Router, Spend
 from shipyard.generate._secrets import read_secrets
 from shipyard.generate._templates import render, slugify
+from shipyard.generate.providers.command import CommandProvider
 from shipyard.generate.providers.replay import (
     Recorded,
     ReplayProvider,
@@ -28,6 +29,7 @@ __all__ = [
     "REPLY_FORMAT",
     "Admission",
     "Breaker",
+    "CommandProvider",
     "Cost",
     "Generation",
     "GenerationRequest",
