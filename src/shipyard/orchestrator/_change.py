@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shipyard.checks import ChangeVerification, verify_change
 from shipyard.config import RepoSettings
 from shipyard.errors import ShipyardError
 from shipyard.generate import Generation, GenerationRequest, render
@@ -261,18 +262,16 @@ def change_summary(change: Change) -> dict[str, Any]:
     }
 
 
-def verify(  # type: ignore[no-untyped-def]
+def verify(
     rt: Runtime,
     kind: JobKind,
     task_id: str,
     inputs: dict[str, Any],
     attempt: int,
     files: dict[str, Any],
-):
+) -> ChangeVerification:
     """Check an attempt's change (its ``files``) on a fresh copy with the repository's own
     commands, Shipyard's checks and the import guard."""
-    from shipyard.checks import ChangeVerification, verify_change  # type: ignore[attr-defined]
-
     name, settings = settings_of(rt, kind)
     patch = str(files.get("change.patch", ""))
     copy = _copy(rt, kind, inputs, _key(task_id, "v", attempt), patch)

@@ -20,6 +20,7 @@ from shipyard.checks import BUILTIN_CHECKS, Check
 from shipyard.config import Project
 from shipyard.errors import ConfigError, SandboxError, StateError
 from shipyard.generate import (
+    CommandProvider,
     Provider,
     ReplayProvider,
     Router,
@@ -164,8 +165,6 @@ class Runtime:
                 lookup = first_of(recorded_replies(folder), lookup)
             return ReplayProvider(lookup)
         if settings.provider == "command":  # a coding agent, run in this runtime's sandbox
-            from shipyard.generate import CommandProvider  # type: ignore[attr-defined]
-
             try:
                 return CommandProvider(
                     settings,

@@ -320,7 +320,10 @@ def index_access(index_url: str) -> tuple[tuple[str, ...] | None, tuple[Mount, .
     parts = urlsplit(index_url)
     if parts.scheme == "file":
         folder = Path(unquote(parts.path))
-        return None, ((Mount(source=folder),) if folder.exists() else ())
+        # A simple index's pages often link to files beside it (pip's `../files/`): its
+        # parent folder is mounted, so those links resolve inside the sandbox too.
+        shown = folder.parent if folder.parent != Path("/") else folder
+        return None, ((Mount(source=shown),) if folder.exists() else ())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None, ()
     port = parts.port or (443 if parts.scheme == "https" else 80)
