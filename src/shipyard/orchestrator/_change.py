@@ -234,24 +234,8 @@ def collect(
     return Collected(files=files, summary=summary, report=report)
 
 
-def change_files(change: Change, *, goal: str) -> dict[str, str]:
-    """A change as an artifact's files: its summary and its patch."""
-    summary = {
-        "repo": change.repo,
-        "base": change.base,
-        "tree": change.tree,
-        "goal": goal,
-        "files": [{k: v for k, v in f.to_dict().items() if k != "patch"} for f in change.files],
-        "lines_added": change.lines_added,
-        "lines_removed": change.lines_removed,
-    }
-    return {
-        "change.json": json.dumps(summary, indent=2, sort_keys=True) + "\n",
-        "change.patch": change.patch,
-    }
-
-
 def change_summary(change: Change) -> dict[str, Any]:
+    """A change's summary: base, resulting tree, each file (without its patch), line counts."""
     return {
         "base": change.base,
         "tree": change.tree,
@@ -259,6 +243,16 @@ def change_summary(change: Change) -> dict[str, Any]:
         "lines_added": change.lines_added,
         "lines_removed": change.lines_removed,
         "agent_head": change.agent_head,
+    }
+
+
+def change_files(change: Change, *, goal: str) -> dict[str, str]:
+    """A change as an artifact's files: its summary (with the repository and the goal) and
+    its patch."""
+    summary = change_summary(change) | {"repo": change.repo, "goal": goal}
+    return {
+        "change.json": json.dumps(summary, indent=2, sort_keys=True) + "\n",
+        "change.patch": change.patch,
     }
 
 
