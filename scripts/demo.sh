@@ -110,7 +110,7 @@ inventory worker --until-idle
 inventory show "$change"
 SHIPYARD_TOKEN=$reviewer_token inventory approve "$change" --as reviewer --reason "reviewed in the demo"
 inventory worker --until-idle
-inventory show "$change" | head -n 1
+inventory show "$change" | sed -n 1p  # sed reads it all: head would end the pipe early (pipefail)
 git -C repo-change/inventory log -1 --stat --format='%h %s%n%n%b' "shipyard/$change"
 step "the operating figures, from the records (shipyard stats)"
 shipyard stats
