@@ -1,12 +1,16 @@
-"""Thin ctypes wrappers over the Linux calls the zygote needs: unshare, mount, capabilities.
+"""Thin ctypes wrappers over the Linux calls the zygote needs: unshare, mount, capabilities,
+and the rlimits a run gets.
 
 Python 3.11 has no ``os.unshare``; these call glibc directly and raise OSError with the errno.
+Standard library only: the one-off sandbox's relay loads this file by path, without Shipyard.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import resource
+from typing import Any
 
 __all__ = [
     "CLONE_NEWIPC",
@@ -14,6 +18,7 @@ __all__ = [
     "CLONE_NEWPID",
     "CLONE_NEWUSER",
     "CLONE_NEWUTS",
+    "apply_limits",
     "clone_fork",
     "drop_capabilities",
     "map_identity",
@@ -123,3 +128,19 @@ def drop_capabilities() -> None:
 def set_dumpable(value: bool) -> None:
     """A non-dumpable process cannot be ptraced or have its memory read by its own uid."""
     _check(_libc.prctl(_PR_SET_DUMPABLE, int(value), 0, 0, 0), "prctl(DUMPABLE)")
+
+
+def apply_limits(limits: dict[str, Any], nproc: int | None) -> None:
+    """A run's rlimits (``limits`` is :class:`~shipyard.sandbox.Limits` as a dict); ``nproc``
+    caps the uid's processes where no pids cgroup does."""
+    cpu = int(limits["cpu_seconds"])
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    memory = int(limits["memory_mb"]) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    size = int(limits["max_file_mb"]) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    files = int(limits["max_open_files"])
+    resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if nproc:
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))

@@ -1,7 +1,8 @@
 """The first process of a one-off bubblewrap run: relays the egress proxy, starts the command.
 
-Started inside the sandbox as ``python -I -m shipyard.sandbox._relay SPEC -- ARGV...``, where
-SPEC is a JSON object::
+Started inside the sandbox as ``python -I -S .../_relay.py SPEC -- ARGV...`` (by path and
+without site: it needs only the standard library and its sibling ``_ns.py``, so it starts in
+a few milliseconds instead of importing Shipyard), where SPEC is a JSON object::
 
     {"status_fd": 3, "limits": {...}, "nproc": null, "keep_pwd": false,
      "proxy": {"socket": "/run/shipyard/egress.sock", "port": 3128}}   # proxy: or null
@@ -25,15 +26,27 @@ command's pidfd. When the command ends, every connection ends with it.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import selectors
 import socket
 import sys
+from types import ModuleType
 from typing import Any
 
-from shipyard.sandbox import _ns
-from shipyard.sandbox._zygote import _apply_limits
+
+def _sibling(name: str) -> ModuleType:
+    """A module from this folder, loaded by path: Shipyard's package is never imported here."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_shipyard_relay_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_ns = _sibling("_ns")
 
 _CHUNK = 65536
 _BUFFERED = 262144
@@ -42,7 +55,7 @@ _BUFFERED = 262144
 
 def main(args: list[str]) -> int:
     if len(args) < 3 or args[1] != "--":
-        print("usage: python -m shipyard.sandbox._relay SPEC -- ARGV...", file=sys.stderr)
+        print("usage: python -I -S _relay.py SPEC -- ARGV...", file=sys.stderr)
         return 2
     spec: dict[str, Any] = json.loads(args[0])
     command = args[2:]
@@ -75,7 +88,7 @@ def _spawn(command: list[str], limits: dict[str, Any], nproc: int | None) -> int
         return pid
     try:  # the command: never returns into the relay
         os.closerange(3, 1 << 16)
-        _apply_limits(limits, nproc)
+        _ns.apply_limits(limits, nproc)
         _ns.drop_capabilities()
     except OSError as exc:
         os.write(2, f"sandbox setup failed: {exc}\n".encode())

@@ -24,7 +24,6 @@ import gc
 import importlib
 import json
 import os
-import resource
 import runpy
 import select
 import shutil
@@ -214,26 +213,12 @@ def _run(request: dict[str, Any], out_w: int, err_w: int) -> None:
         os.dup2(err_w, 2)
         os.closerange(3, 1 << 16)
         os.setsid()
-        _apply_limits(limits, request.get("nproc"))
+        _ns.apply_limits(limits, request.get("nproc"))
         _ns.drop_capabilities()
     except OSError as exc:
         os.write(2, f"sandbox setup failed: {exc}\n".encode())
         os._exit(125)
     _execute(list(request["argv"]), dict(request["env"]))
-
-
-def _apply_limits(limits: dict[str, Any], nproc: int | None) -> None:
-    cpu = int(limits["cpu_seconds"])
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    memory = int(limits["memory_mb"]) * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    size = int(limits["max_file_mb"]) * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-    files = int(limits["max_open_files"])
-    resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if nproc:
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
 
 def _python_invocation(argv: list[str]) -> tuple[bool, list[str]] | None:
