@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import marshal
 import os
 import secrets
 import signal
@@ -113,7 +114,7 @@ def _spec(run: FreshRun, status_fd: int, cgroup: PidsCgroup | None) -> str:
     proxy = {"socket": PROXY_SOCKET, "port": PROXY_PORT} if run.egress is not None else None
     spec = {"status_fd": status_fd, "limits": asdict(run.limits), "nproc": nproc, "proxy": proxy}
     spec["keep_pwd"] = "PWD" in run.env  # bubblewrap sets PWD; a pool run has none
-    return json.dumps(spec)
+    return marshal.dumps(spec).hex()  # see shipyard.sandbox._relay
 
 
 def _supervise(command: list[str], run: FreshRun, cgroup: PidsCgroup | None) -> RunResult:

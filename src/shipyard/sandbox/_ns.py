@@ -10,7 +10,10 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing alone costs more than the relay's whole start
+    from typing import Any
 
 __all__ = [
     "CLONE_NEWIPC",
