@@ -6,8 +6,8 @@ edits): ``tiny`` (10 tests, no setup), ``params`` (200 parametrized tests; setup
 pytest) and ``deps`` (tests import ``attrs``, which setup installs). Setup installs from this
 machine's package index: the first ``file://`` index pip is configured with that has the
 packages, else ``resolve_index_url()`` (``--index-url`` picks one); passed as
-``PIP_INDEX_URL``. A ``file://`` index whose pages link outside its folder (the sandbox mounts
-only the folder) is copied first: what setup needs, each project's files beside its page.
+``PIP_INDEX_URL`` (a ``file://`` index's parent folder is mounted for setup, so pages that
+link to ``../files`` resolve).
 
 Per repository, in one run:
 
@@ -42,7 +42,6 @@ import importlib
 import inspect
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -52,10 +51,9 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from html import unescape
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from _harness import FIXTURES, machine_line, percentile, side_by_side
 
@@ -136,7 +134,6 @@ class Figures:
     name: str
     skipped: str = ""
     index_url: str = ""
-    index_note: str = ""
     tests: int = 0
     cold_build_ms: float | None = None
     sandboxed_ms: list[float] = field(default_factory=list)
@@ -475,13 +472,6 @@ def measure(
         return figures
     project = workdir / fixture.name
     make_repository(fixture, project)
-    if url and url.startswith("file:") and links_outside(url, fixture.index_packages):
-        figures.index_note = (
-            f"{url} links its files outside its folder, which is all the sandbox mounts of "
-            "a file:// index: setup installs from a copy holding what it needs, each "
-            "project's files beside its page (pip download from that index)"
-        )
-        url = local_index(url, fixture.index_packages, project / "index")
     figures.index_url = url or ""
     settings = RepoSettings(path=fixture.name, setup=fixture.setup, test=fixture.test)
     source = open_repo(fixture.name, settings, root=project, state_dir=project / ".shipyard")
@@ -537,40 +527,6 @@ def index_has(url: str, package: str) -> bool:
     return PackageIndex(url).lookup(package) == "known"
 
 
-def links_outside(url: str, packages: Sequence[str]) -> bool:
-    """True when a ``file://`` index's pages for ``packages`` link to files outside its
-    folder (or to other places than files)."""
-    folder = Path(unquote(urlsplit(url).path)).resolve()
-    for package in packages:
-        page = folder / normalize_name(package) / "index.html"
-        for href in re.findall(r'href="([^"#]+)', page.read_text(encoding="utf-8")):
-            target = urlsplit(urljoin(page.as_uri(), unescape(href)))
-            path = Path(unquote(target.path)).resolve()
-            if target.scheme != "file" or not path.is_relative_to(folder):
-                return True
-    return False
-
-
-def local_index(url: str, packages: Sequence[str], folder: Path) -> str:
-    """A PEP 503 index in ``folder/simple`` holding the wheels pip downloads from ``url`` for
-    ``packages`` (their dependencies included), each project's files beside its page."""
-    downloads, simple = folder / "downloads", folder / "simple"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    command = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:"]
-    command += ["--index-url", url, "--dest", str(downloads), *packages]
-    env["PIP_CONFIG_FILE"] = os.devnull
-    subprocess.run(command, env=env, check=True, capture_output=True)
-    for wheel in sorted(downloads.glob("*.whl")):
-        project = simple / normalize_name(wheel.name.split("-")[0])
-        project.mkdir(parents=True, exist_ok=True)
-        wheel.rename(project / wheel.name)
-    for project in simple.iterdir():
-        links = [f'<a href="{w.name}">{w.name}</a>' for w in sorted(project.glob("*.whl"))]
-        page = "<!DOCTYPE html><html><body>\n" + "\n".join(links) + "\n</body></html>\n"
-        (project / "index.html").write_text(page, encoding="utf-8")
-    return simple.as_uri()
-
-
 def choose_index(packages: Sequence[str], given: str) -> tuple[str | None, str]:
     """The index to install ``packages`` from and where it came from, or None and why not."""
     if not packages:
@@ -613,8 +569,6 @@ def report(measured: Sequence[Figures], runs: int) -> None:
     for figures in measured:
         if figures.skipped:
             print(f"{figures.name}: SKIPPED: {figures.skipped}")
-        if figures.index_note:
-            print(f"{figures.name}: {figures.index_note}")
     if not done:
         return
 
