@@ -86,6 +86,17 @@ def test_every_database_starts_from_the_one_baseline() -> None:
     assert len(script.get_heads()) == 1
 
 
+def test_the_newest_revision_read_from_the_files_is_alembics_head(tmp_path: Path) -> None:
+    """A start finds its database current without importing Alembic; the newest revision it
+    reads from the migration files must be the one Alembic would migrate to."""
+    script = ScriptDirectory(str(Path(shipyard.store.__file__).with_name("migrations")))
+    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        assert schema_status(engine) == (None, script.get_current_head())
+    finally:
+        engine.dispose()
+
+
 def test_the_audit_chain_starts_at_its_genesis_head(engine: Engine) -> None:
     with transaction(session_factory(engine)) as session:
         heads = session.execute(select(AuditHeadRow.id, AuditHeadRow.seq, AuditHeadRow.hash))

@@ -2,31 +2,47 @@
 
 SQLite (the embedded default) is opened in WAL mode with a busy timeout so a worker and the
 CLI can write at once; PostgreSQL goes through psycopg 3. Both are migrated with Alembic.
+A database already at the newest revision is found so without importing Alembic (a
+command's start should not pay for it): the revision is read from the version table and
+the newest one from the migration files' own ``revision`` lines.
 """
 
 from __future__ import annotations
 
 import fcntl
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import ColumnElement, Engine, and_, create_engine, event, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    and_,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.errors import StateError, StoreError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 _MIGRATIONS = Path(__file__).with_name("migrations")
+_VERSION_TABLE = "alembic_version"
 
 
 def make_engine(url: str) -> Engine:
@@ -82,6 +98,8 @@ def _wal_on_connect(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.attributes["engine"] = engine
@@ -135,8 +153,13 @@ def migrate(engine: Engine) -> tuple[str | None, str | None] | None:
     rest wait for it and find nothing to do. A database migrated by a newer Shipyard is
     refused rather than touched. Returns (from, to) revisions when this call migrated.
     """
-    config = _alembic_config(engine)
     try:
+        current, head = schema_status(engine)
+        if current == head is not None:
+            return None  # the usual start: nothing to do, nothing to lock
+        from alembic import command
+
+        config = _alembic_config(engine)
         with migration_lock(engine):
             refuse_newer_schema(engine)
             before, head = schema_status(engine)
@@ -153,9 +176,10 @@ def migrate(engine: Engine) -> tuple[str | None, str | None] | None:
 
 def refuse_newer_schema(engine: Engine) -> None:
     """StateError when the database's schema revision is one this code does not know."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_alembic_config(engine))
-    with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
+    current = _current_revision(engine)
     if current is None:
         return
     try:
@@ -171,10 +195,48 @@ def refuse_newer_schema(engine: Engine) -> None:
 
 def schema_status(engine: Engine) -> tuple[str | None, str | None]:
     """(current revision in the database, newest revision this code knows)."""
-    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+    head = _newest_revision()
+    if head is None:  # a history the quick reading does not follow: Alembic's own answer
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+    return _current_revision(engine), head
+
+
+def _current_revision(engine: Engine) -> str | None:
+    """The revision the database's version table holds (None before the first migration)."""
     with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
-    return current, head
+        if not inspect(conn).has_table(_VERSION_TABLE):
+            return None
+        found = conn.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalars().all()
+        if len(found) <= 1:
+            return found[0] if found else None
+        from alembic.runtime.migration import MigrationContext  # says what is wrong with it
+
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+_REVISION = re.compile(
+    r"""^(down_revision|revision)\s*=\s*(?:None|"([^"]+)"|'([^']+)')\s*$""", re.M
+)
+
+
+@cache
+def _newest_revision() -> str | None:
+    """The newest revision among the migration files, from their ``revision`` and
+    ``down_revision`` lines; None unless they form one line of history (a merge, a branch or a
+    line written another way is left to Alembic)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (_MIGRATIONS / "versions").glob("*.py"):
+        found = {m[0]: m[1] or m[2] for m in _REVISION.findall(path.read_text(encoding="utf-8"))}
+        if "revision" not in found or "down_revision" not in found or not found["revision"]:
+            return None
+        revisions.add(found["revision"])
+        if found["down_revision"]:
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 and parents <= revisions else None
 
 
 def has_prefix(column: Any, prefix: str) -> ColumnElement[bool]:
