@@ -10,14 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shipyard.errors import InputError, NotFound
 from shipyard.model import ReleaseState
-from shipyard.observe import Figure, operating_figures, task_spans
-from shipyard.orchestrator import BudgetReport, Runtime, ledger
 from shipyard.store import (
     ArtifactRow,
     AttemptRow,
@@ -30,6 +29,11 @@ from shipyard.store import (
     TaskRow,
     has_prefix,
 )
+
+if TYPE_CHECKING:  # the queries that read records alone import no stage (see _records)
+    from shipyard.observe import Figure
+    from shipyard.orchestrator import BudgetReport, Runtime
+    from shipyard.service._records import Records
 
 __all__ = [
     "TaskStory",
@@ -46,13 +50,15 @@ __all__ = [
 ]
 
 
-def budget_report(rt: Runtime, *, days: int = 7) -> BudgetReport:
+def budget_report(rt: Runtime | Records, *, days: int = 7) -> BudgetReport:
     """Spend against every budget today, and roll-ups per job kind, domain and day."""
+    from shipyard.orchestrator import ledger
+
     with rt.sessions() as session:
         return ledger.budget_report(session, rt.project.settings, days=days)
 
 
-def find_task(rt: Runtime, ref: str) -> TaskRow:
+def find_task(rt: Runtime | Records, ref: str) -> TaskRow:
     """A task by id or unique id prefix."""
     with rt.sessions() as session:
         row = session.get(TaskRow, ref)
@@ -67,7 +73,7 @@ def find_task(rt: Runtime, ref: str) -> TaskRow:
 
 
 def list_tasks(
-    rt: Runtime,
+    rt: Runtime | Records,
     *,
     states: Sequence[str] = (),
     job_kind: str = "",
@@ -89,7 +95,7 @@ def list_tasks(
         return list(session.scalars(query.offset(offset).limit(limit)).all())
 
 
-def count_by_state(rt: Runtime) -> dict[str, int]:
+def count_by_state(rt: Runtime | Records) -> dict[str, int]:
     with rt.sessions() as session:
         rows = session.execute(select(TaskRow.state, func.count()).group_by(TaskRow.state)).all()
     return {state: count for state, count in rows}
@@ -109,7 +115,7 @@ class TaskStory:
     """The recalled memory items named by the attempts, by their ``mem-N`` id."""
 
 
-def task_story(rt: Runtime, ref: str) -> TaskStory:
+def task_story(rt: Runtime | Records, ref: str) -> TaskStory:
     task = find_task(rt, ref)
     with rt.sessions() as session:
         return TaskStory(
@@ -152,7 +158,9 @@ def _recalled(session: Session, task_id: str) -> dict[str, MemoryRow]:
     return {f"mem-{row.id}": row for row in rows}
 
 
-def list_artifacts(rt: Runtime, *, job_kind: str = "") -> list[tuple[ArtifactRow, list[str]]]:
+def list_artifacts(
+    rt: Runtime | Records, *, job_kind: str = ""
+) -> list[tuple[ArtifactRow, list[str]]]:
     """Artifact versions (newest first) with the targets each is live on."""
     with rt.sessions() as session:
         query = select(ArtifactRow).order_by(ArtifactRow.created_at.desc())
@@ -183,6 +191,8 @@ class Trace:
 
 def task_trace(rt: Runtime, ref: str) -> Trace:
     task = find_task(rt, ref)
+    from shipyard.observe import task_spans
+
     rt.tracing.flush()  # spans still in this process's exporter belong in the answer
     with rt.sessions() as session:
         spans = task_spans(session, task.id)
@@ -194,9 +204,11 @@ def task_trace(rt: Runtime, ref: str) -> Trace:
 
 
 def figures(
-    rt: Runtime, *, since: datetime, until: datetime, job_kind: str = "", domain: str = ""
+    rt: Runtime | Records, *, since: datetime, until: datetime, job_kind: str = "", domain: str = ""
 ) -> list[Figure]:
     """The operating figures of the tasks submitted in [since, until)."""
+    from shipyard.observe import operating_figures
+
     with rt.sessions() as session:
         return operating_figures(
             session,
@@ -209,9 +221,11 @@ def figures(
 
 
 def daily_figures(
-    rt: Runtime, *, days: int, names: Sequence[str]
+    rt: Runtime | Records, *, days: int, names: Sequence[str]
 ) -> dict[str, list[tuple[date, float | None]]]:
     """The named figures day by day (UTC) over the last ``days`` days, oldest first."""
+    from shipyard.observe import operating_figures
+
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     series: dict[str, list[tuple[date, float | None]]] = {name: [] for name in names}
     with rt.sessions() as session:

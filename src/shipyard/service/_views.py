@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.model import CheckReport
-from shipyard.repos import file_diffs
 from shipyard.service._queries import TaskStory
 from shipyard.store import TaskRow
 
@@ -99,6 +98,8 @@ def _change_view(attempt: Any) -> dict[str, Any] | None:
     with the findings at their lines (None for other job kinds)."""
     if "change.patch" not in (attempt.files or {}):
         return None
+    from shipyard.repos import file_diffs  # a repository change's tooling, for these alone
+
     findings = CheckReport.from_dict(attempt.report).findings if attempt.report else []
     diffs = file_diffs(str(attempt.files["change.patch"]), findings)
     return dict(attempt.change or {}) | {"diff": [d.to_dict() for d in diffs]}
