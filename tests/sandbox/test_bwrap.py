@@ -48,6 +48,38 @@ def test_a_normal_run_sees_only_its_workspace(backend: BwrapBackend) -> None:
     assert result.backend == "bwrap"
 
 
+def test_a_one_shot_backend_runs_each_command_in_a_sandbox_of_its_own(tmp_path: Path) -> None:
+    """No warm pool: the run gets bubblewrap to itself, isolated and limited like a slot's."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "data.txt").write_text("hello")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the host's")
+    sandbox = BwrapBackend(one_shot=True)
+    try:
+        sandbox.warm()  # nothing to warm
+        code = (
+            "import os, socket\n"
+            f"print(os.getcwd(), open('data.txt').read(), os.path.exists({str(secret)!r}))\n"
+            "open('data.txt', 'w').write('changed')\n"
+            "try:\n"
+            "    socket.create_connection(('1.1.1.1', 53), timeout=2)\n"
+            "except OSError:\n"
+            "    print('no network')\n"
+        )
+        result = sandbox.run(["python", "-c", code], workdir=folder, limits=QUICK)
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.split() == ["/sandbox/work", "hello", "False", "no", "network"]
+        assert (folder / "data.txt").read_text() == "hello"  # it ran on a copy
+        assert sandbox._idle == []  # and left no pool slot behind
+        slow = sandbox.run(
+            ["python", "-c", "while True: pass"], workdir=folder, limits=Limits(timeout_seconds=1)
+        )
+        assert slow.killed_by == "timeout"
+    finally:
+        sandbox.close()
+
+
 def test_endless_loop_is_stopped_by_the_wall_clock(backend: BwrapBackend) -> None:
     result = run(backend, "while True: pass", Limits(timeout_seconds=1, cpu_seconds=30))
     assert result.timed_out and result.killed_by == "timeout"

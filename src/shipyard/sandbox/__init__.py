@@ -40,12 +40,19 @@ WEAK_WARNING = (
 )
 
 
-def get_backend(name: str) -> SandboxBackend:
-    """The backend called ``name``; ``auto`` is bubblewrap wherever it works."""
+def get_backend(
+    name: str, *, one_shot: bool = False, pool_size: int | None = None
+) -> SandboxBackend:
+    """The backend called ``name``; ``auto`` is bubblewrap wherever it works.
+
+    ``one_shot``: for a process that runs a command or two and exits, bubblewrap keeps no
+    warm pool and starts a sandbox for each run (see :class:`BwrapBackend`). ``pool_size``:
+    bubblewrap's warm slots (default: one per core), for a caller that runs one at a time.
+    """
     if name == "auto":
         name = "bwrap" if bwrap_available() else "process"
     if name == "bwrap":
-        return BwrapBackend()
+        return BwrapBackend(one_shot=one_shot, pool_size=pool_size)
     if name == "process":
         _log.warning(WEAK_WARNING)
         return ProcessBackend()

@@ -13,6 +13,10 @@ at ``/sandbox/work`` and nothing of the others.
 A run with ``mounts``, ``egress`` or ``in_place`` needs a view of the filesystem (or a way out)
 that a slot, whose mounts are fixed when it starts, cannot give: it gets a bubblewrap sandbox
 of its own instead (:mod:`shipyard.sandbox._fresh`), with the same isolation and limits.
+So does every run of a backend made ``one_shot``: a process that runs one command and exits
+(``shipyard sandbox exec``) would pay far more to start a slot, and import the preloaded
+tooling into it, than a sandbox of its own costs (about 20 ms). Several runs that use that
+tooling (``shipyard check``) still gain from one slot that imports it once.
 """
 
 from __future__ import annotations
@@ -194,7 +198,15 @@ class BwrapBackend:
     name = "bwrap"
     isolated = True
 
-    def __init__(self, *, pool_size: int | None = None, preload: Sequence[str] = DEFAULT_PRELOAD):
+    def __init__(
+        self,
+        *,
+        pool_size: int | None = None,
+        preload: Sequence[str] = DEFAULT_PRELOAD,
+        one_shot: bool = False,
+    ):
+        """``one_shot``: no warm pool; every run gets a bubblewrap sandbox of its own, built
+        for it and gone after it (for a process that runs once or twice, then exits)."""
         if not bwrap_available():
             raise SandboxError(
                 "bubblewrap is not available (not installed, or namespaces are not allowed)",
@@ -203,6 +215,7 @@ class BwrapBackend:
             )
         self.pool_size = pool_size or os.cpu_count() or 1
         self.preload = tuple(preload)
+        self.one_shot = one_shot
         self.spool = Path(tempfile.mkdtemp(prefix="shipyard-sandbox-"))
         self._idle: list[_Zygote] = []
         self._lock = threading.Lock()
@@ -219,7 +232,9 @@ class BwrapBackend:
             shutil.rmtree(folder, ignore_errors=True)
 
     def warm(self) -> None:
-        """Start every pool slot now rather than on first use."""
+        """Start every pool slot now rather than on first use (a one-shot backend has none)."""
+        if self.one_shot:
+            return
         with self._lock:
             while len(self._idle) < self.pool_size:
                 self._idle.append(_Zygote(self.spool, self.preload))
@@ -235,7 +250,7 @@ class BwrapBackend:
         egress: Sequence[str] | None = None,
         in_place: bool = False,
     ) -> RunResult:
-        if mounts or egress is not None or in_place:
+        if self.one_shot or mounts or egress is not None or in_place:
             return self._run_fresh(argv, workdir, limits, env, mounts, egress, in_place)
         if workdir.resolve().parent != self.spool.resolve():
             with self.workspace() as folder:  # the caller's folder is copied, never written
