@@ -13,23 +13,18 @@ from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ParamSpec, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TextIO, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from shipyard.config import Project, load_project
 from shipyard.errors import ShipyardError
 from shipyard.model import ReleaseState, TaskState
-from shipyard.service import (
-    NO_TWO_PERSON_GUARANTEE,
-    TOKEN_VARIABLE,
-    Identity,
-    Runtime,
-    has_people,
-    identify,
-)
+
+if TYPE_CHECKING:  # what a command uses is imported when it runs (see _app.py)
+    from shipyard.config import Project
+    from shipyard.service import Identity, Records, Runtime
 
 __all__ = [
     "as_option",
@@ -37,6 +32,7 @@ __all__ = [
     "err_console",
     "handle_errors",
     "login_name",
+    "open_records",
     "open_runtime",
     "print_json",
     "project_from",
@@ -115,6 +111,8 @@ def who(rt: Runtime, as_: str | None, *, need: str = "") -> Identity:
     ``$SHIPYARD_USER``, else the login name, taken as given. ``need`` is what the command
     does as token roles name it (``operate``, ``decide``, ``administer``).
     """
+    from shipyard.service import TOKEN_VARIABLE, has_people, identify
+
     asked, asked_via = (
         (as_ or "", "--as") if as_ else (os.environ.get("SHIPYARD_USER", ""), "$SHIPYARD_USER")
     )
@@ -142,22 +140,42 @@ def as_option(what: str) -> Any:
 def warn_no_two_person_guarantee(rt: Runtime) -> None:
     """Say plainly, where approvals are given, that a project without people has no
     two-person guarantee."""
+    from shipyard.service import NO_TWO_PERSON_GUARANTEE, has_people
+
     if not has_people(rt):
         err_console.print(f"warning: {NO_TWO_PERSON_GUARANTEE}", style="yellow", markup=False)
 
 
 def project_from(ctx: typer.Context) -> Project:
+    from shipyard.config import load_project
+
     root = ctx.obj.get("project") if ctx.obj else None
     return load_project(Path(root) if root else None)
 
 
 @contextmanager
 def open_runtime(ctx: typer.Context) -> Iterator[Runtime]:
+    """The project's whole runtime: its stages, policies and records."""
+    from shipyard.service import Runtime
+
     rt = Runtime.open(project_from(ctx))
     try:
         yield rt
     finally:
         rt.close()
+
+
+@contextmanager
+def open_records(ctx: typer.Context) -> Iterator[Records]:
+    """The project's records alone, for a command that only reads them (``status``,
+    ``list``, ``show``): none of the stages, policies or workflows is loaded."""
+    from shipyard.service import Records
+
+    records = Records.open(project_from(ctx))
+    try:
+        yield records
+    finally:
+        records.close()
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from shipyard.checks import BUILTIN_CHECKS, check_folder
 from shipyard.cli._common import console, handle_errors, print_json
 from shipyard.errors import InputError
-from shipyard.jobs import CheckSpec
-from shipyard.model import CheckReport
 from shipyard.sandbox import Limits, get_backend
+
+if TYPE_CHECKING:
+    from shipyard.model import CheckReport
 
 sandbox_app = typer.Typer(help="Run commands in the sandbox.", no_args_is_help=True)
 
@@ -39,7 +40,7 @@ def exec_(
         raise InputError("no command given", hint="shipyard sandbox exec --workdir DIR -- CMD")
     if not workdir.is_dir():
         raise InputError(f"--workdir {workdir} is not a folder", hint="pass an existing folder")
-    sandbox = get_backend(backend)
+    sandbox = get_backend(backend, one_shot=True)  # one run: a sandbox of its own, no pool
     try:
         limits = Limits(
             timeout_seconds=timeout, cpu_seconds=max(1, int(timeout)), memory_mb=memory_mb
@@ -60,14 +61,21 @@ def check(
 ) -> None:
     """Run the check pipeline on a folder in the sandbox. Exit 0 all passed, 1 any failed."""
     names = [name.strip() for name in checks.split(",") if name.strip()]
-    # The folder holds its own tests: pytest discovers them there.
-    specs = [
-        CheckSpec(name=n, options={"in_workspace": True} if n == "pytest" else {}) for n in names
-    ]
-    if not specs:
+    if not names:
         raise InputError("no checks named", hint=f"e.g. --checks {DEFAULT_CHECKS}")
-    sandbox = get_backend(backend)
+    # The checks run one after another on one warm slot (it imports their tooling once, which
+    # fresh sandboxes would each do again); it starts now, while this process imports them too.
+    sandbox = get_backend(backend, pool_size=1)
     try:
+        sandbox.warm()
+        from shipyard.checks import BUILTIN_CHECKS, check_folder
+        from shipyard.jobs import CheckSpec
+
+        # The folder holds its own tests: pytest discovers them there.
+        specs = [
+            CheckSpec(name=n, options={"in_workspace": True} if n == "pytest" else {})
+            for n in names
+        ]
         limits = Limits(timeout_seconds=timeout, cpu_seconds=max(1, int(timeout)))
         report = check_folder(
             folder, specs, backend=sandbox, limits=limits, registry=BUILTIN_CHECKS

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -12,28 +12,23 @@ from rich.tree import Tree
 from shipyard.cli._common import (
     console,
     handle_errors,
-    open_runtime,
+    open_records,
     print_json,
     state_style,
     timestamp,
 )
 from shipyard.errors import StateError
 from shipyard.model import CheckReport, Finding
-from shipyard.repos import file_diffs
-from shipyard.service import (
-    TaskStory,
-    count_by_state,
-    list_tasks,
-    story_dict,
-    task_dict,
-    task_story,
-)
+from shipyard.service import count_by_state, list_tasks, story_dict, task_dict, task_story
+
+if TYPE_CHECKING:
+    from shipyard.service import TaskStory
 
 
 @handle_errors
 def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """Tasks by state, and how many wait for a person."""
-    with open_runtime(ctx) as rt:
+    with open_records(ctx) as rt:
         counts = count_by_state(rt)
         waiting = list_tasks(rt, states=["waiting_approval"])
     if as_json:
@@ -64,7 +59,7 @@ def list_(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Tasks, oldest first."""
-    with open_runtime(ctx) as rt:
+    with open_records(ctx) as rt:
         tasks = list_tasks(rt, states=state, job_kind=job, batch_id=batch, limit=limit)
     if as_json:
         print_json([task_dict(t) for t in tasks])
@@ -94,7 +89,7 @@ def show(
     ),
 ) -> None:
     """One task's whole story: inputs, steps, attempts (tier, route, cost, findings), release."""
-    with open_runtime(ctx) as rt:
+    with open_records(ctx) as rt:
         story = task_story(rt, task)
     if prompt:
         if not story.attempts:
@@ -225,6 +220,8 @@ def _change_tree(tree: Tree, attempt: Any) -> None:
         )
     if facts.get("new_dependencies"):
         tree.add("[yellow]new dependencies:[/] " + escape(", ".join(facts["new_dependencies"])))
+    from shipyard.repos import file_diffs  # a repository change's tooling, for these alone
+
     findings = CheckReport.from_dict(attempt.report).findings if attempt.report else []
     diffs = file_diffs(str(attempt.files["change.patch"]), findings)
     node = tree.add(f"change: {len(diffs)} file(s)")
