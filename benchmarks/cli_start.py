@@ -204,8 +204,8 @@ def report(rows: list[Row]) -> list[str]:
                 row.name,
                 [
                     str(len(row.times_ms)),
-                    f"{median:.0f}",
-                    f"{min(row.times_ms):.0f}",
+                    f"{median:.1f}",
+                    f"{min(row.times_ms):.1f}",
                     f"{median / python:.1f}",
                     f"{median / bwrap:.1f}" if bwrap else "n/a",
                     f"<= {goal:.0f}" if goal else "",
