@@ -142,7 +142,6 @@ class SlowModel:
 def _project(folder: Path, model: SlowModel, concurrency: int) -> Path:
     root = scaffold_project(
         folder / "scale",
-        concurrency=1024,
         worker_concurrency=concurrency,
         extra_toml=(
             f'\n[tiers.slow]\nprovider = "openai"\nmodel = "slow-model"\nbase_url = "{model.url}"\n'

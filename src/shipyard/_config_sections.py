@@ -231,7 +231,12 @@ class PriceSettings(Section):
 
 class DomainSettings(Section):
     jobs: list[str] = Field(description="folders of the job kinds this domain owns")
-    concurrency: int = Field(default=8, ge=1, description="tasks running at once, all workers")
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="tasks running at once, all workers together (default: no such cap; "
+        "a cap makes every worker's dequeue a serializable claim)",
+    )
     worker_concurrency: int = Field(default=4, ge=1, description="tasks at once per worker")
     tasks_per_minute: int | None = Field(
         default=None, ge=1, description="tasks this domain may start per minute, all workers"

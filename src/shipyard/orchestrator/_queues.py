@@ -72,13 +72,25 @@ def _client(project: Project) -> DBOSClient:
 
 
 def queue_settings(project: Project, domain: str) -> dict[str, Any]:
-    """A domain queue's limits: tasks at once (all workers, per worker) and per minute."""
+    """A domain queue's limits: tasks at once per worker, and (only when the domain sets them)
+    tasks at once across all workers and tasks per minute.
+
+    Either queue-wide limit changes how DBOS claims work on PostgreSQL: with one, each
+    worker's dequeue counts the queue's running workflows and claims rows ``FOR UPDATE
+    NOWAIT`` in a REPEATABLE READ transaction, so workers polling at once fail each other's
+    claims ("could not obtain lock on row", "could not serialize access") and back off,
+    doubling their polling interval. Without one, a claim is ``FOR UPDATE SKIP LOCKED`` under
+    READ COMMITTED and workers never wait on each other. So ``worker_concurrency`` times the
+    workers is the usual cap, and ``concurrency`` is left unset unless something downstream
+    needs a bound across workers.
+    """
     settings = project.settings.domains[domain]
     found: dict[str, Any] = {
-        "global_concurrency": settings.concurrency,
         "worker_concurrency": settings.worker_concurrency,
         "polling_interval_sec": 0.2,
     }
+    if settings.concurrency is not None:
+        found["global_concurrency"] = settings.concurrency
     if settings.tasks_per_minute is not None:
         found["limiter"] = {"limit": settings.tasks_per_minute, "period": 60.0}
     return found

@@ -70,7 +70,7 @@ class FunctionProvider:
 def scaffold_project(
     root: Path,
     *,
-    concurrency: int = 64,
+    concurrency: int | None = None,
     worker_concurrency: int = 8,
     extra_toml: str = "",
 ) -> Path:
@@ -80,12 +80,14 @@ def scaffold_project(
     rendered by the template tier, one check (the output fits a JSON Schema, in the
     sandbox), released without approval to the static-site target ``site``. What it costs
     is the platform's own work plus one sandboxed check: a floor for any real job kind.
+    ``concurrency`` caps the domain's tasks across all workers (none by default).
     """
+    cap = f"concurrency = {concurrency}\n" if concurrency is not None else ""
     job = root / "jobs" / "note"
     job.mkdir(parents=True, exist_ok=True)
     (root / "shipyard.toml").write_text(
         '[project]\nname = "scale"\n\n[generate]\ntier = "template"\n\n'
-        f'[domains.ops]\njobs = ["jobs/note"]\nconcurrency = {concurrency}\n'
+        f'[domains.ops]\njobs = ["jobs/note"]\n{cap}'
         f"worker_concurrency = {worker_concurrency}\n\n"
         '[targets.site]\nkind = "static-site"\nenvironment = "staging"\nrisk = "low"\n' + extra_toml
     )
