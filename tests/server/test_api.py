@@ -152,6 +152,7 @@ def test_an_approver_takes_a_task_through_the_gate_to_its_lineage(api: Api) -> N
     entries = api.call("GET", "/audit", as_="admin", params={"limit": 500})["items"]
     assert any(e["action"] == "approve" and e["actor"] == "bob" for e in entries)
     assert all(e["hash"] for e in entries)
+    assert all(e["lane"] and e["lane_seq"] for e in entries)  # each verifiable from the page
 
 
 def test_policy_still_applies_behind_the_role(api: Api) -> None:

@@ -527,7 +527,8 @@ class Budgets(BaseModel):
 
 
 class AuditEntry(BaseModel):
-    """One entry of the hash-chained audit log."""
+    """One entry of the hash-chained audit log (its lane's fields are null for entries of
+    the single chain written before lanes, which are hashed without them)."""
 
     seq: int
     at: str
@@ -540,6 +541,10 @@ class AuditEntry(BaseModel):
     detail: Open
     prev_hash: str
     hash: str
+    lane: int | None = None
+    lane_seq: int | None = None
+    prev_seq: int | None = None
+    anchors: Open | None = None
 
 
 class AuditPage(Page[AuditEntry]):

@@ -67,6 +67,12 @@ def _decider(context: Any) -> str:
     return str(context.get_current_parameters()["actor"])
 
 
+def _own_seq(context: Any) -> int:
+    """An audit entry's place in its lane, when none is given: its sequence number (so in
+    the one lane SQLite appends to, and in the single chain before lanes, the two agree)."""
+    return int(context.get_current_parameters()["seq"])
+
+
 class TaskRow(Base):
     """One job kind applied to one set of inputs; one durable workflow (same id)."""
 
@@ -169,10 +175,13 @@ class AttemptRow(Base):
     checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     change: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     """A repository change's context, per-file summary and verification facts."""
+    budget_lease: Mapped[str] = mapped_column(String(80), default="", server_default="")
+    """The owner of the day-budget leases its call was held under ('' for none)."""
 
     __table_args__ = (
         UniqueConstraint("task_id", "number", name="uq_attempt"),
         Index("ix_attempts_generated_at", "generated_at"),
+        Index("ix_attempts_budget_lease", "budget_lease"),
     )
 
 
@@ -336,13 +345,17 @@ class MemoryRow(Base):
 class AuditRow(Base):
     """One entry of the append-only audit log: who did what to what, the decision and why.
 
-    Each entry carries the hash of the one before it (``prev_hash``) and its own hash over
-    both, so changing, removing or inserting an entry breaks the chain from there on.
+    The log is a few hash chains (lanes) appended to side by side: each entry carries the
+    hash of the one before it in its lane (``prev_hash``) and its own hash over both, so
+    changing, removing or inserting an entry breaks its lane from there on; some entries also
+    anchor the other lanes' heads (see ``shipyard.observe._audit``).
     """
 
     __tablename__ = "audit_log"
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    """Unique and rising in the order entries were appended, across lanes; not gapless (a
+    rolled-back append leaves a number unused on PostgreSQL)."""
     at: Mapped[str] = mapped_column(String(40))
     """ISO 8601 UTC time, stored as text so it hashes the same on every database."""
     actor: Mapped[str] = mapped_column(String(200))
@@ -354,18 +367,38 @@ class AuditRow(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    lane: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """The chain it belongs to (the single chain written before lanes is lane 1)."""
+    lane_seq: Mapped[int] = mapped_column(Integer, default=_own_seq, server_default="0")
+    """Its place in its lane: 1, 2, 3, ... without gaps."""
+    prev_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The sequence number of the entry before it in its lane (0 for a lane's first)."""
+    anchors: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """Other lanes' heads when it was written, ``{lane: [entries, hash, seq]}``, or None."""
+    format: Mapped[int] = mapped_column(Integer, default=2, server_default="1")
+    """1: an entry of the single chain, hashed over its own fields; 2: a lane's entry, hashed
+    over them and over ``lane``, ``lane_seq``, ``prev_seq`` and ``anchors`` too."""
 
-    __table_args__ = (Index("ix_audit_task", "task_id"),)
+    __table_args__ = (
+        Index("ix_audit_task", "task_id"),
+        Index("ix_audit_lane", "lane", "lane_seq", unique=True),
+    )
 
 
 class AuditHeadRow(Base):
-    """The audit chain's head (one row): appends lock it, so the chain never forks."""
+    """A lane's head: its last entry. An append locks one lane's head, so a lane never forks
+    while appends to different lanes never wait for each other."""
 
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """The lane."""
     seq: Mapped[int] = mapped_column(Integer, default=0)
+    """The sequence number of the lane's last entry (0 before its first)."""
     hash: Mapped[str] = mapped_column(String(64))
+    """The hash of the lane's last entry (the lane's genesis hash before its first)."""
+    entries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many entries the lane holds."""
 
 
 class ToolCallRow(Base):
@@ -450,7 +483,7 @@ class WorkerRow(Base):
 
 
 class LockRow(Base):
-    """A named row to lock: what serializes budget checks and call windows across workers."""
+    """A named row to lock: what serializes budget leases and call windows across workers."""
 
     __tablename__ = "locks"
 
@@ -461,8 +494,9 @@ class LockRow(Base):
 class BudgetHoldRow(Base):
     """Spend set aside for a model call in flight: the call's worst case, until it is recorded.
 
-    Budgets count attempts (what was spent) plus unexpired holds (what may be), under a row
-    lock, so two workers can never both take the last of a budget.
+    Budgets count attempts (what was spent) plus unexpired holds (what may be) plus what
+    workers' leases still reserve, under a row lock, so two workers can never both take the
+    last of a budget.
     """
 
     __tablename__ = "budget_holds"
@@ -475,8 +509,40 @@ class BudgetHoldRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     """A worker that dies mid-call leaves its hold; it stops counting after this."""
+    lease: Mapped[str] = mapped_column(String(80), default="", server_default="")
+    """The lease owner whose day-budget leases also cover this call ('' for none): such a
+    hold counts against the task's budget only, the leases against the day budgets."""
 
     __table_args__ = (Index("ix_budget_holds_expires", "expires_at"),)
+
+
+class BudgetLeaseRow(Base):
+    """A worker's share of a day budget, reserved so its calls need no shared lock.
+
+    The owner (one process) holds calls against its lease in memory; what the lease still
+    reserves is ``usd``/``tokens`` less what the owner's attempts (``attempts.budget_lease``)
+    spent in the scope that day. A budget counts spend, holds and every unexpired lease's
+    reserve, so leases never take more than the budget. See ``orchestrator/_leases.py``.
+    """
+
+    __tablename__ = "budget_leases"
+
+    id: Mapped[str] = mapped_column(String(240), primary_key=True)
+    """``OWNER SCOPE DAY``: one lease per owner, budget and day."""
+    owner: Mapped[str] = mapped_column(String(80))
+    scope: Mapped[str] = mapped_column(String(120))
+    """The budget: ``all domains today`` or ``domain NAME today``."""
+    domain: Mapped[str] = mapped_column(String(64), default="")
+    """The domain a domain budget counts ('' for all domains)."""
+    day: Mapped[datetime] = mapped_column(UtcDateTime())
+    """Midnight UTC of the day the budget counts."""
+    usd: Mapped[Decimal] = mapped_column(Numeric(14, 6))
+    """The most the owner's calls may spend under it that day."""
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    """The database's time after which it reserves nothing (its owner renews it in use)."""
+
+    __table_args__ = (Index("ix_budget_leases_scope", "scope", "day"),)
 
 
 class ModelCallRow(Base):
