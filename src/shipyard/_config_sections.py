@@ -222,6 +222,13 @@ class BudgetSettings(Section):
     task_tokens: int | None = Field(default=None, ge=0)
     day_usd: float | None = Field(default=None, ge=0, description="all domains, per UTC day")
     day_tokens: int | None = Field(default=None, ge=0)
+    lease_calls: int = Field(
+        default=32,
+        ge=0,
+        description="model calls' worst cases a worker leases from a day budget at once "
+        "(at most a quarter of what is left); 0: every call holds against the day budgets "
+        "under their shared lock",
+    )
 
 
 class PriceSettings(Section):

@@ -25,6 +25,7 @@ from shipyard.generate import (
     GenerationRequest,
     Limit,
     Plan,
+    Spend,
     TierWalk,
     call_with_retries,
     price_call,
@@ -216,12 +217,15 @@ def _hold_budget(rt: Runtime, request: GenerationRequest, tier: str) -> str:
         _hold_key(request),
         call,
         seconds=tries * (tier_settings.timeout_seconds + 60.0),  # every try and its backoff
+        leases=rt.budget_leases,
     )
 
 
 def _drop_hold(rt: Runtime, request: GenerationRequest) -> None:
     with transaction(rt.sessions) as session:
         drop_hold(session, _hold_key(request))
+    if rt.budget_leases is not None:
+        rt.budget_leases.drop(_hold_key(request))
 
 
 def _take_rate_slot(rt: Runtime, tier: str) -> float:
@@ -285,7 +289,7 @@ def _plan(rt: Runtime, request: GenerationRequest) -> tuple[Plan, list[Limit]]:
             if requested == "auto"
             else {}
         )
-        limits = limits_for(session, settings, task)
+        limits = limits_for(session, settings, task, leases=rt.budget_leases)
     plan = rt.router.plan(
         requested, job_kind=request.kind.name, failed_tier=failed_tier, rates=rates
     )
@@ -472,6 +476,8 @@ def _store_attempt(
     route: list[str],
     change_record: dict[str, Any] | None = None,
 ) -> None:
+    key, leases = _hold_key(request), rt.budget_leases
+    leased = leases is not None and leases.holding(key)
     with transaction(rt.sessions) as session:
         row = session.scalar(
             select(AttemptRow).where(
@@ -496,6 +502,8 @@ def _store_attempt(
             overrides=rt.project.settings.prices,
         )
         row.cost_usd, row.cost_source = cost.usd, cost.source
+        # The day budgets' leases this call was held under: their reserve shrinks by this.
+        row.budget_lease = leases.owner if leases is not None and leased else ""
         row.feedback = [f.to_dict() for f in request.feedback]
         row.recalled = [item["id"] for item in request.recalled]
         row.change = change_record
@@ -504,7 +512,7 @@ def _store_attempt(
         row.passed = False if report is not None else None
         row.checked_at = _now() if report is not None else None
         _task(session, request.task_id).attempts = request.attempt
-        drop_hold(session, _hold_key(request))  # the attempt now carries the real spend
+        drop_hold(session, key)  # the attempt now carries the real spend
         govern.record(
             session,
             actor=f"agent {request.kind.domain}",
@@ -521,6 +529,9 @@ def _store_attempt(
                 "cost_usd": str(cost.usd),
             },
         )
+    if leased and leases is not None:
+        spent = Spend(usd=cost.usd, tokens=generation.input_tokens + generation.output_tokens)
+        leases.settle(key, spent)
 
 
 def _produced(request: GenerationRequest, generation: Generation) -> str:

@@ -3,6 +3,12 @@
 Every attempt row carries its tokens and price, so the ledger is a set of queries over
 ``attempts``: a task's spend, a domain's and everyone's spend in the current UTC day, and
 roll-ups per job kind, domain and day for ``shipyard budget``.
+
+What a budget has committed is what was spent, plus what calls in flight may still spend:
+holds (``budget_holds``) and what workers' day-budget leases still reserve
+(``budget_leases``, see ``_leases``). ``hold`` sets one call's worst case aside: against
+every budget under their rows' locks, or, given a worker's leases, against the task's own
+budget here and the day budgets in the worker's leases.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,22 +26,47 @@ from shipyard.config import Settings
 from shipyard.errors import StateError
 from shipyard.generate import GenerationRequest, Limit, Rate, Recorded, Spend
 from shipyard.model import TaskState
-from shipyard.store import AttemptRow, BudgetHoldRow, TaskRow, lock_rows, transaction
+from shipyard.store import (
+    AttemptRow,
+    BudgetHoldRow,
+    BudgetLeaseRow,
+    TaskRow,
+    database_now,
+    lock_rows,
+    transaction,
+)
 
 __all__ = [
+    "Budget",
     "BudgetLine",
     "BudgetReport",
+    "Leases",
     "Rollup",
+    "binding",
     "budget_report",
+    "committed",
     "day_start",
     "drop_hold",
     "hold",
+    "leased",
     "limits_for",
     "rates_for",
     "replay_lookup",
     "rollups",
     "spend",
 ]
+
+
+class Leases(Protocol):
+    """A worker's leases on the day budgets (``_leases.BudgetLeases``), as the ledger uses
+    them: the worker's calls are held against them, and counted as its own."""
+
+    @property
+    def owner(self) -> str: ...
+
+    def hold(self, key: str, call: Spend, budgets: Sequence[Budget], *, seconds: float) -> str: ...
+
+    def in_flight(self, scope: str) -> Spend: ...
 
 
 def day_start(now: datetime | None = None) -> datetime:
@@ -65,9 +96,15 @@ def spend(
 
 
 def held(
-    session: Session, *, task_id: str = "", domain: str = "", since: datetime | None = None
+    session: Session,
+    *,
+    task_id: str = "",
+    domain: str = "",
+    since: datetime | None = None,
+    unleased: bool = False,
 ) -> Spend:
-    """Spend set aside for model calls in flight (unexpired holds) matching every filter."""
+    """Spend set aside for model calls in flight (unexpired holds) matching every filter;
+    ``unleased``: only holds no day-budget lease covers (what a day budget counts)."""
     query = select(
         func.coalesce(func.sum(BudgetHoldRow.usd), 0),
         func.coalesce(func.sum(BudgetHoldRow.tokens), 0),
@@ -78,17 +115,68 @@ def held(
         query = query.where(BudgetHoldRow.task_id == task_id)
     if since is not None:
         query = query.where(BudgetHoldRow.created_at >= since)
+    if unleased:
+        query = query.where(BudgetHoldRow.lease == "")
     usd, tokens = session.execute(query).one()
     return Spend(usd=Decimal(usd), tokens=int(tokens))
 
 
-def _committed(
-    session: Session, *, task_id: str = "", domain: str = "", since: datetime | None = None
-) -> Spend:
-    """What is spent plus what calls in flight may still spend."""
-    return spend(session, task_id=task_id, domain=domain, since=since) + held(
-        session, task_id=task_id, domain=domain, since=since
+def leased(session: Session, scope: str, domain: str, day: datetime, *, exclude: str = "") -> Spend:
+    """What unexpired leases of a day budget still reserve: each lease less what its owner's
+    attempts spent in the budget's scope that day (the leases of ``exclude`` left out)."""
+    query = select(BudgetLeaseRow.owner, BudgetLeaseRow.usd, BudgetLeaseRow.tokens).where(
+        BudgetLeaseRow.scope == scope,
+        BudgetLeaseRow.day == day,
+        BudgetLeaseRow.expires_at > database_now(session),
     )
+    if exclude:
+        query = query.where(BudgetLeaseRow.owner != exclude)
+    leases = session.execute(query).all()
+    if not leases:
+        return Spend()
+    spent = select(
+        AttemptRow.budget_lease,
+        func.coalesce(func.sum(AttemptRow.cost_usd), 0),
+        func.coalesce(func.sum(AttemptRow.input_tokens + AttemptRow.output_tokens), 0),
+    ).where(
+        AttemptRow.budget_lease.in_([owner for owner, _, _ in leases]),
+        AttemptRow.generated_at >= day,
+    )
+    if domain:
+        spent = spent.join(TaskRow, TaskRow.id == AttemptRow.task_id).where(
+            TaskRow.domain == domain
+        )
+    by_owner = {
+        owner: (Decimal(usd), int(tokens))
+        for owner, usd, tokens in session.execute(spent.group_by(AttemptRow.budget_lease)).all()
+    }
+    reserved = Spend()
+    for owner, usd, tokens in leases:
+        used_usd, used_tokens = by_owner.get(owner, (Decimal(0), 0))
+        reserved += Spend(usd=max(Decimal(0), usd - used_usd), tokens=max(0, tokens - used_tokens))
+    return reserved
+
+
+def committed(session: Session, budget: Budget, *, exclude: str = "") -> Spend:
+    """What a budget has committed: spent, held for calls in flight, and (a day budget)
+    reserved by leases, the leases of ``exclude`` left out.
+
+    Read in this order so that a call recorded meanwhile (its attempt written, its hold or
+    lease reserve released in the same transaction) is counted twice rather than missed:
+    each statement sees what was committed when it began.
+    """
+    since = day_start() if budget.daily else None
+    total = Spend()
+    if budget.daily:
+        total += leased(session, budget.scope, budget.domain, since or day_start(), exclude=exclude)
+    total += held(
+        session,
+        task_id=budget.task_id,
+        domain=budget.domain,
+        since=since,
+        unleased=budget.daily,
+    )
+    return total + spend(session, task_id=budget.task_id, domain=budget.domain, since=since)
 
 
 def hold(
@@ -99,39 +187,67 @@ def hold(
     call: Spend,
     *,
     seconds: float,
+    leases: Leases | None = None,
 ) -> str:
     """Set ``call``'s worst case aside against every budget binding the task.
 
-    Returns '' when held, else why the call would break a budget. The budgets' rows are
-    locked while spend and holds are summed and the hold is written, so two workers can
-    never both take the last of a budget. ``key`` names the call (a re-run step replaces
-    its own hold); the hold lapses after ``seconds`` if its worker dies mid-call.
+    Returns '' when held, else why the call would break a budget. ``key`` names the call (a
+    re-run step replaces its own hold); the hold lapses after ``seconds`` if its worker dies
+    mid-call. Without ``leases``, the budgets' rows are locked while what they committed is
+    summed and the hold is written, so two workers can never both take the last of a budget.
+    With a worker's ``leases``, only the task's own budget is held that way (its row is the
+    task's, locked by no other task); the day budgets take the call from the worker's leases,
+    which touch the shared rows only to lease more.
     """
     with transaction(sessions) as session:
         task = session.get(TaskRow, task_id)
         if task is None:
             raise StateError(f"task {task_id} vanished from the database")
-        binding = _binding(settings, task)
-        if not binding:
-            return ""
-        lock_rows(session, *(f"budget {b.scope}" for b in binding))
-        session.execute(delete(BudgetHoldRow).where(BudgetHoldRow.id == key))
-        for limit in limits_for(session, settings, task):
-            reason = limit.broken_by(call)
+        bound = binding(settings, task)
+        shared = [b for b in bound if b.daily] if leases is not None else []
+        here = [b for b in bound if b not in shared]
+        if here:
+            reason = _hold_rows(session, task, key, call, here, seconds, leases)
             if reason:
                 return reason
-        now = datetime.now(UTC)
-        session.add(
-            BudgetHoldRow(
-                id=key,
-                task_id=task.id,
-                domain=task.domain,
-                usd=call.usd,
-                tokens=call.tokens,
-                created_at=now,
-                expires_at=now + timedelta(seconds=seconds),
-            )
+    if not shared or leases is None:
+        return ""
+    reason = leases.hold(key, call, shared, seconds=seconds)
+    if reason and here:
+        with transaction(sessions) as session:
+            drop_hold(session, key)
+    return reason
+
+
+def _hold_rows(
+    session: Session,
+    task: TaskRow,
+    key: str,
+    call: Spend,
+    budgets: list[Budget],
+    seconds: float,
+    leases: Leases | None,
+) -> str:
+    """Hold ``call`` against ``budgets`` under their rows' locks (a ``budget_holds`` row)."""
+    lock_rows(session, *(f"budget {b.scope}" for b in budgets))
+    session.execute(delete(BudgetHoldRow).where(BudgetHoldRow.id == key))
+    for budget in budgets:
+        reason = _limit(budget, committed(session, budget)).broken_by(call)
+        if reason:
+            return reason
+    now = datetime.now(UTC)
+    session.add(
+        BudgetHoldRow(
+            id=key,
+            task_id=task.id,
+            domain=task.domain,
+            usd=call.usd,
+            tokens=call.tokens,
+            created_at=now,
+            expires_at=now + timedelta(seconds=seconds),
+            lease=leases.owner if leases is not None else "",
         )
+    )
     return ""
 
 
@@ -145,7 +261,7 @@ def _decimal(value: float | None) -> Decimal | None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Budget:
+class Budget:
     """A budget that binds a task: its scope, limits, and the spend filters it counts."""
 
     scope: str
@@ -156,13 +272,13 @@ class _Budget:
     daily: bool = False
 
 
-def _binding(settings: Settings, task: TaskRow) -> list[_Budget]:
+def binding(settings: Settings, task: TaskRow) -> list[Budget]:
     """The budgets set for this task (its own, its domain's today, everyone's today)."""
-    found: list[_Budget] = []
+    found: list[Budget] = []
     budgets = settings.budgets
     if budgets.task_usd is not None or budgets.task_tokens is not None:
         found.append(
-            _Budget(
+            Budget(
                 scope=f"task {task.id}",
                 usd=budgets.task_usd,
                 tokens=budgets.task_tokens,
@@ -172,7 +288,7 @@ def _binding(settings: Settings, task: TaskRow) -> list[_Budget]:
     domain = settings.domains.get(task.domain)
     if domain is not None and (domain.day_usd is not None or domain.day_tokens is not None):
         found.append(
-            _Budget(
+            Budget(
                 scope=f"domain {task.domain} today",
                 usd=domain.day_usd,
                 tokens=domain.day_tokens,
@@ -182,7 +298,7 @@ def _binding(settings: Settings, task: TaskRow) -> list[_Budget]:
         )
     if budgets.day_usd is not None or budgets.day_tokens is not None:
         found.append(
-            _Budget(
+            Budget(
                 scope="all domains today",
                 usd=budgets.day_usd,
                 tokens=budgets.day_tokens,
@@ -192,23 +308,27 @@ def _binding(settings: Settings, task: TaskRow) -> list[_Budget]:
     return found
 
 
-def limits_for(session: Session, settings: Settings, task: TaskRow) -> list[Limit]:
-    """The budgets that bind this task's next call, each with what is spent or held for it."""
-    today = day_start()
-    return [
-        Limit(
-            scope=budget.scope,
-            usd=_decimal(budget.usd),
-            tokens=budget.tokens,
-            spent=_committed(
-                session,
-                task_id=budget.task_id,
-                domain=budget.domain,
-                since=today if budget.daily else None,
-            ),
-        )
-        for budget in _binding(settings, task)
-    ]
+def limits_for(
+    session: Session, settings: Settings, task: TaskRow, *, leases: Leases | None = None
+) -> list[Limit]:
+    """The budgets that bind this task's next call, each with what is committed against it.
+
+    Seen from a worker with ``leases``: what its own leases still reserve is its to spend, so
+    only its calls in flight count, not the rest of its leases."""
+    limits = []
+    for budget in binding(settings, task):
+        if leases is not None and budget.daily:
+            spent = committed(session, budget, exclude=leases.owner) + leases.in_flight(
+                budget.scope
+            )
+        else:
+            spent = committed(session, budget)
+        limits.append(_limit(budget, spent))
+    return limits
+
+
+def _limit(budget: Budget, spent: Spend) -> Limit:
+    return Limit(scope=budget.scope, usd=_decimal(budget.usd), tokens=budget.tokens, spent=spent)
 
 
 def rates_for(

@@ -6,6 +6,10 @@ workflow reads the runtime installed in its process.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +17,7 @@ from functools import cached_property
 from importlib.metadata import entry_points
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.artifacts import ArtifactBackend, ArtifactStore, DatabaseArtifactStore, SigningKey
@@ -33,6 +38,7 @@ from shipyard.jobs import JobKind, JobRegistry
 from shipyard.memory import SemanticMemory, load_embedder
 from shipyard.model import Risk
 from shipyard.observe import Tracing
+from shipyard.orchestrator._leases import BudgetLeases
 from shipyard.orchestrator._ledger import replay_lookup
 from shipyard.policy import Policies
 from shipyard.release import GitTarget, HttpHandler, RepoChangeTarget, StaticSite, Target
@@ -198,6 +204,16 @@ class Runtime:
         return session_factory(self.engine)
 
     @cached_property
+    def budget_leases(self) -> BudgetLeases | None:
+        """This process's leases on the day budgets (None when ``budgets.lease_calls`` is 0:
+        every call then holds against the day budgets under their shared lock)."""
+        calls = self.project.settings.budgets.lease_calls
+        if not calls:
+            return None
+        owner = f"{socket.gethostname()[:48]}-{os.getpid()}-{secrets.token_hex(4)}"
+        return BudgetLeases(self.sessions, owner=owner, calls=calls)
+
+    @cached_property
     def artifacts(self) -> ArtifactBackend:
         """Where artifact files live: ``[artifacts] backend`` (auto: the database on
         PostgreSQL, so every worker sharing it shares the store; a folder on SQLite)."""
@@ -337,6 +353,11 @@ class Runtime:
             )
 
     def close(self) -> None:
+        leases = self.__dict__.get("budget_leases")
+        if leases is not None:
+            # Best effort: leases left behind lapse on their own within minutes.
+            with contextlib.suppress(SQLAlchemyError):
+                leases.release()
         if "tracing" in self.__dict__:
             self.tracing.shutdown()  # flushes what is still batched
         if "sandbox" in self.__dict__:
