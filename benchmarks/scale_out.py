@@ -9,10 +9,16 @@ machine, the CPU running out: the figures say which).
 The job kind is ``shipyard.testing.scaffold_project``'s ``note`` (one JSON file, one JSON
 Schema check in the sandbox, published to a static site without approval), with its tier
 switched to ``slow``: the real ``openai`` provider pointed at a Chat Completions server in
-this script, on loopback, which answers every call after ``--latency`` seconds (200 ms)
-with the note for the name the prompt asks about. The project has a day budget and a price
-for the model, so every call is held against the budget and recorded in the ledger, as in
-production.
+this script, on loopback, which answers every call after ``--latency`` seconds (200 ms on
+average, each call drawn evenly within ``--jitter``, 100 ms, of it, from a seeded generator)
+with the note for the name the prompt asks about. The jitter is there because a worker
+claims its next task on its queue's poll, every 200 ms, counted from the poll that claimed
+the last one: a worker running one task at a time idles from a task's end to the next tick,
+which for a task time that never varies is the same every time (30 ms in one run, 160 ms
+in another, as the task time falls), and decides the ratio more than anything shared does.
+Spread over a whole poll period, the idle time averages half a period for every W.
+``--jitter 0`` shows the effect. The project has a day budget and a price for the model,
+so every call is held against the budget and recorded in the ledger, as in production.
 
 For each worker count W (1, 2, 4 by default), on a fresh PostgreSQL database each time:
 W ``shipyard worker`` processes start and register, then ``--tasks`` tasks are submitted in
@@ -20,21 +26,28 @@ one batch and run to the end, and the workers are stopped. tasks/s is the count 
 time from the first task's first step to the last task's end (from the records); "in flight"
 is the most model calls the server saw at once (W x per-worker concurrency is the ceiling);
 "CPU busy" is the machine's busy time over that window (all cores, from /proc/stat), which
-tells a CPU-bound run from a serialized one.
+tells a CPU-bound run from a serialized one; "waiting on a lock" is the share of samples,
+every 100 ms, in which some session of the database waited on a lock (with the statements
+seen waiting); "idle between tasks" is a worker's time from one task's workflow ending to its
+claim of the next (DBOS's ``workflow_status``).
 
 PostgreSQL comes from ``SHIPYARD_BENCH_POSTGRES_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``; only its server and credentials are used).
 
     .venv/bin/python benchmarks/scale_out.py [--tasks N] [--workers 1,2,4]
                                              [--concurrency C] [--latency SECONDS]
+                                             [--jitter SECONDS]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
+import math
 import os
+import random
 import re
 import signal
 import statistics
@@ -43,13 +56,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from _harness import fresh_postgres, load_average, machine_line, percentile, side_by_side, target
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.store import StepRow, TaskRow, WorkerRow, make_engine, session_factory
@@ -63,14 +78,16 @@ _NAME = re.compile(r"greeting (n\d+)\.")
 
 
 class SlowModel:
-    """A Chat Completions server on loopback that answers each call after ``latency`` s.
+    """A Chat Completions server on loopback that answers each call after ``latency`` s,
+    give or take up to ``jitter`` s (drawn evenly, seeded).
 
     The reply is the ``note.json`` the prompt asks for (the name is read from the prompt),
     in Shipyard's reply format, with token counts the ledger prices.
     """
 
-    def __init__(self, latency: float) -> None:
-        self.latency = latency
+    def __init__(self, latency: float, jitter: float) -> None:
+        self.latency, self.jitter = latency, jitter
+        self._random = random.Random(22)
         self.calls = 0
         self.in_flight = 0
         self.peak = 0
@@ -87,8 +104,9 @@ class SlowModel:
                     model.calls += 1
                     model.in_flight += 1
                     model.peak = max(model.peak, model.in_flight)
+                    delay = model.latency + model._random.uniform(-model.jitter, model.jitter)
                 try:
-                    time.sleep(model.latency)
+                    time.sleep(max(0.0, delay))
                 finally:
                     with model._lock:
                         model.in_flight -= 1
@@ -154,6 +172,37 @@ def _project(folder: Path, model: SlowModel, concurrency: int) -> Path:
     config = root / "shipyard.toml"
     config.write_text(config.read_text().replace('tier = "template"', 'tier = "slow"', 1))
     return root
+
+
+class LockWaits:
+    """Samples, every 100 ms, whether any session of the database waits on a lock (a row, a
+    transaction: ``pg_stat_activity.wait_event_type = 'Lock'``), and on which statement."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.samples, self.waiting = url, 0, 0
+        self.statements: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> LockWaits:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _sample(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.wait(0.1):
+                rows = conn.execute(
+                    "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 70) "
+                    "FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                ).fetchall()
+                self.samples += 1
+                self.waiting += bool(rows)
+                self.statements.update(row[0] for row in rows)
 
 
 def _process_cpu(pid: int) -> float:
@@ -222,7 +271,7 @@ def _workers(root: Path, count: int, env: dict[str, str]) -> Iterator[tuple[list
 
 def run(
     tasks: int, workers: int, *, model: SlowModel, concurrency: int, base_pg: str
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """One configuration: W workers registered, N tasks submitted, run to the end."""
     with (
         tempfile.TemporaryDirectory(prefix="shipyard-scale-out-") as folder,
@@ -259,6 +308,7 @@ def run(
         batch = root / "names.csv"
         batch.write_text("name\n" + "".join(f"n{i:05d}\n" for i in range(tasks)))
         model.reset()
+        waits = stack.enter_context(LockWaits(url))
         busy0, total0 = _cpu_ticks()
         workers0, pg0 = sum(_process_cpu(p) for p in pids), _postgres_cpu()
         subprocess.run(
@@ -284,6 +334,9 @@ def run(
         busy1, total1 = _cpu_ticks()
         workers1, pg1 = sum(_process_cpu(p) for p in pids), _postgres_cpu()
         figures = _figures(sessions, tasks)
+        waits.__exit__()
+        figures["lock_waits"] = waits.waiting / max(1, waits.samples)
+        figures["lock_statements"] = waits.statements.most_common(3)
         figures["in_flight_peak"] = model.peak
         figures["calls"] = model.calls
         figures["cpu_busy"] = (busy1 - busy0) / max(1, total1 - total0)
@@ -292,12 +345,24 @@ def run(
         return figures
 
 
-def _figures(sessions: Any, expected: int) -> dict[str, float]:
+def _figures(sessions: Any, expected: int) -> dict[str, Any]:
     with sessions() as session:
         states = session.scalars(select(TaskRow.state)).all()
         steps = session.execute(
             select(StepRow.task_id, StepRow.stage, StepRow.started_at, StepRow.finished_at)
         ).all()
+        # Each task's workflow: which worker claimed it, when, and when it ended (DBOS's rows).
+        runs = session.execute(
+            text(
+                "SELECT executor_id, started_at_epoch_ms, updated_at FROM dbos.workflow_status "
+                "WHERE name = 'shipyard.task' ORDER BY executor_id, started_at_epoch_ms"
+            )
+        ).all()
+    idle = [
+        float(claimed - ended)
+        for (worker, _, ended), (same, claimed, _) in itertools.pairwise(runs)
+        if worker == same
+    ]
     published = sum(1 for s in states if s == "published")
     if published != expected:
         raise SystemExit(f"{published} of {expected} tasks published: {sorted(set(states))}")
@@ -315,6 +380,7 @@ def _figures(sessions: Any, expected: int) -> dict[str, float]:
         "task_p50_ms": statistics.median(walls),
         "task_p95_ms": percentile(walls, 95),
         "generate_p50_ms": statistics.median(generate),
+        "idle_p50_ms": statistics.median(idle) if idle else math.nan,
     }
 
 
@@ -324,16 +390,18 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4", help="worker counts to compare")
     parser.add_argument("--concurrency", type=int, default=1, help="tasks at once per worker")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per model call")
+    parser.add_argument("--jitter", type=float, default=0.1, help="give or take, seconds")
     args = parser.parse_args()
     base_pg = os.environ.get("SHIPYARD_BENCH_POSTGRES_URL", PG_DEFAULT)
     counts = [int(n) for n in args.workers.split(",") if n]
     print(f"machine: {machine_line('dbos')}")
     print(
         f"latency-bound scale-out on PostgreSQL: {args.tasks} tasks per run, a model call of "
-        f"{args.latency * 1000:.0f} ms, {args.concurrency} task(s) at once per worker"
+        f"{args.latency * 1000:.0f} ms (+/- {args.jitter * 1000:.0f} ms), "
+        f"{args.concurrency} task(s) at once per worker"
     )
-    model = SlowModel(args.latency)
-    results: dict[int, dict[str, float]] = {}
+    model = SlowModel(args.latency, args.jitter)
+    results: dict[int, dict[str, Any]] = {}
     try:
         for count in counts:
             results[count] = run(
@@ -353,16 +421,21 @@ def main() -> None:
         ("task p50", [f"{results[n]['task_p50_ms']:.0f} ms" for n in counts]),
         ("task p95", [f"{results[n]['task_p95_ms']:.0f} ms" for n in counts]),
         ("generate p50", [f"{results[n]['generate_p50_ms']:.0f} ms" for n in counts]),
+        ("idle between tasks p50", [f"{results[n]['idle_p50_ms']:.0f} ms" for n in counts]),
         (
             "calls in flight (peak)",
             [f"{results[n]['in_flight_peak']:.0f} of {n * args.concurrency}" for n in counts],
         ),
         ("worker CPU per task", [f"{results[n]['worker_cpu_ms']:.0f} ms" for n in counts]),
         ("PostgreSQL CPU per task", [f"{results[n]['postgres_cpu_ms']:.0f} ms" for n in counts]),
+        ("waiting on a lock", [f"{results[n]['lock_waits'] * 100:.1f} %" for n in counts]),
         ("CPU busy (all cores)", [f"{results[n]['cpu_busy'] * 100:.0f} %" for n in counts]),
         ("wall", [f"{results[n]['seconds']:.1f} s" for n in counts]),
     ]
     print("\n".join(side_by_side(columns, rows, label=24, width=12)))
+    for n in counts:
+        for statement, seen in results[n]["lock_statements"]:
+            print(f"  {n} worker(s), waiting on a lock in {seen} samples: {statement}")
     if one and 4 in results:
         ratio = results[4]["tasks_per_s"] / one
         print(
