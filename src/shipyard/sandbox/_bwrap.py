@@ -15,7 +15,7 @@ that a slot, whose mounts are fixed when it starts, cannot give: it gets a bubbl
 of its own instead (:mod:`shipyard.sandbox._fresh`), with the same isolation and limits.
 So does every run of a backend made ``one_shot``: a process that runs one command and exits
 (``shipyard sandbox exec``) would pay far more to start a slot, and import the preloaded
-tooling into it, than a sandbox of its own costs (about 20 ms). Several runs that use that
+tooling into it, than a sandbox of its own costs (20–40 ms). Several runs that use that
 tooling (``shipyard check``) still gain from one slot that imports it once.
 """
 
